@@ -1,0 +1,4 @@
+"""The session protocol as code: ids, HTTP bodies, WebSocket frames, SSE framing, requirements.
+
+Every other package imports the contract from here, so a change to the protocol is made once.
+"""

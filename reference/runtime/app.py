@@ -1,0 +1,197 @@
+"""The reference Agent Runtime: `create_app(settings)`; run with `uvicorn --factory`."""
+
+import json
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import ValidationError
+
+from conformance import __version__
+from conformance.contract import sse
+from conformance.contract.bodies import (
+    AgentInfo,
+    CreatedSession,
+    CurrentAgent,
+    Health,
+    History,
+    SessionInfo,
+    SessionList,
+    StreamDone,
+    StreamError,
+    StreamRequest,
+)
+from reference.asgi_guards import BodyLimit, KeyGuard
+from reference.errors import error_response, install_error_handlers
+from reference.runtime.agents import AGENTS
+from reference.runtime.script_agent import respond
+from reference.runtime.store import SessionNotFound, SessionState, Store
+from reference.settings import RuntimeSettings
+
+log = logging.getLogger("sessionlab.runtime")
+SERVICE = "sessionlab-runtime"
+MAX_BODY_BYTES = 4 * 1024 * 1024
+
+
+def get_store(request: Request) -> Store:
+    store: Store = request.app.state.store
+    return store
+
+
+def get_settings(request: Request) -> RuntimeSettings:
+    settings: RuntimeSettings = request.app.state.settings
+    return settings
+
+
+StoreDep = Annotated[Store, Depends(get_store)]
+SettingsDep = Annotated[RuntimeSettings, Depends(get_settings)]
+
+router = APIRouter()
+
+
+async def _not_found(_request: Request, exc: Exception) -> JSONResponse:
+    return error_response(404, f"session not found: {exc}")
+
+
+@router.get("/health")
+async def health() -> Health:
+    return Health(status="healthy", service=SERVICE, version=__version__)
+
+
+@router.post("/sessions")
+async def create_session(request: Request, store: StoreDep) -> CreatedSession:
+    # The body is optional and carries nothing yet; anything but a JSON object is refused.
+    raw = await request.body()
+    if raw.strip():
+        try:
+            parsed = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            parsed = None
+        if not isinstance(parsed, dict):
+            raise HTTPException(422, "the body, when given, must be a JSON object")
+    log.info("Creating new session")
+    state = await store.create_session()
+    log.info("Created new session: %s", state.session_id)
+    return CreatedSession(
+        session_id=state.session_id,
+        message_count=0,
+        current_agent="orchestrator",
+        created_at=state.created_at,
+    )
+
+
+def _info(state: SessionState) -> SessionInfo:
+    return SessionInfo(
+        session_id=state.session_id,
+        message_count=state.message_count,
+        last_activity=state.last_activity,
+        current_agent=state.current_agent,
+    )
+
+
+@router.get("/sessions")
+async def list_sessions(store: StoreDep) -> SessionList:
+    sessions = [_info(state) for state in await store.list_sessions()]
+    return SessionList(sessions=sessions, total=len(sessions))
+
+
+@router.get("/sessions/{session_id}/history")
+async def history(session_id: str, store: StoreDep) -> History:
+    state = await store.get_session(session_id)
+    messages = await store.messages(session_id)
+    switches = await store.agent_history(session_id)
+    return History(
+        session_id=session_id,
+        messages=messages,
+        message_count=len(messages),
+        last_activity=state.last_activity,
+        current_agent=state.current_agent,
+        agent_history=[record.model_dump() for record in switches],
+    )
+
+
+@router.get("/agents")
+async def agents() -> list[AgentInfo]:
+    return list(AGENTS.values())
+
+
+@router.get("/agents/{session_id}/current")
+async def current_agent(session_id: str, store: StoreDep) -> CurrentAgent:
+    state = await store.get_session(session_id)
+    switches = await store.agent_history(session_id)
+    return CurrentAgent(
+        session_id=session_id,
+        current_agent=state.current_agent,
+        agent_history=[record.model_dump() for record in switches],
+        switch_count=len(switches),
+    )
+
+
+def _new_call_id() -> str:
+    return f"call_{secrets.token_hex(8)}"
+
+
+@router.post("/agent/message/stream", response_model=None)
+async def message_stream(
+    request: Request, store: StoreDep, settings: SettingsDep
+) -> StreamingResponse | JSONResponse:
+    try:
+        body = StreamRequest.model_validate_json(await request.body())
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}"
+            for e in exc.errors(include_url=False)
+        )
+        return error_response(422, f"invalid stream request: {problems}")
+    session_id = body.session_id
+    try:
+        state = await store.get_session(session_id)
+    except SessionNotFound:
+        if settings.strict:
+            raise
+        state = await store.create_session(session_id)
+    call_id = getattr(body.message, "call_id", None)
+    call = await store.tool_call(session_id, call_id) if call_id else None
+    turn = respond(body.message, state.current_agent, call, _new_call_id)
+    # Everything is stored before the first byte goes out: an acknowledged turn is never lost.
+    await store.apply_turn(session_id, turn)
+
+    async def events() -> AsyncIterator[bytes]:
+        for frame in turn.frames:
+            yield sse.encode_event(sse.MESSAGE, frame.model_dump(mode="json", exclude_none=True))
+        if turn.error is not None:
+            yield sse.encode_event(sse.ERROR, StreamError(error=turn.error).model_dump())
+        else:
+            yield sse.encode_event(sse.DONE, StreamDone().model_dump())
+
+    return StreamingResponse(
+        events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+    )
+
+
+def create_app(settings: RuntimeSettings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.database_url is None:
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+        app.state.store = await Store.open(settings.resolved_database_url())
+        try:
+            yield
+        finally:
+            await app.state.store.close()
+
+    app = FastAPI(
+        title="sessionlab reference Agent Runtime", version=__version__, lifespan=lifespan
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+    app.add_exception_handler(SessionNotFound, _not_found)
+    app.include_router(router)
+    if settings.internal_key is not None:
+        app.add_middleware(KeyGuard, key=settings.internal_key.get_secret_value().encode())
+    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
+    return app

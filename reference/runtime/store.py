@@ -1,0 +1,229 @@
+"""The session store: SQLAlchemy 2 async, SQLite (WAL) by default, PostgreSQL by URL alone."""
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import event, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+from conformance.contract.bodies import AgentSwitchRecord, Message
+from conformance.contract.ids import new_server_session_id
+from reference.clock import utc_now
+from reference.runtime.agents import DEFAULT_AGENT
+from reference.runtime.script_agent import PendingCall, Turn
+from reference.runtime.tables import AgentSwitchRow, Base, MessageRow, SessionRow, ToolCallRow
+
+
+class SessionNotFound(LookupError):
+    pass
+
+
+@dataclass(frozen=True)
+class SessionState:
+    session_id: str
+    created_at: str
+    last_activity: str
+    current_agent: str
+    message_count: int
+    switch_count: int
+
+
+def _state(row: SessionRow) -> SessionState:
+    return SessionState(
+        session_id=row.id,
+        created_at=row.created_at,
+        last_activity=row.last_activity,
+        current_agent=row.current_agent,
+        message_count=row.message_count,
+        switch_count=row.switch_count,
+    )
+
+
+def _message(row: MessageRow) -> Message:
+    return Message(
+        role=row.role,
+        content=row.content,
+        name=row.name,
+        tool_call_id=row.tool_call_id,
+        tool_calls=row.tool_calls,
+    )
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    # FULL: a commit is on disk before the answer that acknowledges it (R-CREATE-4).
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
+class Store:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+        # SQLite has one writer; queueing writers here avoids its busy/snapshot errors.
+        # PostgreSQL takes row locks instead (SELECT ... FOR UPDATE below).
+        self._write_lock = asyncio.Lock() if engine.dialect.name == "sqlite" else None
+
+    @classmethod
+    async def open(cls, url: str) -> "Store":
+        engine = create_async_engine(url, pool_pre_ping=True)
+        if engine.dialect.name == "sqlite":
+            event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        async with engine.begin() as connection:
+            await connection.run_sync(Base.metadata.create_all)
+        return cls(engine)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    @contextlib.asynccontextmanager
+    async def _writing(self) -> AsyncIterator[AsyncSession]:
+        async with contextlib.AsyncExitStack() as stack:
+            if self._write_lock is not None:
+                await stack.enter_async_context(self._write_lock)
+            db = await stack.enter_async_context(self._sessions())
+            await stack.enter_async_context(db.begin())
+            yield db
+
+    async def create_session(self, session_id: str | None = None) -> SessionState:
+        for _ in range(5):
+            now = utc_now()
+            row = SessionRow(
+                id=session_id or new_server_session_id(),
+                created_at=now,
+                last_activity=now,
+                current_agent=DEFAULT_AGENT,
+                message_count=0,
+                switch_count=0,
+            )
+            try:
+                async with self._writing() as db:
+                    db.add(row)
+            except IntegrityError:
+                if session_id is not None:
+                    raise
+                continue  # a random id collided: draw another
+            return _state(row)
+        raise RuntimeError("could not draw a free session id")
+
+    async def get_session(self, session_id: str) -> SessionState:
+        async with self._sessions() as db:
+            row = await db.get(SessionRow, session_id)
+            if row is None:
+                raise SessionNotFound(session_id)
+            return _state(row)
+
+    async def list_sessions(self) -> list[SessionState]:
+        async with self._sessions() as db:
+            rows = await db.scalars(
+                select(SessionRow).order_by(SessionRow.last_activity.desc(), SessionRow.id)
+            )
+            return [_state(row) for row in rows]
+
+    async def count_sessions(self) -> int:
+        async with self._sessions() as db:
+            return int(await db.scalar(select(func.count()).select_from(SessionRow)) or 0)
+
+    async def messages(self, session_id: str) -> list[Message]:
+        async with self._sessions() as db:
+            rows = await db.scalars(
+                select(MessageRow)
+                .where(MessageRow.session_id == session_id)
+                .order_by(MessageRow.seq)
+            )
+            return [_message(row) for row in rows]
+
+    async def agent_history(self, session_id: str) -> list[AgentSwitchRecord]:
+        async with self._sessions() as db:
+            rows = await db.scalars(
+                select(AgentSwitchRow)
+                .where(AgentSwitchRow.session_id == session_id)
+                .order_by(AgentSwitchRow.seq)
+            )
+            return [
+                AgentSwitchRecord(
+                    from_agent=row.from_agent,
+                    to_agent=row.to_agent,
+                    reason=row.reason,
+                    switched_at=row.switched_at,
+                )
+                for row in rows
+            ]
+
+    async def tool_call(self, session_id: str, call_id: str) -> PendingCall | None:
+        async with self._sessions() as db:
+            row = await db.get(ToolCallRow, call_id)
+            if row is None or row.session_id != session_id:
+                return None
+            return PendingCall(
+                call_id=row.call_id,
+                tool_name=row.tool_name,
+                arguments=row.arguments,
+                requires_approval=row.requires_approval,
+                state=row.state,
+                decision=row.decision,
+                feedback=row.feedback,
+            )
+
+    async def apply_turn(self, session_id: str, turn: Turn) -> None:
+        """Write all a turn changes in one transaction: it is there entirely or not at all."""
+        async with self._writing() as db:
+            session = await db.scalar(
+                select(SessionRow).where(SessionRow.id == session_id).with_for_update()
+            )
+            if session is None:
+                raise SessionNotFound(session_id)
+            now = utc_now()
+            for offset, message in enumerate(turn.messages):
+                db.add(
+                    MessageRow(
+                        session_id=session_id,
+                        seq=session.message_count + offset,
+                        role=message.role,
+                        content=message.content,
+                        name=message.name,
+                        tool_call_id=message.tool_call_id,
+                        tool_calls=message.tool_calls,
+                        created_at=now,
+                    )
+                )
+            session.message_count += len(turn.messages)
+            for call in turn.calls:
+                await db.merge(
+                    ToolCallRow(
+                        call_id=call.call_id,
+                        session_id=session_id,
+                        tool_name=call.tool_name,
+                        arguments=call.arguments,
+                        requires_approval=call.requires_approval,
+                        state=call.state,
+                        decision=call.decision,
+                        feedback=call.feedback,
+                    )
+                )
+            if turn.switch is not None:
+                db.add(
+                    AgentSwitchRow(
+                        session_id=session_id,
+                        seq=session.switch_count,
+                        from_agent=turn.switch.from_agent,
+                        to_agent=turn.switch.to_agent,
+                        reason=turn.switch.reason,
+                        switched_at=now,
+                    )
+                )
+                session.switch_count += 1
+                session.current_agent = turn.switch.to_agent
+            session.last_activity = now

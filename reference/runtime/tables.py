@@ -1,0 +1,68 @@
+"""The runtime's tables. Messages are rows appended one by one, never a rewritten blob."""
+
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class SessionRow(Base):
+    __tablename__ = "sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[str] = mapped_column(String(40))
+    last_activity: Mapped[str] = mapped_column(String(40), index=True)
+    current_agent: Mapped[str] = mapped_column(String(64))
+    # Kept on the session row so an append never counts the messages it follows.
+    message_count: Mapped[int] = mapped_column(Integer, default=0)
+    switch_count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class MessageRow(Base):
+    __tablename__ = "messages"
+
+    session_id: Mapped[str] = mapped_column(
+        ForeignKey("sessions.id", ondelete="CASCADE"), primary_key=True
+    )
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    role: Mapped[str] = mapped_column(String(16))
+    content: Mapped[str | None] = mapped_column(Text, nullable=True)
+    name: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    tool_call_id: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    tool_calls: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
+    created_at: Mapped[str] = mapped_column(String(40))
+
+
+class AgentSwitchRow(Base):
+    __tablename__ = "agent_switches"
+
+    session_id: Mapped[str] = mapped_column(
+        ForeignKey("sessions.id", ondelete="CASCADE"), primary_key=True
+    )
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    from_agent: Mapped[str] = mapped_column(String(64))
+    to_agent: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    switched_at: Mapped[str] = mapped_column(String(40))
+
+
+class ToolCallRow(Base):
+    """A tool call the agent made, with the approval decision taken on it."""
+
+    __tablename__ = "tool_calls"
+
+    call_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    session_id: Mapped[str] = mapped_column(
+        ForeignKey("sessions.id", ondelete="CASCADE"), index=True
+    )
+    tool_name: Mapped[str] = mapped_column(String(256))
+    arguments: Mapped[dict[str, Any]] = mapped_column(JSON)
+    requires_approval: Mapped[bool] = mapped_column(Boolean)
+    # awaiting_approval -> awaiting_result -> done
+    state: Mapped[str] = mapped_column(String(32))
+    decision: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    feedback: Mapped[str | None] = mapped_column(Text, nullable=True)

@@ -1,0 +1,42 @@
+"""Settings of the reference services. Built by the caller (CLI, tests), never read at import."""
+
+from pathlib import Path
+
+from pydantic import AnyHttpUrl, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATA_DIR = Path(".sessionlab/data")
+
+
+class RuntimeSettings(BaseSettings):
+    """The reference Agent Runtime. Environment variables: SESSIONLAB_<FIELD>."""
+
+    model_config = SettingsConfigDict(env_prefix="SESSIONLAB_", extra="ignore")
+
+    data_dir: Path = DEFAULT_DATA_DIR
+    # A full SQLAlchemy async URL wins over data_dir, e.g. postgresql+asyncpg://...
+    database_url: str | None = None
+    internal_key: SecretStr | None = None
+    # Strict profile: a stream for an unknown session is refused instead of creating it.
+    strict: bool = True
+
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'sessions.db').resolve()}"
+
+
+class GatewaySettings(BaseSettings):
+    """The reference Gateway. Environment variables: SESSIONLAB_<FIELD>."""
+
+    model_config = SettingsConfigDict(env_prefix="SESSIONLAB_", extra="ignore")
+
+    runtime_url: AnyHttpUrl = AnyHttpUrl("http://127.0.0.1:8001")
+    internal_key: SecretStr | None = None
+    client_key: SecretStr | None = None
+    connect_timeout: float = Field(default=2.0, gt=0)
+    request_timeout: float = Field(default=8.0, gt=0)
+    # How long one agent turn may stream before the socket gets an error frame.
+    turn_timeout: float = Field(default=60.0, gt=0)
+    # Strict profile: a WebSocket for an unknown session is closed with 4404.
+    strict: bool = True
