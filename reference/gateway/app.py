@@ -1,0 +1,63 @@
+"""The reference Gateway: REST proxy to the runtime plus one WebSocket per session.
+
+Run with `uvicorn --factory` around a small function that builds GatewaySettings and calls
+create_app; nothing here reads configuration at import.
+"""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+from fastapi import FastAPI
+
+from conformance import __version__
+from conformance.contract.bodies import Health
+from reference.asgi_guards import KEY_HEADER, BodyLimit
+from reference.errors import install_error_handlers
+from reference.gateway import proxy, websocket
+from reference.gateway.auth import client_key_guard
+from reference.gateway.deps import RUNTIME_CLIENT, SETTINGS
+from reference.settings import GatewaySettings
+
+SERVICE = "sessionlab-gateway"
+# The proxy holds a request body in memory while it forwards it.
+MAX_BODY_BYTES = 4 * 1024 * 1024
+
+
+def runtime_client(settings: GatewaySettings) -> httpx.AsyncClient:
+    """The pooled client to the runtime, carrying the internal key on every call (G-PROXY-2)."""
+    headers = {}
+    if settings.internal_key is not None:
+        headers[KEY_HEADER.decode()] = settings.internal_key.get_secret_value()
+    return httpx.AsyncClient(
+        base_url=str(settings.runtime_url),
+        headers=headers,
+        # A refused or silent runtime must turn into a 503 well within G-DOWN-1's 10 s.
+        timeout=httpx.Timeout(settings.request_timeout, connect=settings.connect_timeout),
+        # Proxy variables of the environment must not reroute calls to a loopback runtime.
+        trust_env=False,
+    )
+
+
+def create_app(settings: GatewaySettings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[dict[str, Any]]:
+        async with runtime_client(settings) as client:
+            yield {RUNTIME_CLIENT: client, SETTINGS: settings}
+
+    app = FastAPI(title="sessionlab reference gateway", version=__version__, lifespan=lifespan)
+    install_error_handlers(app)
+
+    @app.get("/health")
+    async def health() -> Health:
+        # Answers without the runtime: it says the gateway is up, not that the stack is.
+        return Health(status="healthy", service=SERVICE, version=__version__)
+
+    app.include_router(websocket.router)
+    # Last: the proxy's catch-all route answers every path not matched above.
+    app.include_router(proxy.router)
+    if settings.client_key is not None:
+        app.add_middleware(client_key_guard, client_key=settings.client_key.get_secret_value())
+    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
+    return app

@@ -1,0 +1,26 @@
+"""What the gateway's routes share, handed to them as FastAPI dependencies."""
+
+from typing import Annotated, cast
+
+import httpx
+from fastapi import Depends
+from starlette.requests import HTTPConnection
+
+from reference.settings import GatewaySettings
+
+# Keys of the lifespan state (starlette copies it into every request's and socket's `state`).
+RUNTIME_CLIENT = "runtime_client"
+SETTINGS = "gateway_settings"
+
+
+def runtime_client(connection: HTTPConnection) -> httpx.AsyncClient:
+    """The one pooled client to the runtime, opened and closed by the app's lifespan."""
+    return cast(httpx.AsyncClient, getattr(connection.state, RUNTIME_CLIENT))
+
+
+def gateway_settings(connection: HTTPConnection) -> GatewaySettings:
+    return cast(GatewaySettings, getattr(connection.state, SETTINGS))
+
+
+RuntimeClient = Annotated[httpx.AsyncClient, Depends(runtime_client)]
+Settings = Annotated[GatewaySettings, Depends(gateway_settings)]

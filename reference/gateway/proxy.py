@@ -1,0 +1,155 @@
+"""The REST proxy: one handler over an allow-list of runtime routes (G-PROXY-1, G-ERR-1, G-DOWN-1).
+
+Routing works on the raw request path, not the decoded one, so that an id such as `..%2F..` stays
+one path segment: decoded, its `/` would change which runtime route is called.
+"""
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from http import HTTPStatus
+from urllib.parse import quote, unquote_to_bytes
+
+import httpx
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+
+from reference.gateway.deps import RuntimeClient
+from reference.gateway.errors import error_body, transport_failure
+
+_SEGMENT = re.compile(r"\{[a-z_]+\}")
+# Request headers worth passing on; everything else, the client's key above all, stays here.
+_FORWARDED_REQUEST_HEADERS = ("content-type", "accept", "x-sessionlab-test")
+
+
+@dataclass(frozen=True)
+class ProxyRoute:
+    method: str
+    # The template's literal text around its `{name}` placeholders.
+    parts: tuple[str, ...]
+    pattern: re.Pattern[bytes]
+
+    def target(self, raw_segments: Sequence[bytes]) -> str:
+        """The runtime path with each raw segment of the client's path re-quoted."""
+        quoted = [quote_segment(unquote_to_bytes(raw)) for raw in raw_segments]
+        pieces = [self.parts[0]]
+        for segment, part in zip(quoted, self.parts[1:], strict=True):
+            pieces += [segment, part]
+        return "".join(pieces)
+
+
+def _route(method: str, template: str) -> ProxyRoute:
+    parts = tuple(_SEGMENT.split(template))
+    # Each `{name}` matches one raw (still percent-encoded) segment.
+    regex = "([^/]+)".join(re.escape(part) for part in parts)
+    return ProxyRoute(method, parts, re.compile(f"^{regex}$".encode()))
+
+
+ROUTES: tuple[ProxyRoute, ...] = (
+    _route("POST", "/sessions"),
+    _route("GET", "/sessions"),
+    _route("GET", "/sessions/{id}/history"),
+    _route("GET", "/agents"),
+    _route("GET", "/agents/{id}/current"),
+    # Lifecycle extension (X-DEL-1, X-REN-1): passed through for runtimes that implement it.
+    _route("DELETE", "/sessions/{id}"),
+    _route("PATCH", "/sessions/{id}"),
+)
+
+
+def quote_segment(decoded: bytes) -> str:
+    """One path segment, percent-encoded so the runtime decodes exactly these bytes.
+
+    Everything outside the unreserved set is encoded (`/` included), and the dot segments `.` and
+    `..` are encoded too: left bare, an HTTP client or server would resolve them away.
+    """
+    if decoded in (b".", b".."):
+        return "%2E" * len(decoded)
+    return quote(decoded, safe="")
+
+
+class MethodNotAllowed(LookupError):
+    def __init__(self, allowed: list[str]) -> None:
+        super().__init__("method not allowed")
+        self.allowed = allowed
+
+
+def resolve(method: str, raw_path: bytes) -> str | None:
+    """The runtime path for an allowed (method, path), None for an unknown path.
+
+    Raises MethodNotAllowed when the path is known but not with this method.
+    """
+    allowed: list[str] = []
+    for route in ROUTES:
+        match = route.pattern.match(raw_path)
+        if match is None:
+            continue
+        if route.method != method:
+            allowed.append(route.method)
+            continue
+        return route.target(match.groups())
+    if allowed:
+        raise MethodNotAllowed(allowed)
+    return None
+
+
+def _raw_path(request: Request) -> bytes:
+    raw = request.scope.get("raw_path")
+    if isinstance(raw, bytes):
+        return raw
+    # A server that does not report the raw path: the decoded one is the best we have.
+    return quote(request.url.path).encode()
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+router = APIRouter()
+
+
+@router.api_route(
+    "/{path:path}",
+    methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"],
+    include_in_schema=False,
+)
+async def proxy(request: Request, runtime: RuntimeClient) -> Response:
+    try:
+        target = resolve(request.method, _raw_path(request))
+    except MethodNotAllowed as exc:
+        allow = ", ".join(exc.allowed)
+        return _error(HTTPStatus.METHOD_NOT_ALLOWED, "method not allowed", {"Allow": allow})
+    if target is None:
+        return _error(HTTPStatus.NOT_FOUND, "not found")
+    query = request.scope.get("query_string", b"")
+    url = f"{target}?{query.decode('latin-1')}" if query else target
+    headers = {
+        name: value
+        for name in _FORWARDED_REQUEST_HEADERS
+        if (value := request.headers.get(name)) is not None
+    }
+    try:
+        upstream = await runtime.request(
+            request.method, url, content=await request.body(), headers=headers
+        )
+    except httpx.RequestError as exc:
+        status, message = transport_failure(exc)
+        return _error(status, message)
+    return _pass_on(upstream)
+
+
+def _pass_on(upstream: httpx.Response) -> Response:
+    status = upstream.status_code
+    if status == HTTPStatus.UNAUTHORIZED or status == HTTPStatus.FORBIDDEN:
+        # The runtime refused the gateway's own key: a gateway misconfiguration, not the client's
+        # fault, so the IDE must not see a 401 it would blame on its key.
+        return _error(HTTPStatus.BAD_GATEWAY, "runtime refused the gateway's credentials")
+    if status >= HTTPStatus.BAD_REQUEST:
+        return JSONResponse(error_body(status, upstream.content), status_code=status)
+    if status == HTTPStatus.NO_CONTENT or status == HTTPStatus.NOT_MODIFIED:
+        return Response(status_code=status)
+    return Response(
+        content=upstream.content,
+        status_code=status,
+        media_type=upstream.headers.get("content-type", "application/json"),
+    )
