@@ -1,0 +1,164 @@
+"""The `sessionlab` command line. Each subcommand lives in the package that owns its work."""
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import AnyHttpUrl, SecretStr, ValidationError
+
+from conformance import __version__
+
+
+def _secret(value: str | None) -> SecretStr | None:
+    return None if value is None else SecretStr(value)
+
+
+def _given(**values: Any) -> dict[str, Any]:
+    # Only flags the user gave override the environment and the defaults.
+    return {key: value for key, value in values.items() if value is not None}
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from reference.serve import ServeError, ServeSettings, run
+    from reference.settings import GatewaySettings, RuntimeSettings
+
+    ports = {"runtime_port": args.runtime_port, "gateway_port": args.gateway_port}
+    if args.port is not None:
+        if args.service == "both":
+            args.usage_error("--port names the port of `runtime` or `gateway` alone")
+        ports[f"{args.service}_port"] = args.port
+    try:
+        serve = ServeSettings(
+            **_given(
+                host=args.host,
+                **ports,
+                log_level=args.log_level,
+            )
+        )
+        runtime = RuntimeSettings(
+            **_given(
+                data_dir=args.data_dir,
+                database_url=args.database_url,
+                internal_key=_secret(args.internal_key),
+                strict=False if args.tolerant else None,
+            )
+        )
+        gateway = GatewaySettings(
+            **_given(
+                runtime_url=AnyHttpUrl(args.runtime_url) if args.runtime_url else None,
+                internal_key=_secret(args.internal_key),
+                client_key=_secret(args.client_key),
+                turn_timeout=args.turn_timeout,
+                strict=False if args.tolerant else None,
+            )
+        )
+        return run(args.service, serve, runtime, gateway, args.runtime_url is not None)
+    except (ServeError, ValidationError) as exc:
+        print(f"sessionlab serve: {exc}", file=sys.stderr)
+        return 2
+
+
+def _schemas(args: argparse.Namespace) -> int:
+    from conformance.contract.schema_export import SCHEMA_DIR, stale_schemas, write_schemas
+
+    directory = Path(args.dir) if args.dir else SCHEMA_DIR
+    if args.check:
+        stale = stale_schemas(directory)
+        if stale:
+            print(f"stale JSON Schemas in {directory}: {', '.join(stale)}", file=sys.stderr)
+            print("run `sessionlab schemas` and commit the result", file=sys.stderr)
+            return 1
+        print(f"JSON Schemas in {directory} are current")
+        return 0
+    written = write_schemas(directory)
+    print(f"wrote {len(written)} JSON Schemas to {directory}")
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from conformance.smoke import run_smoke
+
+    return run_smoke(data_dir=args.data_dir)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from reference.bench import run_bench
+
+    return run_bench(scale=args.scale)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sessionlab",
+        description="Prove whether an implementation of the CodeLab session protocol works.",
+    )
+    parser.add_argument("--version", action="version", version=f"sessionlab {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser(
+        "serve",
+        help="run the reference runtime and gateway",
+        description="Run the reference Agent Runtime and Gateway on loopback until Ctrl-C or "
+        "SIGTERM. Every option also reads SESSIONLAB_<OPTION> from the environment "
+        "(e.g. SESSIONLAB_INTERNAL_KEY, SESSIONLAB_GATEWAY_PORT).",
+    )
+    serve.add_argument(
+        "service",
+        nargs="?",
+        default="both",
+        choices=["both", "runtime", "gateway"],
+        help="which service to run (default: both)",
+    )
+    serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port of the one service named")
+    serve.add_argument("--runtime-port", type=int, help="runtime port (default 8001)")
+    serve.add_argument("--gateway-port", type=int, help="gateway port (default 8000)")
+    serve.add_argument("--data-dir", type=Path, help="where the SQLite file lives")
+    serve.add_argument("--database-url", help="SQLAlchemy async URL instead of the SQLite file")
+    serve.add_argument("--runtime-url", help="runtime base URL the gateway talks to")
+    serve.add_argument(
+        "--internal-key", help="gateway-to-runtime key (default with both: random per run)"
+    )
+    serve.add_argument("--client-key", help="key the gateway requires of clients (default none)")
+    serve.add_argument("--turn-timeout", type=float, help="seconds one agent turn may take")
+    serve.add_argument(
+        "--tolerant",
+        action="store_true",
+        default=None,
+        help="accept unknown session ids like the described system (not strict)",
+    )
+    serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    serve.set_defaults(handler=_serve, usage_error=serve.error)
+
+    verify = commands.add_parser(
+        "verify",
+        help="start the reference stack and check it end to end",
+        description="Start the reference stack on free loopback ports and run an end-to-end "
+        "smoke check through the gateway: create, list, history, a WebSocket turn, a switch.",
+    )
+    verify.add_argument("--data-dir", type=Path, help="keep the store here (default: temporary)")
+    verify.set_defaults(handler=_verify)
+
+    schemas = commands.add_parser("schemas", help="write or check the contract's JSON Schemas")
+    schemas.add_argument("--check", action="store_true", help="fail if the files are stale")
+    schemas.add_argument("--dir", help="directory (default: the package's schemas/)")
+    schemas.set_defaults(handler=_schemas)
+
+    bench = commands.add_parser("bench", help="measure the reference stack, as ratios")
+    bench.add_argument(
+        "--scale", type=float, default=1.0, help="multiply every request count by this"
+    )
+    bench.set_defaults(handler=_bench)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    code: int = args.handler(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

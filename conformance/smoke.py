@@ -1,0 +1,159 @@
+"""`sessionlab verify` until the conformance suite lands: start the reference, check it end to end.
+
+The steps follow the seed's test plans TP-1 and TP-2 through the gateway, as an IDE would.
+"""
+
+import asyncio
+import json
+import secrets
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import httpx
+from pydantic import AnyHttpUrl, SecretStr
+from websockets.asyncio.client import ClientConnection, connect
+
+from conformance.contract.frames import AssistantMessageFrame, ErrorFrame, parse_server_frame
+from conformance.contract.ids import is_server_session_id
+from reference.gateway.app import create_app as create_gateway_app
+from reference.runtime.app import create_app as create_runtime_app
+from reference.server import ThreadedServer
+from reference.settings import GatewaySettings, RuntimeSettings
+
+STEP_DEADLINE = 10.0
+
+
+class SmokeFailure(AssertionError):
+    pass
+
+
+def check(condition: bool, message: str) -> None:
+    if not condition:
+        raise SmokeFailure(message)
+
+
+async def final_reply(socket: ClientConnection) -> str:
+    parts = []
+    while True:
+        frame = parse_server_frame(await socket.recv())
+        check(not isinstance(frame, ErrorFrame), f"error frame during a turn: {frame}")
+        if isinstance(frame, AssistantMessageFrame):
+            parts.append(frame.text)
+            if frame.is_final:
+                return "".join(parts)
+
+
+class Smoke:
+    def __init__(self, gateway_url: str, runtime: ThreadedServer) -> None:
+        self.http = httpx.AsyncClient(base_url=gateway_url, timeout=STEP_DEADLINE)
+        self.ws_base = gateway_url.replace("http://", "ws://", 1)
+        self.runtime = runtime
+        self.ids: list[str] = []
+
+    async def create(self) -> None:
+        response = await self.http.post("/sessions")
+        check(response.status_code in (200, 201), f"POST /sessions answered {response.status_code}")
+        session_id = response.json()["session_id"]
+        check(is_server_session_id(session_id), f"id {session_id!r} is not session_<16 hex>")
+        self.ids.append(session_id)
+
+    async def listed(self) -> None:
+        body = (await self.http.get("/sessions")).json()
+        listed = {info["session_id"] for info in body["sessions"]}
+        check(set(self.ids) <= listed, f"created sessions missing from the list: {body}")
+
+    async def chat(self) -> None:
+        async with connect(f"{self.ws_base}/ws/{self.ids[0]}") as socket:
+            await socket.send(
+                json.dumps({"type": "user_message", "content": "hello", "role": "user"})
+            )
+            reply = await final_reply(socket)
+            check(reply == "hello", f"the script agent answered {reply!r}, expected 'hello'")
+            await socket.send("not json")
+            error = parse_server_frame(await socket.recv())
+            check(isinstance(error, ErrorFrame), f"a bad frame got {error}, not an error frame")
+            await socket.send(
+                json.dumps({"type": "user_message", "content": "again", "role": "user"})
+            )
+            check(await final_reply(socket) == "again", "the socket did not work after a bad frame")
+
+    async def switch(self) -> None:
+        await self.create()
+        history = (await self.http.get(f"/sessions/{self.ids[0]}/history")).json()
+        contents = [message["content"] for message in history["messages"]]
+        check(contents[:2] == ["hello", "hello"], f"history of the first session: {contents}")
+        async with connect(f"{self.ws_base}/ws/{self.ids[1]}") as socket:
+            await socket.send(
+                json.dumps({"type": "user_message", "content": "second", "role": "user"})
+            )
+            check(await final_reply(socket) == "second", "no reply in the second session")
+
+    async def restart(self) -> None:
+        await asyncio.to_thread(self.runtime.restart)
+        for session_id in self.ids:
+            response = await self.http.get(f"/sessions/{session_id}/history")
+            check(response.status_code == 200, f"{session_id} lost after a runtime restart")
+
+    async def close(self) -> None:
+        await self.http.aclose()
+
+
+async def _run_steps(smoke: Smoke) -> tuple[int, int]:
+    steps: list[tuple[str, Callable[[], Awaitable[None]]]] = [
+        ("create a session through the gateway (TP-1)", smoke.create),
+        ("the session is listed", smoke.listed),
+        ("chat over the WebSocket; a bad frame gets an error frame", smoke.chat),
+        ("create another, load the first's history, chat in the second (TP-2)", smoke.switch),
+        ("restart the runtime: every session is still there", smoke.restart),
+    ]
+    failed = 0
+    for title, step in steps:
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(STEP_DEADLINE * 3):
+                await step()
+            outcome = "PASS"
+        except (SmokeFailure, TimeoutError, OSError, httpx.HTTPError) as exc:
+            failed += 1
+            outcome = f"FAIL  {type(exc).__name__}: {exc}"
+        print(f"  {outcome[:4]}  {title} ({time.perf_counter() - started:.2f} s){outcome[4:]}")
+    return len(steps) - failed, failed
+
+
+def run_smoke(data_dir: Path | None = None) -> int:
+    with tempfile.TemporaryDirectory(prefix="sessionlab-") as scratch:
+        store = data_dir or Path(scratch)
+        key = SecretStr(secrets.token_urlsafe(24))
+        runtime = ThreadedServer(
+            create_runtime_app(RuntimeSettings(data_dir=store, internal_key=key))
+        ).start()
+        try:
+            gateway = ThreadedServer(
+                create_gateway_app(
+                    GatewaySettings(runtime_url=AnyHttpUrl(runtime.url), internal_key=key)
+                )
+            ).start()
+            try:
+                print(f"reference stack: gateway {gateway.url}, runtime {runtime.url}")
+                smoke = Smoke(gateway.url, runtime)
+
+                async def main() -> tuple[int, int]:
+                    try:
+                        return await _run_steps(smoke)
+                    finally:
+                        await smoke.close()
+
+                passed, failed = asyncio.run(main())
+            finally:
+                gateway.stop()
+        finally:
+            runtime.stop()
+    print(f"{passed} passed, {failed} failed")
+    return 0 if failed == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(run_smoke())
