@@ -4,6 +4,7 @@ import asyncio
 import logging
 import secrets
 import signal
+import socket
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -59,14 +60,21 @@ def _url(host: str, port: int) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
+def _listen(name: str, host: str, port: int) -> socket.socket:
+    try:
+        return bind_socket(host, port)
+    except OSError as exc:
+        raise ServeError(f"the {name} cannot listen on {host}:{port}: {exc}") from None
+
+
 def plan_apps(
     service: Service,
     serve: ServeSettings,
     runtime: RuntimeSettings,
     gateway: GatewaySettings,
     explicit_runtime_url: bool,
-) -> list[tuple[str, FastAPI, int]]:
-    """Settle the keys and URLs between the services and build their apps, runtime first."""
+) -> list[tuple[str, FastAPI, socket.socket]]:
+    """Settle keys, sockets and URLs between the services and build their apps, runtime first."""
     from reference.gateway.app import create_app as create_gateway_app
     from reference.runtime.app import create_app as create_runtime_app
 
@@ -75,19 +83,23 @@ def plan_apps(
             "the runtime alone needs --internal-key (or SESSIONLAB_INTERNAL_KEY): "
             "its gateway must send the same key"
         )
-    if service == "both":
+    planned: list[tuple[str, FastAPI, socket.socket]] = []
+    if service in ("both", "runtime"):
         if runtime.internal_key is None:
             # Only the two services in this process need it, so it never has to be shown.
             runtime.internal_key = SecretStr(secrets.token_urlsafe(24))
-        gateway.internal_key = runtime.internal_key
-        if not explicit_runtime_url:
-            gateway.runtime_url = AnyHttpUrl(_url(serve.host, serve.runtime_port))
-    apps: list[tuple[str, FastAPI, int]] = []
-    if service in ("both", "runtime"):
-        apps.append(("runtime", create_runtime_app(runtime), serve.runtime_port))
+        sock = _listen("runtime", serve.host, serve.runtime_port)
+        planned.append(("runtime", create_runtime_app(runtime), sock))
     if service in ("both", "gateway"):
-        apps.append(("gateway", create_gateway_app(gateway), serve.gateway_port))
-    return apps
+        if service == "both":
+            gateway.internal_key = runtime.internal_key
+            if not explicit_runtime_url:
+                # Bound first, so port 0 already has its real number here.
+                runtime_port = planned[0][2].getsockname()[1]
+                gateway.runtime_url = AnyHttpUrl(_url(serve.host, runtime_port))
+        sock = _listen("gateway", serve.host, serve.gateway_port)
+        planned.append(("gateway", create_gateway_app(gateway), sock))
+    return planned
 
 
 def _banner(
@@ -113,7 +125,7 @@ def _banner(
 
 
 async def serve_until_signalled(
-    apps: list[tuple[str, FastAPI, int]],
+    apps: list[tuple[str, FastAPI, socket.socket]],
     serve: ServeSettings,
     describe: Callable[[list[_Running]], str],
     out: TextIO = sys.stdout,
@@ -124,13 +136,7 @@ async def serve_until_signalled(
         loop.add_signal_handler(signum, stop.set)
     running: list[_Running] = []
     try:
-        for name, app, port in apps:
-            try:
-                sock = bind_socket(serve.host, port)
-            except OSError as exc:
-                raise ServeError(
-                    f"the {name} cannot listen on {serve.host}:{port}: {exc}"
-                ) from None
+        for name, app, sock in apps:
             server = make_server(app, serve.log_level)
             item = _Running(name, server, sock.getsockname()[1])
             item.task = asyncio.create_task(server.serve(sockets=[sock]), name=name)

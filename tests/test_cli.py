@@ -1,0 +1,165 @@
+"""The `sessionlab` command line as a user runs it: real processes, real signals, real ports."""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.fixtures.stack import deadline
+
+CLI = [sys.executable, "-m", "conformance.cli"]
+BANNER_URL = re.compile(r"^\s+(runtime|gateway)\s+(http://\S+)")
+
+
+class Served:
+    def __init__(self, *args: str) -> None:
+        self.process = subprocess.Popen(
+            [*CLI, "serve", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.urls: dict[str, str] = {}
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            match = BANNER_URL.match(line)
+            if match:
+                self.urls[match.group(1)] = match.group(2)
+            if line.startswith("Stop with"):
+                return
+        raise AssertionError(f"serve exited before its banner: {self.stop()}")
+
+    def stop(self, signum: int = signal.SIGTERM) -> tuple[int, str]:
+        if self.process.poll() is None:
+            self.process.send_signal(signum)
+        try:
+            _, err = self.process.communicate(timeout=deadline(20))
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            _, err = self.process.communicate()
+        return self.process.returncode, err
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[list[Served]]:
+    started: list[Served] = []
+    yield started
+    for item in started:
+        item.stop(signal.SIGKILL)
+
+
+def test_serve_runs_both_services_and_keeps_data_across_a_stop(
+    tmp_path: Path, served: list[Served]
+) -> None:
+    ports = ["--runtime-port", "0", "--gateway-port", "0", "--data-dir", str(tmp_path)]
+    first = Served(*ports)
+    served.append(first)
+    assert set(first.urls) == {"runtime", "gateway"}
+    gateway = first.urls["gateway"]
+    session_id = httpx.post(f"{gateway}/sessions").json()["session_id"]
+    assert httpx.get(first.urls["runtime"] + "/sessions").status_code == 401
+    code, log = first.stop(signal.SIGTERM)
+    assert code == 0
+    assert f"Created new session: {session_id}" in log
+
+    second = Served(*ports)
+    served.append(second)
+    listed = httpx.get(f"{second.urls['gateway']}/sessions").json()
+    assert [s["session_id"] for s in listed["sessions"]] == [session_id]
+    assert second.stop(signal.SIGINT)[0] == 0
+
+
+def test_services_run_apart_with_a_shared_key(tmp_path: Path, served: list[Served]) -> None:
+    runtime = Served("runtime", "--port", "0", "--internal-key", "k1", "--data-dir", str(tmp_path))
+    served.append(runtime)
+    gateway = Served(
+        "gateway", "--port", "0", "--internal-key", "k1", "--runtime-url", runtime.urls["runtime"]
+    )
+    served.append(gateway)
+    response = httpx.post(f"{gateway.urls['gateway']}/sessions")
+    assert response.status_code == 200
+    assert "k1" not in response.text
+    assert gateway.stop()[0] == 0
+    assert runtime.stop()[0] == 0
+
+
+def test_keys_come_from_the_environment(tmp_path: Path, served: list[Served]) -> None:
+    os.environ["SESSIONLAB_CLIENT_KEY"] = "from-env"
+    try:
+        item = Served("--runtime-port", "0", "--gateway-port", "0", "--data-dir", str(tmp_path))
+    finally:
+        del os.environ["SESSIONLAB_CLIENT_KEY"]
+    served.append(item)
+    gateway = item.urls["gateway"]
+    assert httpx.get(f"{gateway}/sessions").status_code == 401
+    ok = httpx.get(f"{gateway}/sessions", headers={"X-Internal-Auth": "from-env"})
+    assert ok.status_code == 200
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CLI, *args], capture_output=True, text=True, timeout=deadline(60), check=False
+    )
+
+
+def test_runtime_alone_without_a_key_is_refused_with_the_reason() -> None:
+    result = run_cli("serve", "runtime", "--port", "0")
+    assert result.returncode == 2
+    assert "the runtime alone needs --internal-key" in result.stderr
+
+
+def test_a_port_already_taken_is_reported(served: list[Served], tmp_path: Path) -> None:
+    first = Served("gateway", "--port", "0")
+    served.append(first)
+    port = first.urls["gateway"].rsplit(":", 1)[1]
+    result = run_cli("serve", "gateway", "--port", port)
+    assert result.returncode == 2
+    assert f"the gateway cannot listen on 127.0.0.1:{port}" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["serve", "--bogus"], "unrecognized arguments: --bogus"),
+        (["serve", "--port", "1"], "--port names the port of `runtime` or `gateway` alone"),
+        (["serve", "--runtime-port", "x"], "argument --runtime-port: invalid int value: 'x'"),
+        (["nonsense"], "invalid choice: 'nonsense'"),
+        ([], "the following arguments are required: COMMAND"),
+    ],
+    ids=["unknown-flag", "port-with-both", "bad-int", "unknown-command", "no-command"],
+)
+def test_bad_usage_prints_usage_and_exits_2(args: list[str], message: str) -> None:
+    result = run_cli(*args)
+    assert result.returncode == 2
+    assert "usage: sessionlab" in result.stderr
+    assert message in result.stderr
+
+
+def test_schema_check_fails_on_a_stale_directory(tmp_path: Path) -> None:
+    assert run_cli("schemas", "--dir", str(tmp_path)).returncode == 0
+    assert run_cli("schemas", "--check", "--dir", str(tmp_path)).returncode == 0
+    (tmp_path / "Health.json").write_text("{}\n")
+    stale = run_cli("schemas", "--check", "--dir", str(tmp_path))
+    assert stale.returncode == 1
+    assert "Health.json" in stale.stderr
+
+
+def test_verify_checks_the_reference_and_passes() -> None:
+    result = run_cli("verify")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "5 passed, 0 failed" in result.stdout
+
+
+def test_bench_prints_its_ratios() -> None:
+    started = time.perf_counter()
+    result = run_cli("bench", "--scale", "0.05")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("ratio") == 4
+    assert time.perf_counter() - started < deadline(120)
