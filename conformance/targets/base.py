@@ -1,0 +1,99 @@
+"""The interface every kind of target offers to the checks, scenarios and simulators."""
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Literal
+
+from conformance.targets.logs import LogSource
+
+Service = Literal["gateway", "runtime"]
+SERVICES: tuple[Service, ...] = ("gateway", "runtime")
+
+
+class Capability(StrEnum):
+    """What sessionlab may do to one service of a target."""
+
+    STOP = "stop"  # graceful stop (SIGTERM) and start again
+    KILL = "kill"  # SIGKILL, then start again
+    PAUSE = "pause"  # SIGSTOP / SIGCONT: up but silent
+    LOGS = "logs"  # read the service's log lines
+
+
+class TargetError(Exception):
+    """The target could not be started, reached or controlled; the message says why."""
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """Where a running target answers. URLs carry the base path and no trailing slash."""
+
+    gateway_url: str
+    runtime_url: str | None = None
+    client_key: str | None = None
+    internal_key: str | None = None
+
+    @property
+    def ws_url(self) -> str:
+        if self.gateway_url.startswith("https://"):
+            return "wss://" + self.gateway_url.removeprefix("https://")
+        return "ws://" + self.gateway_url.removeprefix("http://")
+
+    def client_headers(self) -> dict[str, str]:
+        return {"X-Internal-Auth": self.client_key} if self.client_key else {}
+
+    def runtime_headers(self) -> dict[str, str]:
+        return {"X-Internal-Auth": self.internal_key} if self.internal_key else {}
+
+
+class Target(ABC):
+    """A gateway and runtime under test. `start()` before use, `close()` after (idempotent)."""
+
+    name: str
+    profiles: frozenset[str]
+    turn_timeout: float
+
+    @property
+    @abstractmethod
+    def endpoints(self) -> Endpoints: ...
+
+    @abstractmethod
+    async def start(self) -> None: ...
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+    def supports(self, service: Service, capability: Capability) -> bool:
+        return False
+
+    async def stop_service(self, service: Service) -> None:
+        raise self._unsupported(service, Capability.STOP)
+
+    async def start_service(self, service: Service) -> None:
+        raise self._unsupported(service, Capability.STOP)
+
+    async def kill_service(self, service: Service) -> None:
+        raise self._unsupported(service, Capability.KILL)
+
+    async def pause_service(self, service: Service) -> None:
+        raise self._unsupported(service, Capability.PAUSE)
+
+    async def resume_service(self, service: Service) -> None:
+        raise self._unsupported(service, Capability.PAUSE)
+
+    async def restart_service(self, service: Service) -> None:
+        await self.stop_service(service)
+        await self.start_service(service)
+
+    def logs(self, service: Service) -> LogSource:
+        raise self._unsupported(service, Capability.LOGS)
+
+    def _unsupported(self, service: Service, capability: Capability) -> TargetError:
+        return TargetError(f"target {self.name!r} cannot {capability.value} its {service}")
+
+    async def __aenter__(self) -> "Target":
+        await self.start()
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.close()

@@ -1,0 +1,127 @@
+"""The `reference` target: the project's own runtime and gateway, in this process, on free ports."""
+
+import asyncio
+import logging
+import secrets
+import tempfile
+from pathlib import Path
+
+from pydantic import AnyHttpUrl, SecretStr
+
+from conformance.targets.base import Capability, Endpoints, Service, Target, TargetError
+from conformance.targets.logs import LogBuffer, LogSource
+from reference.gateway.app import create_app as create_gateway_app
+from reference.runtime.app import create_app as create_runtime_app
+from reference.server import ThreadedServer
+from reference.settings import GatewaySettings, RuntimeSettings
+
+REFERENCE_PROFILES = frozenset({"core", "strict", "scripted"})
+_LOGGERS: dict[Service, str] = {"runtime": "sessionlab.runtime", "gateway": "sessionlab.gateway"}
+
+
+class _BufferHandler(logging.Handler):
+    def __init__(self, buffer: LogBuffer) -> None:
+        super().__init__(logging.DEBUG)
+        self.buffer = buffer
+        self.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.buffer.append(self.format(record))
+
+
+class ReferenceTarget(Target):
+    def __init__(
+        self,
+        data_dir: Path | None = None,
+        client_key: str | None = None,
+        turn_timeout: float = 10.0,
+        profiles: frozenset[str] = REFERENCE_PROFILES,
+    ) -> None:
+        self.name = "reference"
+        self.profiles = profiles
+        self.turn_timeout = turn_timeout
+        self._scratch: tempfile.TemporaryDirectory[str] | None = None
+        self._data_dir = data_dir
+        self._client_key = client_key
+        self._internal_key = secrets.token_urlsafe(24)
+        self._servers: dict[Service, ThreadedServer] = {}
+        self._logs: dict[Service, LogBuffer] = {name: LogBuffer() for name in _LOGGERS}
+        self._handlers: list[tuple[logging.Logger, logging.Handler, int]] = []
+
+    @property
+    def endpoints(self) -> Endpoints:
+        if not self._servers:
+            raise TargetError("the reference target is not started")
+        return Endpoints(
+            gateway_url=self._servers["gateway"].url,
+            runtime_url=self._servers["runtime"].url,
+            client_key=self._client_key,
+            internal_key=self._internal_key,
+        )
+
+    async def start(self) -> None:
+        if self._servers:
+            return
+        if self._data_dir is None:
+            self._scratch = tempfile.TemporaryDirectory(prefix="sessionlab-reference-")
+            self._data_dir = Path(self._scratch.name)
+        self._capture_logs()
+        key = SecretStr(self._internal_key)
+        runtime = ThreadedServer(
+            create_runtime_app(RuntimeSettings(data_dir=self._data_dir, internal_key=key))
+        )
+        await asyncio.to_thread(runtime.start)
+        self._servers["runtime"] = runtime
+        gateway_settings = GatewaySettings(
+            runtime_url=AnyHttpUrl(runtime.url),
+            internal_key=key,
+            client_key=SecretStr(self._client_key) if self._client_key else None,
+            turn_timeout=self.turn_timeout,
+        )
+        gateway = ThreadedServer(create_gateway_app(gateway_settings))
+        await asyncio.to_thread(gateway.start)
+        self._servers["gateway"] = gateway
+
+    async def close(self) -> None:
+        # The gateway first, so it never serves a request into a runtime that is gone.
+        services: tuple[Service, ...] = ("gateway", "runtime")
+        for name in services:
+            server = self._servers.pop(name, None)
+            if server is not None:
+                await asyncio.to_thread(server.stop)
+        for logger, handler, level in self._handlers:
+            logger.removeHandler(handler)
+            logger.setLevel(level)
+        self._handlers.clear()
+        if self._scratch is not None:
+            self._scratch.cleanup()
+            self._scratch = None
+            self._data_dir = None
+
+    def supports(self, service: Service, capability: Capability) -> bool:
+        return capability in (Capability.STOP, Capability.LOGS)
+
+    async def stop_service(self, service: Service) -> None:
+        await asyncio.to_thread(self._server(service).stop)
+
+    async def start_service(self, service: Service) -> None:
+        # Same port as before: the other service and the clients keep their URLs.
+        await asyncio.to_thread(self._server(service).start)
+
+    def logs(self, service: Service) -> LogSource:
+        return self._logs[service]
+
+    def _server(self, service: Service) -> ThreadedServer:
+        try:
+            return self._servers[service]
+        except KeyError:
+            raise TargetError("the reference target is not started") from None
+
+    def _capture_logs(self) -> None:
+        for service, logger_name in _LOGGERS.items():
+            logger = logging.getLogger(logger_name)
+            handler = _BufferHandler(self._logs[service])
+            self._handlers.append((logger, handler, logger.level))
+            logger.addHandler(handler)
+            if logger.getEffectiveLevel() > logging.INFO:
+                logger.setLevel(logging.INFO)
