@@ -21,7 +21,7 @@ from conformance import __version__
 from conformance.contract.bodies import CreatedSession
 from conformance.contract.sse import SSEEvent
 from reference.gateway.app import create_app
-from reference.gateway.errors import error_body, transport_failure
+from reference.gateway.errors import error_body, runtime_error, transport_failure
 from reference.gateway.proxy import MethodNotAllowed, resolve
 from reference.gateway.relay import Step, relay, translate
 from reference.server import ThreadedServer
@@ -128,6 +128,18 @@ def test_error_body_always_carries_a_string_error_and_keeps_the_rest(
     status: int, content: bytes, body: dict[str, object]
 ) -> None:
     assert error_body(status, content) == body
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_runtime_refusing_the_gateways_key_becomes_502(status: int) -> None:
+    assert runtime_error(status, b'{"detail": "unauthorized"}') == (
+        502,
+        {"error": "runtime refused the gateway's credentials"},
+    )
+
+
+def test_other_runtime_errors_keep_their_status() -> None:
+    assert runtime_error(404, b'{"detail": "x"}') == (404, {"detail": "x", "error": "x"})
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,7 @@
 """The reference Gateway: REST proxy to the runtime plus one WebSocket per session.
 
-Run with `uvicorn --factory` around a small function that builds GatewaySettings and calls
-create_app; nothing here reads configuration at import.
+`uvicorn --factory reference.gateway.app:create_app` builds its settings from SESSIONLAB_*
+variables when the factory is called; nothing here reads configuration at import.
 """
 
 from collections.abc import AsyncIterator
@@ -40,7 +40,10 @@ def runtime_client(settings: GatewaySettings) -> httpx.AsyncClient:
     )
 
 
-def create_app(settings: GatewaySettings) -> FastAPI:
+def create_app(settings: GatewaySettings | None = None) -> FastAPI:
+    if settings is None:
+        # Only for `uvicorn --factory`, which calls the factory with no arguments.
+        settings = GatewaySettings()
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[dict[str, Any]]:
         async with runtime_client(settings) as client:

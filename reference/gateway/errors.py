@@ -8,6 +8,7 @@ import httpx
 
 RUNTIME_UNAVAILABLE = "runtime unavailable"
 RUNTIME_FAILED = "runtime failed"
+KEY_REFUSED = "runtime refused the gateway's credentials"
 
 
 def transport_failure(exc: httpx.RequestError) -> tuple[int, str]:
@@ -30,6 +31,17 @@ def _error_text(detail: Any, fallback: str) -> str:
         return fallback
     # FastAPI's 422 `detail` is a list of problems: keep it readable but whole.
     return json.dumps(detail, ensure_ascii=False, separators=(",", ":"))
+
+
+def runtime_error(status: int, content: bytes) -> tuple[int, dict[str, Any]]:
+    """Status and JSON body for a runtime error answer (G-ERR-1): status N stays N, with `error`.
+
+    Except a refusal of the gateway's own key: that is a gateway misconfiguration, not the
+    client's fault, so the IDE gets a 502 rather than a 401 it would blame on its own key.
+    """
+    if status in (HTTPStatus.UNAUTHORIZED, HTTPStatus.FORBIDDEN):
+        return HTTPStatus.BAD_GATEWAY, {"error": KEY_REFUSED}
+    return status, error_body(status, content)
 
 
 def error_body(status: int, content: bytes) -> dict[str, Any]:

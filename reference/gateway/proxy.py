@@ -15,7 +15,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from reference.gateway.deps import RuntimeClient
-from reference.gateway.errors import error_body, transport_failure
+from reference.gateway.errors import runtime_error, transport_failure
 
 _SEGMENT = re.compile(r"\{[a-z_]+\}")
 # Request headers worth passing on; everything else, the client's key above all, stays here.
@@ -140,12 +140,9 @@ async def proxy(request: Request, runtime: RuntimeClient) -> Response:
 
 def _pass_on(upstream: httpx.Response) -> Response:
     status = upstream.status_code
-    if status == HTTPStatus.UNAUTHORIZED or status == HTTPStatus.FORBIDDEN:
-        # The runtime refused the gateway's own key: a gateway misconfiguration, not the client's
-        # fault, so the IDE must not see a 401 it would blame on its key.
-        return _error(HTTPStatus.BAD_GATEWAY, "runtime refused the gateway's credentials")
     if status >= HTTPStatus.BAD_REQUEST:
-        return JSONResponse(error_body(status, upstream.content), status_code=status)
+        status, body = runtime_error(status, upstream.content)
+        return JSONResponse(body, status_code=status)
     if status == HTTPStatus.NO_CONTENT or status == HTTPStatus.NOT_MODIFIED:
         return Response(status_code=status)
     return Response(

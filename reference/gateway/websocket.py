@@ -12,7 +12,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from conformance.contract.frames import ClientFrame, FrameError, parse_client_frame
 from conformance.contract.sse import SSEDecoder
 from reference.gateway.deps import RuntimeClient, Settings
-from reference.gateway.errors import error_body, transport_failure
+from reference.gateway.errors import runtime_error, transport_failure
 from reference.gateway.proxy import quote_segment
 from reference.gateway.relay import STREAM_CUT, error_frame, relay
 from reference.settings import GatewaySettings
@@ -115,8 +115,8 @@ async def stream_turn(
         async with runtime.stream("POST", STREAM_PATH, json=body, timeout=timeout) as response:
             if response.status_code != HTTPStatus.OK:
                 content = await response.aread()
-                error = error_body(response.status_code, content)["error"]
-                yield error_frame(f"runtime answered {response.status_code}: {error}")
+                _, body = runtime_error(response.status_code, content)
+                yield error_frame(f"runtime answered {response.status_code}: {body['error']}")
                 return
             decoder = SSEDecoder()
             async for chunk in response.aiter_text():
