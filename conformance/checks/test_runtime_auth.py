@@ -1,0 +1,144 @@
+"""R-AUTH: the runtime's internal key."""
+
+import statistics
+import time
+
+import httpx
+import pytest
+
+from conformance.failures import Expect
+from conformance.target_runner import TargetRunner
+from conformance.targets import Capability
+from conformance.transcript import Transcript
+
+from .support import create_session, json_object, user_message
+
+pytestmark = pytest.mark.asyncio
+
+GUARDED = [
+    ("GET", "/sessions"),
+    ("POST", "/sessions"),
+    ("GET", "/sessions/session_0000000000000000/history"),
+    ("GET", "/agents"),
+    ("GET", "/agents/session_0000000000000000/current"),
+    ("POST", "/agent/message/stream"),
+    ("GET", "/no-such-path"),
+]
+
+
+def _internal_key(target: TargetRunner) -> str:
+    assert target.endpoints is not None
+    key = target.endpoints.internal_key
+    if key is None:
+        pytest.skip("the target names no internal key: its runtime is open")
+    return key
+
+
+@pytest.mark.req("R-AUTH-1")
+@pytest.mark.parametrize("offered", [None, "wrong"], ids=["missing-key", "wrong-key"])
+async def test_runtime_refuses_requests_without_the_key(
+    runtime: httpx.AsyncClient, sessionlab_target: TargetRunner, offered: str | None
+) -> None:
+    key = _internal_key(sessionlab_target)
+    expect = Expect("R-AUTH-1")
+    headers: dict[str, str] = {}
+    if offered is None:
+        runtime.headers.pop("X-Internal-Auth", None)
+    else:
+        headers = {"X-Internal-Auth": key + offered}
+    for method, path in GUARDED:
+        body = {"session_id": "s", "message": user_message("x")} if method == "POST" else None
+        response = await runtime.request(method, path, headers=headers, json=body)
+        expect.that(
+            response.status_code == 401,
+            f"401 for {method} {path} with a {'wrong' if offered else 'missing'} key",
+            f"{response.status_code} {response.text}",
+            reproduce=f"curl -i -X {method} {runtime.base_url}{path}",
+        )
+        json_object(response, expect, f"the 401 of {method} {path}")
+
+
+@pytest.mark.req("R-AUTH-1")
+async def test_refused_create_does_no_work(
+    runtime: httpx.AsyncClient, sessionlab_target: TargetRunner
+) -> None:
+    key = _internal_key(sessionlab_target)
+    expect = Expect("R-AUTH-1")
+    before = (await runtime.get("/sessions")).json()["total"]
+    refused = await runtime.post("/sessions", headers={"X-Internal-Auth": key + "-not"})
+    after = (await runtime.get("/sessions")).json()["total"]
+    expect.that(
+        refused.status_code == 401, "401 for a create with a wrong key", refused.status_code
+    )
+    expect.that(after == before, f"no new session after a refused create ({before})", after)
+
+
+async def _median_refusal(client: httpx.AsyncClient, key: str, rounds: int) -> float:
+    timings = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        await client.get("/agents", headers={"X-Internal-Auth": key})
+        timings.append(time.perf_counter() - started)
+    return statistics.median(timings)
+
+
+@pytest.mark.req("R-AUTH-2")
+async def test_key_comparison_time_does_not_depend_on_the_matching_prefix(
+    runtime: httpx.AsyncClient, sessionlab_target: TargetRunner, deep: bool, transcript: Transcript
+) -> None:
+    key = _internal_key(sessionlab_target)
+    expect = Expect("R-AUTH-2")
+    rounds = 200 if deep else 60
+    # Same length, differing at the first vs. the last character: an early-exit comparison
+    # takes measurably longer on the second. Interleaved so machine noise hits both alike.
+    first = ("x" if key[0] != "x" else "y") + key[1:]
+    last = key[:-1] + ("x" if key[-1] != "x" else "y")
+    early = late = 0.0
+    for _ in range(3):
+        early += await _median_refusal(runtime, first, rounds // 3)
+        late += await _median_refusal(runtime, last, rounds // 3)
+    transcript.note(
+        f"median refusal: differs at first char {early / 3:.6f}s, at last {late / 3:.6f}s"
+    )
+    # A constant-time compare shows no systematic gap; allow noise of 25% and 2 ms.
+    expect.that(
+        late <= early * 1.25 + 0.006,
+        "refusals to take the same time wherever the wrong key differs",
+        f"{late / 3 * 1000:.2f} ms when only the last character differs vs. "
+        f"{early / 3 * 1000:.2f} ms when the first does",
+    )
+
+
+@pytest.mark.req("R-AUTH-3")
+async def test_key_never_appears_in_bodies_or_logs(
+    runtime: httpx.AsyncClient, sessionlab_target: TargetRunner, transcript: Transcript
+) -> None:
+    key = _internal_key(sessionlab_target)
+    expect = Expect("R-AUTH-3")
+    logs = (
+        sessionlab_target.logs("runtime")
+        if sessionlab_target.supports("runtime", Capability.LOGS)
+        else None
+    )
+    start = len(logs.lines()) if logs else 0
+    bodies = []
+    session_id = await create_session(runtime, Expect("R-AUTH-3"))
+    bodies.append((await runtime.get(f"/sessions/{session_id}/history")).text)
+    bodies.append((await runtime.get("/sessions")).text)
+    bodies.append((await runtime.get("/sessions", headers={"X-Internal-Auth": "wrong"})).text)
+    bodies.append((await runtime.get("/sessions", headers={"X-Internal-Auth": ""})).text)
+    response = await runtime.post(
+        "/agent/message/stream", json={"session_id": session_id, "message": user_message("hi")}
+    )
+    bodies.append(response.text)
+    leaked = [body for body in bodies if key in body]
+    expect.that(not leaked, "no response body carrying the internal key", f"{len(leaked)} did")
+    if logs is None:
+        transcript.note("the target offers no runtime logs: only bodies were checked")
+        return
+    lines = [line for line in logs.lines()[start:] if key in line]
+    expect.that(
+        not lines,
+        "no log line carrying the internal key",
+        transcript.redact(lines[0]) if lines else "",
+    )

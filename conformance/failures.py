@@ -1,0 +1,40 @@
+"""A failed check as a typed AssertionError: requirement, expected, received, how to reproduce."""
+
+from dataclasses import dataclass
+
+
+class CheckFailure(AssertionError):
+    """`W-BAD-1 failed: expected an error frame, received close 1011`."""
+
+    def __init__(
+        self, requirement: str, expected: str, received: str, reproduce: str | None = None
+    ) -> None:
+        self.requirement = requirement
+        self.expected = expected
+        self.received = received
+        self.reproduce = reproduce
+        message = f"{requirement} failed: expected {expected}, received {received}"
+        if reproduce:
+            message += f"\n  reproduce: {reproduce}"
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class Expect:
+    """The checks' assertion helper, bound to one requirement id."""
+
+    requirement: str
+
+    def that(
+        self, condition: bool, expected: str, received: object, reproduce: str | None = None
+    ) -> None:
+        if not condition:
+            raise CheckFailure(self.requirement, expected, _short(received), reproduce)
+
+    def fail(self, expected: str, received: object, reproduce: str | None = None) -> None:
+        raise CheckFailure(self.requirement, expected, _short(received), reproduce)
+
+
+def _short(value: object, limit: int = 400) -> str:
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= limit else text[:limit] + f"… ({len(text)} characters)"

@@ -1,0 +1,332 @@
+"""The pytest plugin of the conformance suite (entry point `pytest11: sessionlab`).
+
+Checks carry `@pytest.mark.req("W-BAD-1", ...)`. The plugin validates those ids, skips a check whose
+requirements all belong to profiles not selected, records each check's outcome and transcript, and
+at the end judges every requirement: console summary, and a JSON report with `--sessionlab-json`.
+"""
+
+import json
+import os
+import secrets
+import time
+from collections.abc import AsyncIterator, Callable, Generator, Iterator
+from contextlib import AbstractAsyncContextManager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+
+from conformance import __version__
+from conformance.contract.requirements import CLIENT_PROFILE, PROFILES, catalogue
+from conformance.failures import CheckFailure
+from conformance.probes import TEST_HEADER, Socket, http_probe, open_socket
+from conformance.target_runner import TargetRunner
+from conformance.targets import Target, TargetError
+from conformance.transcript import Transcript
+from conformance.verdicts import CheckResult, Outcome, conforms, judge_all, summary
+
+RESULTS = pytest.StashKey[dict[str, CheckResult]]()
+REPORT = pytest.StashKey[dict[str, Any]]()
+STARTED = pytest.StashKey[float]()
+MARKER = "req"
+TIMEOUT_SCALE = float(os.environ.get("SESSIONLAB_TIMEOUT_SCALE", "1"))
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("sessionlab", "sessionlab conformance checks")
+    group.addoption("--target", dest="sessionlab_target", help="target description file (YAML)")
+    group.addoption("--gateway-url", dest="sessionlab_gateway_url", help="gateway base URL")
+    group.addoption("--runtime-url", dest="sessionlab_runtime_url", help="runtime base URL")
+    group.addoption("--client-key", dest="sessionlab_client_key", help="the gateway's client key")
+    group.addoption(
+        "--internal-key", dest="sessionlab_internal_key", help="the runtime's internal key"
+    )
+    group.addoption(
+        "--profile",
+        dest="sessionlab_profiles",
+        action="append",
+        choices=PROFILES,
+        help="profile to check, repeatable (default: those the target claims; core always)",
+    )
+    group.addoption(
+        "--turn-timeout", dest="sessionlab_turn_timeout", type=float, help="seconds per turn"
+    )
+    group.addoption(
+        "--deep", dest="sessionlab_deep", action="store_true", help="many more generated examples"
+    )
+    group.addoption(
+        "--sessionlab-json", dest="sessionlab_json", help="write the per-requirement report here"
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", f"{MARKER}(*ids): requirement ids the check verifies")
+    config.stash[RESULTS] = {}
+    config.stash[STARTED] = time.time()
+
+
+def requirement_ids(item: pytest.Item) -> tuple[str, ...]:
+    ids: list[str] = []
+    for marker in item.iter_markers(MARKER):
+        ids.extend(str(arg) for arg in marker.args)
+    return tuple(dict.fromkeys(ids))
+
+
+def pytest_collection_modifyitems(
+    session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
+) -> None:
+    known = catalogue()
+    for item in items:
+        for requirement_id in requirement_ids(item):
+            if requirement_id not in known:
+                raise pytest.UsageError(f"{item.nodeid}: unknown requirement id {requirement_id!r}")
+
+
+def _checks_run(config: pytest.Config) -> bool:
+    return bool(config.stash[RESULTS])
+
+
+# Target and profiles
+
+
+def _make_target(config: pytest.Config) -> Target:
+    turn_timeout = config.getoption("sessionlab_turn_timeout")
+    target_file = config.getoption("sessionlab_target")
+    gateway_url = config.getoption("sessionlab_gateway_url")
+    if target_file is None and gateway_url is None:
+        from conformance.targets.reference_target import ReferenceTarget
+
+        return ReferenceTarget(turn_timeout=turn_timeout or 10.0)
+    from conformance.targets.loader import target_from_options
+
+    return target_from_options(
+        target_file=target_file,
+        gateway_url=gateway_url,
+        runtime_url=config.getoption("sessionlab_runtime_url"),
+        client_key=config.getoption("sessionlab_client_key"),
+        internal_key=config.getoption("sessionlab_internal_key"),
+        turn_timeout=turn_timeout,
+    )
+
+
+def selected_profiles(config: pytest.Config, claimed: frozenset[str]) -> frozenset[str]:
+    chosen = config.getoption("sessionlab_profiles")
+    return frozenset({"core", *(chosen or claimed)})
+
+
+@pytest.fixture(scope="session")
+def sessionlab_target(request: pytest.FixtureRequest) -> Iterator[TargetRunner]:
+    runner = TargetRunner(_make_target(request.config))
+    try:
+        runner.start(timeout=120 * TIMEOUT_SCALE)
+    except (TargetError, OSError, TimeoutError) as exc:
+        runner.close()
+        raise TargetError(f"the target did not start: {exc}") from exc
+    request.config.stash[REPORT] = {"target": _describe(runner)}
+    yield runner
+    runner.close()
+
+
+def _describe(runner: TargetRunner) -> dict[str, Any]:
+    endpoints = runner.endpoints
+    return {
+        "name": runner.name,
+        "gateway_url": endpoints.gateway_url if endpoints else None,
+        "runtime_url": endpoints.runtime_url if endpoints else None,
+        "claimed_profiles": sorted(runner.profiles),
+    }
+
+
+@pytest.fixture(scope="session")
+def profiles(request: pytest.FixtureRequest, sessionlab_target: TargetRunner) -> frozenset[str]:
+    return selected_profiles(request.config, sessionlab_target.profiles)
+
+
+@pytest.fixture(autouse=True)
+def _requirement_gate(request: pytest.FixtureRequest) -> None:
+    ids = requirement_ids(request.node)
+    if not ids:
+        return
+    chosen = request.getfixturevalue("profiles")
+    effective = {catalogue()[i].effective(chosen)[1] for i in ids}
+    if not effective & chosen:
+        missing = ", ".join(sorted(effective))
+        pytest.skip(f"profile {missing} is not selected (checking {', '.join(sorted(chosen))})")
+
+
+# Per-check fixtures
+
+
+def deadline(seconds: float) -> float:
+    return seconds * TIMEOUT_SCALE
+
+
+@pytest.fixture
+def transcript(sessionlab_target: TargetRunner) -> Transcript:
+    endpoints = sessionlab_target.endpoints
+    record = Transcript()
+    if endpoints is not None:
+        record.add_secrets([endpoints.client_key, endpoints.internal_key])
+    return record
+
+
+@pytest.fixture(scope="session")
+def run_id() -> str:
+    """Suffix for anything a check names, so reruns against one target never collide."""
+    return secrets.token_hex(4)
+
+
+def _headers(request: pytest.FixtureRequest, base: dict[str, str]) -> dict[str, str]:
+    return {**base, TEST_HEADER: request.node.nodeid}
+
+
+@pytest_asyncio.fixture
+async def gateway(
+    request: pytest.FixtureRequest, sessionlab_target: TargetRunner, transcript: Transcript
+) -> AsyncIterator[httpx.AsyncClient]:
+    endpoints = sessionlab_target.endpoints
+    assert endpoints is not None
+    headers = _headers(request, endpoints.client_headers())
+    async with http_probe(endpoints.gateway_url, transcript, headers, deadline(15)) as client:
+        yield client
+
+
+@pytest_asyncio.fixture
+async def runtime(
+    request: pytest.FixtureRequest, sessionlab_target: TargetRunner, transcript: Transcript
+) -> AsyncIterator[httpx.AsyncClient]:
+    endpoints = sessionlab_target.endpoints
+    assert endpoints is not None
+    if endpoints.runtime_url is None:
+        pytest.skip("no runtime URL given (--runtime-url or the target file)")
+    headers = _headers(request, endpoints.runtime_headers())
+    async with http_probe(endpoints.runtime_url, transcript, headers, deadline(15)) as client:
+        yield client
+
+
+@pytest_asyncio.fixture
+async def sessions_api(
+    request: pytest.FixtureRequest, sessionlab_target: TargetRunner, transcript: Transcript
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The runtime when its URL is known, else the gateway that proxies it: for R- checks that
+    hold through either."""
+    endpoints = sessionlab_target.endpoints
+    assert endpoints is not None
+    if endpoints.runtime_url is not None:
+        url, base = endpoints.runtime_url, endpoints.runtime_headers()
+    else:
+        url, base = endpoints.gateway_url, endpoints.client_headers()
+        transcript.note("no runtime URL: checking the runtime's API through the gateway")
+    async with http_probe(url, transcript, _headers(request, base), deadline(15)) as client:
+        yield client
+
+
+SocketOpener = Callable[[str], AbstractAsyncContextManager[Socket]]
+
+
+@pytest.fixture
+def open_ws(sessionlab_target: TargetRunner, transcript: Transcript) -> SocketOpener:
+    endpoints = sessionlab_target.endpoints
+    assert endpoints is not None
+    turn = deadline(sessionlab_target.turn_timeout)
+    return lambda session_id: open_socket(endpoints.ws_url, session_id, transcript, turn)
+
+
+@pytest.fixture(scope="session")
+def deep(request: pytest.FixtureRequest) -> bool:
+    return bool(request.config.getoption("sessionlab_deep"))
+
+
+# Outcomes
+
+
+def _message(report: pytest.TestReport, call: pytest.CallInfo[None]) -> str:
+    if report.skipped:
+        longrepr = report.longrepr
+        if isinstance(longrepr, tuple):
+            return str(longrepr[2]).removeprefix("Skipped: ")
+        return str(longrepr)
+    if call.excinfo is not None:
+        error = call.excinfo.value
+        if isinstance(error, CheckFailure):
+            return str(error).splitlines()[0]
+        text = str(error).strip().splitlines()
+        first = text[0] if text else ""
+        return f"{type(error).__name__}: {first}".rstrip(": ")
+    return ""
+
+
+def _outcome(report: pytest.TestReport) -> Outcome | None:
+    if report.skipped:
+        return "skipped"
+    if report.failed:
+        # Only the check's own body can fail the target; set-up and tear-down are the harness's.
+        return "failed" if report.when == "call" else "error"
+    return "passed" if report.when == "call" else None
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report: pytest.TestReport = yield
+    ids = requirement_ids(item)
+    outcome = _outcome(report) if ids else None
+    results = item.config.stash[RESULTS]
+    previous = results.get(item.nodeid)
+    if outcome is None or (previous is not None and previous.outcome in ("failed", "error")):
+        return report
+    transcript = getattr(item, "funcargs", {}).get("transcript")
+    kept = transcript if isinstance(transcript, Transcript) else None
+    results[item.nodeid] = CheckResult(
+        nodeid=item.nodeid,
+        requirement_ids=ids,
+        outcome=outcome,
+        message=_message(report, call),
+        duration=report.duration,
+        transcript=kept.as_list() if kept and outcome in ("failed", "error") else [],
+    )
+    return report
+
+
+def build_report(config: pytest.Config, target: dict[str, Any] | None) -> dict[str, Any]:
+    claimed = frozenset((target or {}).get("claimed_profiles", ["core"]))
+    chosen = selected_profiles(config, claimed)
+    verdicts = judge_all(config.stash[RESULTS].values(), chosen)
+    return {
+        "sessionlab": __version__,
+        "target": target,
+        "profiles": sorted(chosen),
+        "started_at": config.stash[STARTED],
+        "duration": round(time.time() - config.stash[STARTED], 3),
+        "conforms": conforms(verdicts),
+        "summary": summary(verdicts),
+        "requirements": [verdict.as_dict() for verdict in verdicts],
+    }
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    config = session.config
+    if not _checks_run(config):
+        return
+    report = build_report(config, config.stash.get(REPORT, {}).get("target"))
+    config.stash[REPORT] = report
+    path = config.getoption("sessionlab_json")
+    if path:
+        Path(path).write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    report = config.stash.get(REPORT, None)
+    if not report or "requirements" not in report:
+        return
+    from conformance.reports.console import render_console
+
+    terminalreporter.write_line("")
+    for line in render_console(report).splitlines():
+        terminalreporter.write_line(line)
+
+
+__all__ = ["CLIENT_PROFILE", "deadline"]

@@ -1,0 +1,1 @@
+"""Renderings of one verify report (the JSON document the plugin builds): console, JUnit, HTML."""

@@ -1,0 +1,48 @@
+"""The console report: grouped by profile and level, failures first, skips with their reasons."""
+
+from typing import Any
+
+MARKS = {"passed": "ok  ", "failed": "FAIL", "warning": "warn", "skipped": "skip", "error": "ERR "}
+ORDER = {"failed": 0, "error": 1, "warning": 2, "passed": 3, "skipped": 4}
+LEVELS = ("MUST", "SHOULD", "MAY")
+
+
+def render_console(report: dict[str, Any], verbose: bool = False) -> str:
+    target = report.get("target") or {}
+    runtime = target.get("runtime_url") or "not given"
+    lines = [
+        f"sessionlab {report['sessionlab']} — target {target.get('name', '?')}"
+        f" (gateway {target.get('gateway_url')}, runtime {runtime})",
+        f"profiles checked: {', '.join(report['profiles'])}",
+    ]
+    requirements: list[dict[str, Any]] = report["requirements"]
+    for profile in dict.fromkeys(r["profile"] for r in requirements):
+        in_profile = [r for r in requirements if r["profile"] == profile]
+        if all(r["status"] == "skipped" for r in in_profile) and profile not in report["profiles"]:
+            continue
+        lines.append("")
+        lines.append(f"[{profile}]")
+        for level in LEVELS:
+            rows = sorted(
+                (r for r in in_profile if r["level"] == level),
+                key=lambda r: (ORDER[r["status"]], r["id"]),
+            )
+            for row in rows:
+                lines.append(f"  {MARKS[row['status']]} {level:<6} {row['id']:<11} {row['title']}")
+                if row["status"] != "passed" or verbose:
+                    lines.append(f"{'':18}{row['message']}")
+    skipped_profiles = sorted(
+        {r["profile"] for r in requirements if r["profile"] not in report["profiles"]}
+    )
+    if skipped_profiles:
+        lines.append("")
+        lines.append(f"not selected: {', '.join(skipped_profiles)}")
+    counts = report["summary"]
+    lines.append("")
+    lines.append(
+        f"requirements: {counts['passed']} passed, {counts['failed']} failed, "
+        f"{counts['warning']} warnings, {counts['skipped']} skipped, {counts['error']} errors"
+        f" in {report['duration']:.1f} s"
+    )
+    lines.append("CONFORMS" if report["conforms"] else "DOES NOT CONFORM")
+    return "\n".join(lines)

@@ -1,0 +1,74 @@
+"""A started target on its own event loop thread, usable from any test's event loop.
+
+Checks run each in their own loop; the target (its subprocesses, containers, proxies) lives as long
+as the whole run. Control calls hop to the target's loop and back.
+"""
+
+import asyncio
+import threading
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+from conformance.targets import Capability, Endpoints, LogSource, Service, Target
+
+T = TypeVar("T")
+
+
+class TargetRunner:
+    def __init__(self, target: Target) -> None:
+        self.target = target
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="sessionlab-target", daemon=True
+        )
+        self._thread.start()
+        self.endpoints: Endpoints | None = None
+
+    def _call(self, coroutine: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)
+
+    async def _hop(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coroutine, self._loop))
+
+    def start(self, timeout: float) -> Endpoints:
+        self._call(self.target.start(), timeout)
+        self.endpoints = self.target.endpoints
+        return self.endpoints
+
+    def close(self, timeout: float = 60) -> None:
+        try:
+            self._call(self.target.close(), timeout)
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout)
+            self._loop.close()
+
+    @property
+    def name(self) -> str:
+        return self.target.name
+
+    @property
+    def profiles(self) -> frozenset[str]:
+        return self.target.profiles
+
+    @property
+    def turn_timeout(self) -> float:
+        return self.target.turn_timeout
+
+    def supports(self, service: Service, capability: Capability) -> bool:
+        return self.target.supports(service, capability)
+
+    async def stop_service(self, service: Service) -> None:
+        await self._hop(self.target.stop_service(service))
+
+    async def start_service(self, service: Service) -> None:
+        await self._hop(self.target.start_service(service))
+
+    async def restart_service(self, service: Service) -> None:
+        await self._hop(self.target.restart_service(service))
+
+    async def kill_service(self, service: Service) -> None:
+        await self._hop(self.target.kill_service(service))
+
+    def logs(self, service: Service) -> LogSource:
+        return self.target.logs(service)

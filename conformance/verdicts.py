@@ -1,0 +1,105 @@
+"""From check outcomes to one verdict per requirement. Pure functions over data."""
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from conformance.contract.requirements import CLIENT_PROFILE, Level, Requirement, catalogue
+
+Outcome = Literal["passed", "failed", "skipped", "error"]
+Status = Literal["passed", "failed", "warning", "skipped", "error"]
+STATUSES: tuple[Status, ...] = ("failed", "error", "warning", "passed", "skipped")
+
+
+@dataclass
+class CheckResult:
+    nodeid: str
+    requirement_ids: tuple[str, ...]
+    outcome: Outcome
+    message: str = ""
+    duration: float = 0.0
+    transcript: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "nodeid": self.nodeid,
+            "outcome": self.outcome,
+            "message": self.message,
+            "duration": round(self.duration, 4),
+            "transcript": self.transcript,
+        }
+
+
+@dataclass
+class Verdict:
+    id: str
+    level: Level
+    profile: str
+    title: str
+    status: Status
+    message: str
+    checks: list[CheckResult]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "level": self.level.value,
+            "profile": self.profile,
+            "title": self.title,
+            "status": self.status,
+            "message": self.message,
+            "checks": [check.as_dict() for check in self.checks],
+        }
+
+
+def _unique(messages: Iterable[str]) -> str:
+    return "; ".join(dict.fromkeys(message for message in messages if message))
+
+
+def judge(requirement: Requirement, profiles: frozenset[str], checks: list[CheckResult]) -> Verdict:
+    level, profile = requirement.effective(profiles)
+
+    def verdict(status: Status, message: str) -> Verdict:
+        return Verdict(requirement.id, level, profile, requirement.title, status, message, checks)
+
+    if profile not in profiles:
+        return verdict("skipped", f"profile {profile!r} is not selected")
+    if not checks:
+        return verdict("error", "no check covers this requirement")
+    failed = [check for check in checks if check.outcome == "failed"]
+    if failed:
+        # SHOULD and MAY are reported, never fatal: a warning is not a failure of conformance.
+        status: Status = "failed" if level is Level.MUST else "warning"
+        return verdict(status, _unique(check.message for check in failed))
+    errors = [check for check in checks if check.outcome == "error"]
+    if errors:
+        return verdict("error", _unique(check.message for check in errors))
+    if all(check.outcome == "skipped" for check in checks):
+        return verdict("skipped", _unique(check.message for check in checks))
+    passed = sum(check.outcome == "passed" for check in checks)
+    return verdict("passed", f"{passed} check(s) passed")
+
+
+def judge_all(results: Iterable[CheckResult], profiles: frozenset[str]) -> list[Verdict]:
+    by_requirement: dict[str, list[CheckResult]] = {}
+    for result in results:
+        for requirement_id in result.requirement_ids:
+            by_requirement.setdefault(requirement_id, []).append(result)
+    return [
+        judge(requirement, profiles, by_requirement.get(requirement.id, []))
+        for requirement in catalogue().values()
+        if requirement.profile != CLIENT_PROFILE
+    ]
+
+
+def conforms(verdicts: Iterable[Verdict]) -> bool:
+    """The CI contract: no MUST failed, no harness error, and at least one check really passed."""
+    statuses = [verdict.status for verdict in verdicts]
+    return "failed" not in statuses and "error" not in statuses and "passed" in statuses
+
+
+def summary(verdicts: Iterable[Verdict]) -> dict[str, int]:
+    counts = dict.fromkeys(STATUSES, 0)
+    for verdict in verdicts:
+        counts[verdict.status] += 1
+    return counts
