@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 verify: $(STAMP)
-	$(BIN)/sessionlab verify
+	$(BIN)/sessionlab smoke
 
 serve: $(STAMP)
 	$(BIN)/sessionlab serve

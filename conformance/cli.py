@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import AnyHttpUrl, SecretStr, ValidationError
 
 from conformance import __version__
+from conformance.contract.requirements import PROFILES
 
 
 def _secret(value: str | None) -> SecretStr | None:
@@ -77,10 +78,33 @@ def _schemas(args: argparse.Namespace) -> int:
     return 0
 
 
-def _verify(args: argparse.Namespace) -> int:
+def _smoke(args: argparse.Namespace) -> int:
     from conformance.smoke import run_smoke
 
     return run_smoke(data_dir=args.data_dir)
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from conformance.verify import VerifyOptions, run_verify
+
+    return run_verify(
+        VerifyOptions(
+            target=args.target,
+            target_factory=args.target_factory,
+            gateway_url=args.gateway_url,
+            runtime_url=args.runtime_url,
+            client_key=args.client_key,
+            internal_key=args.internal_key,
+            profiles=args.profile or [],
+            only=args.only or [],
+            turn_timeout=args.turn_timeout,
+            deep=args.deep,
+            json_path=args.json,
+            junit_path=args.junit_xml,
+            html_path=args.html,
+            verbose=args.verbose,
+        )
+    )
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -134,12 +158,40 @@ def build_parser() -> argparse.ArgumentParser:
 
     verify = commands.add_parser(
         "verify",
-        help="start the reference stack and check it end to end",
-        description="Start the reference stack on free loopback ports and run an end-to-end "
-        "smoke check through the gateway: create, list, history, a WebSocket turn, a switch.",
+        help="check a target against the contract, requirement by requirement",
+        description="Run the conformance checks against a target and report per requirement ID. "
+        "With no target option it starts the reference stack itself. Exit status: 0 conforms, "
+        "1 a MUST requirement failed, 2 usage error, 3 the run itself failed.",
     )
-    verify.add_argument("--data-dir", type=Path, help="keep the store here (default: temporary)")
+    where = verify.add_argument_group("target (default: the reference, started in process)")
+    where.add_argument("--target", help="target description file (YAML)")
+    where.add_argument("--target-factory", metavar="MODULE:CALLABLE", help="a Target built in code")
+    where.add_argument("--gateway-url", help="gateway base URL of a running target")
+    where.add_argument("--runtime-url", help="runtime base URL (enables the runtime checks)")
+    where.add_argument("--client-key", help="key the gateway requires of clients")
+    where.add_argument("--internal-key", help="key the runtime requires")
+    what = verify.add_argument_group("what to check")
+    what.add_argument(
+        "--profile", action="append", choices=PROFILES, help="profile to check (repeatable)"
+    )
+    what.add_argument("--only", action="append", metavar="ID", help="requirement id or prefix")
+    what.add_argument("--turn-timeout", type=float, help="seconds one agent turn may take")
+    what.add_argument("--deep", action="store_true", help="many more generated examples")
+    out = verify.add_argument_group("reports")
+    out.add_argument("--json", type=Path, help="write the JSON report here")
+    out.add_argument("--junit-xml", type=Path, help="write JUnit XML (one case per requirement)")
+    out.add_argument("--html", type=Path, help="write the HTML report here")
+    out.add_argument("-v", "--verbose", action="store_true", help="list every check as it runs")
     verify.set_defaults(handler=_verify)
+
+    smoke = commands.add_parser(
+        "smoke",
+        help="start the reference stack and smoke-check it end to end",
+        description="Start the reference stack on free loopback ports and run a short end-to-end "
+        "check through the gateway: create, list, a WebSocket turn, a switch, a restart.",
+    )
+    smoke.add_argument("--data-dir", type=Path, help="keep the store here (default: temporary)")
+    smoke.set_defaults(handler=_smoke)
 
     schemas = commands.add_parser("schemas", help="write or check the contract's JSON Schemas")
     schemas.add_argument("--check", action="store_true", help="fail if the files are stale")

@@ -5,6 +5,7 @@ requirements all belong to profiles not selected, records each check's outcome a
 at the end judges every requirement: console summary, and a JSON report with `--sessionlab-json`.
 """
 
+import importlib
 import json
 import os
 import secrets
@@ -57,6 +58,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--deep", dest="sessionlab_deep", action="store_true", help="many more generated examples"
     )
     group.addoption(
+        "--target-factory",
+        dest="sessionlab_target_factory",
+        metavar="MODULE:CALLABLE",
+        help="a Python callable that returns a Target (for targets built in code)",
+    )
+    group.addoption(
+        "--only",
+        dest="sessionlab_only",
+        action="append",
+        metavar="ID",
+        help="run only checks of requirements with this id or id prefix (e.g. W-BAD), repeatable",
+    )
+    group.addoption(
         "--sessionlab-json", dest="sessionlab_json", help="write the per-requirement report here"
     )
 
@@ -82,6 +96,20 @@ def pytest_collection_modifyitems(
         for requirement_id in requirement_ids(item):
             if requirement_id not in known:
                 raise pytest.UsageError(f"{item.nodeid}: unknown requirement id {requirement_id!r}")
+    only = config.getoption("sessionlab_only")
+    if not only:
+        return
+    unmatched = [prefix for prefix in only if not any(i.startswith(prefix) for i in known)]
+    if unmatched:
+        raise pytest.UsageError(f"--only {unmatched[0]!r} names no requirement")
+    kept, dropped = [], []
+    for item in items:
+        ids = requirement_ids(item)
+        chosen = any(i.startswith(prefix) for i in ids for prefix in only)
+        (kept if chosen or not ids else dropped).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
 
 
 def _checks_run(config: pytest.Config) -> bool:
@@ -93,6 +121,9 @@ def _checks_run(config: pytest.Config) -> bool:
 
 def _make_target(config: pytest.Config) -> Target:
     turn_timeout = config.getoption("sessionlab_turn_timeout")
+    factory = config.getoption("sessionlab_target_factory")
+    if factory:
+        return _call_factory(factory)
     target_file = config.getoption("sessionlab_target")
     gateway_url = config.getoption("sessionlab_gateway_url")
     if target_file is None and gateway_url is None:
@@ -109,6 +140,21 @@ def _make_target(config: pytest.Config) -> Target:
         internal_key=config.getoption("sessionlab_internal_key"),
         turn_timeout=turn_timeout,
     )
+
+
+def _call_factory(spec: str) -> Target:
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise pytest.UsageError(f"--target-factory takes MODULE:CALLABLE, got {spec!r}")
+    try:
+        made = getattr(importlib.import_module(module_name), attribute)()
+    except (ImportError, AttributeError) as exc:
+        raise pytest.UsageError(f"--target-factory {spec}: {exc}") from exc
+    if not isinstance(made, Target):
+        raise pytest.UsageError(
+            f"--target-factory {spec} returned {type(made).__name__}, not a Target"
+        )
+    return made
 
 
 def selected_profiles(config: pytest.Config, claimed: frozenset[str]) -> frozenset[str]:
@@ -294,7 +340,9 @@ def pytest_runtest_makereport(
 def build_report(config: pytest.Config, target: dict[str, Any] | None) -> dict[str, Any]:
     claimed = frozenset((target or {}).get("claimed_profiles", ["core"]))
     chosen = selected_profiles(config, claimed)
-    verdicts = judge_all(config.stash[RESULTS].values(), chosen)
+    verdicts = judge_all(
+        config.stash[RESULTS].values(), chosen, only=config.getoption("sessionlab_only")
+    )
     return {
         "sessionlab": __version__,
         "target": target,

@@ -1,6 +1,6 @@
 """From check outcomes to one verdict per requirement. Pure functions over data."""
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -56,12 +56,19 @@ def _unique(messages: Iterable[str]) -> str:
     return "; ".join(dict.fromkeys(message for message in messages if message))
 
 
-def judge(requirement: Requirement, profiles: frozenset[str], checks: list[CheckResult]) -> Verdict:
+def judge(
+    requirement: Requirement,
+    profiles: frozenset[str],
+    checks: list[CheckResult],
+    only: Sequence[str] | None = None,
+) -> Verdict:
     level, profile = requirement.effective(profiles)
 
     def verdict(status: Status, message: str) -> Verdict:
         return Verdict(requirement.id, level, profile, requirement.title, status, message, checks)
 
+    if only and not any(requirement.id.startswith(prefix) for prefix in only):
+        return verdict("skipped", f"not selected by --only {' '.join(only)}")
     if profile not in profiles:
         return verdict("skipped", f"profile {profile!r} is not selected")
     if not checks:
@@ -80,13 +87,17 @@ def judge(requirement: Requirement, profiles: frozenset[str], checks: list[Check
     return verdict("passed", f"{passed} check(s) passed")
 
 
-def judge_all(results: Iterable[CheckResult], profiles: frozenset[str]) -> list[Verdict]:
+def judge_all(
+    results: Iterable[CheckResult],
+    profiles: frozenset[str],
+    only: Sequence[str] | None = None,
+) -> list[Verdict]:
     by_requirement: dict[str, list[CheckResult]] = {}
     for result in results:
         for requirement_id in result.requirement_ids:
             by_requirement.setdefault(requirement_id, []).append(result)
     return [
-        judge(requirement, profiles, by_requirement.get(requirement.id, []))
+        judge(requirement, profiles, by_requirement.get(requirement.id, []), only)
         for requirement in catalogue().values()
         if requirement.profile != CLIENT_PROFILE
     ]

@@ -7,7 +7,7 @@ import threading
 from collections.abc import Iterator
 
 import uvicorn
-from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 LOOPBACK = "127.0.0.1"
 
@@ -31,7 +31,7 @@ class _QuietServer(uvicorn.Server):
         yield
 
 
-def make_server(app: FastAPI, log_level: str = "warning") -> uvicorn.Server:
+def make_server(app: ASGIApp, log_level: str = "warning") -> uvicorn.Server:
     # log_config=None: the caller owns logging (one format for every service, caplog in tests).
     config = uvicorn.Config(
         app, log_level=log_level, log_config=None, lifespan="on", ws_ping_interval=None
@@ -43,7 +43,7 @@ class ThreadedServer:
     """A uvicorn server on its own event loop thread; start() returns once it accepts."""
 
     def __init__(
-        self, app: FastAPI, host: str = LOOPBACK, port: int = 0, log_level: str = "warning"
+        self, app: ASGIApp, host: str = LOOPBACK, port: int = 0, log_level: str = "warning"
     ) -> None:
         self.app = app
         self.host = host

@@ -151,8 +151,8 @@ def test_schema_check_fails_on_a_stale_directory(tmp_path: Path) -> None:
     assert "Health.json" in stale.stderr
 
 
-def test_verify_checks_the_reference_and_passes() -> None:
-    result = run_cli("verify")
+def test_smoke_checks_the_reference_and_passes() -> None:
+    result = run_cli("smoke")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "5 passed, 0 failed" in result.stdout
 

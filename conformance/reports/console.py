@@ -15,7 +15,9 @@ def render_console(report: dict[str, Any], verbose: bool = False) -> str:
         f" (gateway {target.get('gateway_url')}, runtime {runtime})",
         f"profiles checked: {', '.join(report['profiles'])}",
     ]
-    requirements: list[dict[str, Any]] = report["requirements"]
+    every: list[dict[str, Any]] = report["requirements"]
+    requirements = [r for r in every if not r["message"].startswith("not selected by --only")]
+    left_out = len(every) - len(requirements)
     for profile in dict.fromkeys(r["profile"] for r in requirements):
         in_profile = [r for r in requirements if r["profile"] == profile]
         if all(r["status"] == "skipped" for r in in_profile) and profile not in report["profiles"]:
@@ -37,6 +39,8 @@ def render_console(report: dict[str, Any], verbose: bool = False) -> str:
     if skipped_profiles:
         lines.append("")
         lines.append(f"not selected: {', '.join(skipped_profiles)}")
+    if left_out:
+        lines.append(f"left out by --only: {left_out} requirements")
     counts = report["summary"]
     lines.append("")
     lines.append(

@@ -4,9 +4,12 @@ import asyncio
 import logging
 import secrets
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from pydantic import AnyHttpUrl, SecretStr
+from starlette.types import ASGIApp
 
 from conformance.targets.base import Capability, Endpoints, Service, Target, TargetError
 from conformance.targets.logs import LogBuffer, LogSource
@@ -29,13 +32,27 @@ class _BufferHandler(logging.Handler):
         self.buffer.append(self.format(record))
 
 
+AppWrapper = Callable[[ASGIApp], ASGIApp]
+
+
+def _unwrapped(app: ASGIApp) -> ASGIApp:
+    return app
+
+
 class ReferenceTarget(Target):
+    """The reference in process. The wrappers and settings overrides exist to build variants that
+    break one requirement, the servers the suite proves itself against."""
+
     def __init__(
         self,
         data_dir: Path | None = None,
         client_key: str | None = None,
         turn_timeout: float = 10.0,
         profiles: frozenset[str] = REFERENCE_PROFILES,
+        runtime_wrapper: AppWrapper = _unwrapped,
+        gateway_wrapper: AppWrapper = _unwrapped,
+        runtime_overrides: dict[str, Any] | None = None,
+        gateway_overrides: dict[str, Any] | None = None,
     ) -> None:
         self.name = "reference"
         self.profiles = profiles
@@ -47,6 +64,10 @@ class ReferenceTarget(Target):
         self._servers: dict[Service, ThreadedServer] = {}
         self._logs: dict[Service, LogBuffer] = {name: LogBuffer() for name in _LOGGERS}
         self._handlers: list[tuple[logging.Logger, logging.Handler, int]] = []
+        self._runtime_wrapper = runtime_wrapper
+        self._gateway_wrapper = gateway_wrapper
+        self._runtime_overrides = runtime_overrides or {}
+        self._gateway_overrides = gateway_overrides or {}
 
     @property
     def endpoints(self) -> Endpoints:
@@ -67,9 +88,10 @@ class ReferenceTarget(Target):
             self._data_dir = Path(self._scratch.name)
         self._capture_logs()
         key = SecretStr(self._internal_key)
-        runtime = ThreadedServer(
-            create_runtime_app(RuntimeSettings(data_dir=self._data_dir, internal_key=key))
+        runtime_settings = RuntimeSettings(
+            data_dir=self._data_dir, internal_key=key, **self._runtime_overrides
         )
+        runtime = ThreadedServer(self._runtime_wrapper(create_runtime_app(runtime_settings)))
         await asyncio.to_thread(runtime.start)
         self._servers["runtime"] = runtime
         gateway_settings = GatewaySettings(
@@ -77,8 +99,9 @@ class ReferenceTarget(Target):
             internal_key=key,
             client_key=SecretStr(self._client_key) if self._client_key else None,
             turn_timeout=self.turn_timeout,
+            **self._gateway_overrides,
         )
-        gateway = ThreadedServer(create_gateway_app(gateway_settings))
+        gateway = ThreadedServer(self._gateway_wrapper(create_gateway_app(gateway_settings)))
         await asyncio.to_thread(gateway.start)
         self._servers["gateway"] = gateway
 

@@ -1,0 +1,106 @@
+"""`sessionlab verify`: run the conformance checks against a target and report per requirement.
+
+The checks run under pytest in this process; the plugin writes the JSON report, from which the
+console, JUnit and HTML renderings are made. Exit status: 0 when the target conforms (no MUST of
+the selected profiles failed, no harness error, something passed), 1 when it does not, 3 when the
+run itself broke (e.g. the target never started).
+"""
+
+import json
+import os
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conformance.reports.junit import render_junit
+
+CONFORMS, DOES_NOT_CONFORM, HARNESS_FAILED = 0, 1, 3
+
+
+@dataclass
+class VerifyOptions:
+    target: str | None = None
+    target_factory: str | None = None
+    gateway_url: str | None = None
+    runtime_url: str | None = None
+    client_key: str | None = None
+    internal_key: str | None = None
+    profiles: list[str] = field(default_factory=list)
+    only: list[str] = field(default_factory=list)
+    turn_timeout: float | None = None
+    deep: bool = False
+    json_path: Path | None = None
+    junit_path: Path | None = None
+    html_path: Path | None = None
+    verbose: bool = False
+
+    def pytest_args(self, report_path: Path) -> list[str]:
+        args = [
+            "--pyargs",
+            "conformance.checks",
+            # The checks carry their own configuration: a project's pytest settings (warnings
+            # as errors, addopts, test paths) must not change how a target is judged.
+            "-c",
+            os.devnull,
+            "--rootdir",
+            str(report_path.parent),
+            "-p",
+            "no:cacheprovider",
+            "-o",
+            "asyncio_default_fixture_loop_scope=function",
+            "--sessionlab-json",
+            str(report_path),
+            "-q" if not self.verbose else "-v",
+        ]
+        pairs = [
+            ("--target", self.target),
+            ("--target-factory", self.target_factory),
+            ("--gateway-url", self.gateway_url),
+            ("--runtime-url", self.runtime_url),
+            ("--client-key", self.client_key),
+            ("--internal-key", self.internal_key),
+            ("--turn-timeout", None if self.turn_timeout is None else str(self.turn_timeout)),
+        ]
+        for flag, value in pairs:
+            if value is not None:
+                args += [flag, value]
+        for profile in self.profiles:
+            args += ["--profile", profile]
+        for prefix in self.only:
+            args += ["--only", prefix]
+        if self.deep:
+            args.append("--deep")
+        return args
+
+
+def write_reports(report: dict[str, Any], options: VerifyOptions) -> None:
+    if options.json_path:
+        options.json_path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    if options.junit_path:
+        options.junit_path.write_text(render_junit(report), encoding="utf-8")
+    if options.html_path:
+        from conformance.reports.html import render_html
+
+        options.html_path.write_text(render_html(report), encoding="utf-8")
+
+
+def run_verify(options: VerifyOptions) -> int:
+    with tempfile.TemporaryDirectory(prefix="sessionlab-verify-") as scratch:
+        report_path = Path(scratch) / "report.json"
+        code = pytest.main(options.pytest_args(report_path))
+        if not report_path.exists():
+            print(
+                f"sessionlab verify: the run produced no report (pytest exit {int(code)}); "
+                "see the errors above",
+                file=sys.stderr,
+            )
+            return HARNESS_FAILED
+        report = json.loads(report_path.read_text(encoding="utf-8"))
+    write_reports(report, options)
+    if report["summary"]["error"] and not report["summary"]["failed"]:
+        return HARNESS_FAILED
+    return CONFORMS if report["conforms"] else DOES_NOT_CONFORM
