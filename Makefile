@@ -29,7 +29,7 @@ types: $(STAMP)
 
 test: lint $(STAMP)
 	$(BIN)/sessionlab schemas --check
-	$(BIN)/pytest
+	scripts/test.sh
 
 bench: $(STAMP)
 	$(BIN)/sessionlab bench
