@@ -18,10 +18,11 @@ from pydantic import AnyHttpUrl, SecretStr
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosedError
 
+from conformance.contract.frames import parse_client_frame
 from conformance.contract.sse import encode_event
 from reference.gateway.app import create_app
 from reference.gateway.relay import STREAM_CUT
-from reference.gateway.websocket import BINARY_FRAME
+from reference.gateway.websocket import BINARY_FRAME, stream_body
 from reference.server import ThreadedServer
 from reference.settings import GatewaySettings
 from tests.fixtures.stack import INTERNAL_KEY, ReferenceStack, deadline
@@ -96,6 +97,24 @@ async def session_id(gateway: httpx.AsyncClient) -> str:
 async def ws(reference_stack: ReferenceStack, session_id: str) -> AsyncIterator[ClientConnection]:
     async with connect(f"{reference_stack.ws_url}/ws/{session_id}", open_timeout=deadline(5)) as c:
         yield c
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        pytest.param({"type": "tool_result", "call_id": "c", "result": None}, id="explicit-null"),
+        pytest.param({"type": "user_message", "content": "x", "role": "user"}, id="no-extras"),
+        pytest.param(
+            {"type": "user_message", "content": "x", "role": "user", "client": "ide"},
+            id="extra-field",
+        ),
+    ],
+)
+def test_stream_body_forwards_the_frame_as_the_client_sent_it(frame: Frame) -> None:
+    assert stream_body("s1", parse_client_frame(json.dumps(frame))) == {
+        "session_id": "s1",
+        "message": frame,
+    }
 
 
 # Turns (W-CONN-1, W-TURN-1/2)

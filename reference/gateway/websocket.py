@@ -5,6 +5,7 @@ import logging
 from collections.abc import AsyncGenerator
 from contextlib import aclosing, suppress
 from http import HTTPStatus
+from typing import Any
 
 import httpx
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
@@ -102,11 +103,16 @@ async def _turn(
         await websocket.send_text(error_frame(f"turn timed out after {settings.turn_timeout:g} s"))
 
 
+def stream_body(session_id: str, frame: ClientFrame) -> dict[str, Any]:
+    """The runtime request for one frame: the fields the IDE sent, explicit nulls included."""
+    return {"session_id": session_id, "message": frame.model_dump(mode="json", exclude_unset=True)}
+
+
 async def stream_turn(
     runtime: httpx.AsyncClient, settings: GatewaySettings, session_id: str, frame: ClientFrame
 ) -> AsyncGenerator[str, None]:
     """The frames of one turn, always ending in a final frame or an error frame (W-TURN-1)."""
-    body = {"session_id": session_id, "message": frame.model_dump(mode="json", exclude_unset=True)}
+    body = stream_body(session_id, frame)
     # Agents may pause between events; the turn timeout, not the request timeout, bounds a read.
     timeout = httpx.Timeout(
         settings.request_timeout, connect=settings.connect_timeout, read=settings.turn_timeout
