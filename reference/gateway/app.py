@@ -44,6 +44,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     if settings is None:
         # Only for `uvicorn --factory`, which calls the factory with no arguments.
         settings = GatewaySettings()
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[dict[str, Any]]:
         async with runtime_client(settings) as client:
