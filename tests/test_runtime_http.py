@@ -2,7 +2,6 @@
 
 import asyncio
 import logging
-from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -13,16 +12,6 @@ from reference.server import ThreadedServer
 from tests.fixtures.stack import INTERNAL_KEY, deadline
 
 pytestmark = pytest.mark.usefixtures("runtime_server")
-
-
-@pytest.fixture
-def client(runtime_server: ThreadedServer) -> Iterator[httpx.Client]:
-    with httpx.Client(
-        base_url=runtime_server.url,
-        headers={"X-Internal-Auth": INTERNAL_KEY},
-        timeout=deadline(10),
-    ) as client:
-        yield client
 
 
 def turn(client: httpx.Client, session_id: str, message: dict[str, object]) -> str:

@@ -1,25 +1,13 @@
 """The runtime's agent stream (R-STREAM) and durability across restarts (R-CREATE-4, R-HIST-3)."""
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 
 from conformance.contract import sse
 from reference.runtime.app import create_app
 from reference.server import ThreadedServer
-from tests.fixtures.stack import INTERNAL_KEY, deadline, runtime_settings
-
-
-@pytest.fixture
-def client(runtime_server: ThreadedServer) -> Iterator[httpx.Client]:
-    with httpx.Client(
-        base_url=runtime_server.url,
-        headers={"X-Internal-Auth": INTERNAL_KEY},
-        timeout=deadline(10),
-    ) as client:
-        yield client
+from tests.fixtures.stack import INTERNAL_KEY, runtime_settings
 
 
 def stream(client: httpx.Client, session_id: str, message: dict[str, object]) -> list[sse.SSEEvent]:
