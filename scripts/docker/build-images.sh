@@ -296,7 +296,7 @@ main() {
         "") ;;
         --rebuild) REBUILD=1 ;;
         -h | --help)
-            sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'
+            sed -n '2,/^set /{/^#/s/^# \{0,1\}//p}' "$0"
             return 0
             ;;
         *) die "unknown argument '$1' (expected: --rebuild)" ;;

@@ -116,7 +116,7 @@ main() {
     case "${action}" in
         start | stop) ;;
         -h | --help)
-            sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
+            sed -n '2,/^set /{/^#/s/^# \{0,1\}//p}' "$0"
             return 0
             ;;
         *) die "unknown argument '${action}' (expected: start, stop)" ;;
