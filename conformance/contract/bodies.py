@@ -30,6 +30,8 @@ class SessionInfo(_Body):
     message_count: int
     last_activity: str
     current_agent: str | None
+    # Profile `lifecycle` (X-REN-1): the title a session was given, if any.
+    title: str | None = None
 
 
 class SessionList(_Body):
@@ -95,6 +97,37 @@ class StreamError(_Body):
     type: Literal["error"] = "error"
     error: str
     is_final: Literal[True] = True
+
+
+class RenameRequest(_Body):
+    """Profile `lifecycle` (X-REN-1)."""
+
+    title: str = Field(min_length=1, max_length=200)
+
+
+class SessionExport(_Body):
+    """Profile `export` (X-EXP-1): `GET /sessions/{id}/export?format=json`."""
+
+    session_id: str
+    title: str | None
+    exported_at: str
+    message_count: int
+    messages: list[Message]
+    agent_history: list[dict[str, Any]]
+
+
+class SearchResult(_Body):
+    session_id: str
+    title: str | None
+    last_activity: str
+    snippet: str
+
+
+class SearchResults(_Body):
+    """Profile `search` (X-SRCH-1): `GET /sessions/search?q=...`."""
+
+    results: list[SearchResult]
+    total: int
 
 
 class ErrorBody(_Body):

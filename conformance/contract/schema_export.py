@@ -25,6 +25,10 @@ _MODELS: tuple[type[BaseModel], ...] = (
     bodies.StreamDone,
     bodies.StreamError,
     bodies.ErrorBody,
+    bodies.RenameRequest,
+    bodies.SessionExport,
+    bodies.SearchResult,
+    bodies.SearchResults,
 )
 _UNIONS: dict[str, TypeAdapter[object]] = {
     "ClientFrame": TypeAdapter(frames.ClientFrame),

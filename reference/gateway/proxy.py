@@ -54,6 +54,9 @@ ROUTES: tuple[ProxyRoute, ...] = (
     # Lifecycle extension (X-DEL-1, X-REN-1): passed through for runtimes that implement it.
     _route("DELETE", "/sessions/{id}"),
     _route("PATCH", "/sessions/{id}"),
+    # Export and search extensions (X-EXP-1, X-SRCH-1).
+    _route("GET", "/sessions/{id}/export"),
+    _route("GET", "/sessions/search"),
 )
 
 
@@ -145,8 +148,11 @@ def _pass_on(upstream: httpx.Response) -> Response:
         return JSONResponse(body, status_code=status)
     if status == HTTPStatus.NO_CONTENT or status == HTTPStatus.NOT_MODIFIED:
         return Response(status_code=status)
+    # An export is a download: its file name travels with it.
+    disposition = upstream.headers.get("content-disposition")
     return Response(
         content=upstream.content,
         status_code=status,
         media_type=upstream.headers.get("content-type", "application/json"),
+        headers={"Content-Disposition": disposition} if disposition else None,
     )

@@ -5,9 +5,9 @@ import logging
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
 
@@ -19,6 +19,10 @@ from conformance.contract.bodies import (
     CurrentAgent,
     Health,
     History,
+    RenameRequest,
+    SearchResult,
+    SearchResults,
+    SessionExport,
     SessionInfo,
     SessionList,
     StreamDone,
@@ -26,8 +30,10 @@ from conformance.contract.bodies import (
     StreamRequest,
 )
 from reference.asgi_guards import BodyLimit, KeyGuard
+from reference.clock import utc_now
 from reference.errors import error_response, install_error_handlers
 from reference.runtime.agents import AGENTS
+from reference.runtime.export import transcript_markdown
 from reference.runtime.script_agent import respond
 from reference.runtime.store import SessionNotFound, SessionState, Store
 from reference.settings import RuntimeSettings
@@ -90,6 +96,7 @@ def _info(state: SessionState) -> SessionInfo:
         message_count=state.message_count,
         last_activity=state.last_activity,
         current_agent=state.current_agent,
+        title=state.title,
     )
 
 
@@ -111,6 +118,64 @@ async def history(session_id: str, store: StoreDep) -> History:
         last_activity=state.last_activity,
         current_agent=state.current_agent,
         agent_history=[record.model_dump() for record in switches],
+    )
+
+
+@router.get("/sessions/search")
+async def search(
+    store: StoreDep, q: Annotated[str, Query(min_length=1, max_length=500)]
+) -> SearchResults:
+    hits = await store.search(q)
+    results = [
+        SearchResult(
+            session_id=hit.session.session_id,
+            title=hit.session.title,
+            last_activity=hit.session.last_activity,
+            snippet=hit.snippet,
+        )
+        for hit in hits
+    ]
+    return SearchResults(results=results, total=len(results))
+
+
+@router.delete("/sessions/{session_id}", status_code=204)
+async def delete_session(session_id: str, store: StoreDep) -> Response:
+    await store.delete_session(session_id)
+    return Response(status_code=204)
+
+
+@router.patch("/sessions/{session_id}")
+async def rename_session(session_id: str, body: RenameRequest, store: StoreDep) -> SessionInfo:
+    return _info(await store.rename_session(session_id, body.title))
+
+
+@router.get("/sessions/{session_id}/export", response_model=None)
+async def export_session(
+    session_id: str,
+    store: StoreDep,
+    format: Annotated[Literal["json", "markdown"], Query()] = "json",
+) -> Response:
+    state = await store.get_session(session_id)
+    messages = await store.messages(session_id)
+    if format == "markdown":
+        return Response(
+            transcript_markdown(state, messages),
+            media_type="text/markdown; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="{session_id}.md"'},
+        )
+    switches = await store.agent_history(session_id)
+    document = SessionExport(
+        session_id=session_id,
+        title=state.title,
+        exported_at=utc_now(),
+        message_count=len(messages),
+        messages=messages,
+        agent_history=[record.model_dump() for record in switches],
+    )
+    return Response(
+        document.model_dump_json(),
+        media_type="application/json",
+        headers={"Content-Disposition": f'attachment; filename="{session_id}.json"'},
     )
 
 

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import event, func, select
+from sqlalchemy import delete, event, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -27,6 +27,9 @@ class SessionNotFound(LookupError):
     pass
 
 
+TITLE_MAX = 200
+
+
 @dataclass(frozen=True)
 class SessionState:
     session_id: str
@@ -35,6 +38,13 @@ class SessionState:
     current_agent: str
     message_count: int
     switch_count: int
+    title: str | None = None
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    session: SessionState
+    snippet: str
 
 
 def _state(row: SessionRow) -> SessionState:
@@ -45,6 +55,7 @@ def _state(row: SessionRow) -> SessionState:
         current_agent=row.current_agent,
         message_count=row.message_count,
         switch_count=row.switch_count,
+        title=row.title,
     )
 
 
@@ -67,6 +78,20 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.close()
+    # SQLite's lower() folds ASCII only; search must match "ÄPFEL" to "äpfel" as PostgreSQL does.
+    dbapi_connection.create_function("lower", 1, _lower, deterministic=True)
+
+
+def _lower(value: object) -> object:
+    return value.lower() if isinstance(value, str) else value
+
+
+def snippet(content: str, needle: str, width: int = 80) -> str:
+    """Text around the first case-insensitive match, with ellipses where it was cut."""
+    at = content.lower().find(needle.lower())
+    start = max(0, at - width // 2) if at >= 0 else 0
+    end = min(len(content), start + width)
+    return ("…" if start else "") + content[start:end] + ("…" if end < len(content) else "")
 
 
 class Store:
@@ -162,6 +187,45 @@ class Store:
                 )
                 for row in rows
             ]
+
+    async def delete_session(self, session_id: str) -> None:
+        async with self._writing() as db:
+            row = await db.get(SessionRow, session_id)
+            if row is None:
+                raise SessionNotFound(session_id)
+            # Children first: the cascade is declared, but SQLite enforces it only per connection.
+            for table in (MessageRow, AgentSwitchRow, ToolCallRow):
+                await db.execute(delete(table).where(table.session_id == session_id))
+            await db.delete(row)
+
+    async def rename_session(self, session_id: str, title: str) -> SessionState:
+        async with self._writing() as db:
+            row = await db.get(SessionRow, session_id)
+            if row is None:
+                raise SessionNotFound(session_id)
+            row.title = title
+            return _state(row)
+
+    async def search(self, needle: str, limit: int = 50) -> list[SearchHit]:
+        """Sessions with a message containing `needle` (case-insensitive), most recent first."""
+        async with self._sessions() as db:
+            matches = await db.execute(
+                select(MessageRow.session_id, MessageRow.content)
+                .where(func.lower(MessageRow.content).contains(needle.lower(), autoescape=True))
+                .order_by(MessageRow.session_id, MessageRow.seq.desc())
+            )
+            latest: dict[str, str] = {}
+            for session_id, content in matches:
+                latest.setdefault(session_id, content or "")
+            if not latest:
+                return []
+            rows = await db.scalars(
+                select(SessionRow)
+                .where(SessionRow.id.in_(latest))
+                .order_by(SessionRow.last_activity.desc(), SessionRow.id)
+                .limit(limit)
+            )
+            return [SearchHit(_state(row), snippet(latest[row.id], needle)) for row in rows]
 
     async def tool_call(self, session_id: str, call_id: str) -> PendingCall | None:
         async with self._sessions() as db:

@@ -17,6 +17,7 @@ class SessionRow(Base):
     created_at: Mapped[str] = mapped_column(String(40))
     last_activity: Mapped[str] = mapped_column(String(40), index=True)
     current_agent: Mapped[str] = mapped_column(String(64))
+    title: Mapped[str | None] = mapped_column(String(200), nullable=True)
     # Kept on the session row so an append never counts the messages it follows.
     message_count: Mapped[int] = mapped_column(Integer, default=0)
     switch_count: Mapped[int] = mapped_column(Integer, default=0)
