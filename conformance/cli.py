@@ -103,6 +103,7 @@ def _verify(args: argparse.Namespace) -> int:
             junit_path=args.junit_xml,
             html_path=args.html,
             verbose=args.verbose,
+            baseline=args.baseline,
         )
     )
 
@@ -177,6 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--only", action="append", metavar="ID", help="requirement id or prefix")
     what.add_argument("--turn-timeout", type=float, help="seconds one agent turn may take")
     what.add_argument("--deep", action="store_true", help="many more generated examples")
+    what.add_argument(
+        "--baseline", type=Path, help="YAML of known failures and flaky requirement IDs"
+    )
     out = verify.add_argument_group("reports")
     out.add_argument("--json", type=Path, help="write the JSON report here")
     out.add_argument("--junit-xml", type=Path, help="write JUnit XML (one case per requirement)")

@@ -20,13 +20,21 @@ import pytest
 import pytest_asyncio
 
 from conformance import __version__
+from conformance.baseline import BaselineError, load_baseline
 from conformance.contract.requirements import CLIENT_PROFILE, PROFILES, catalogue
 from conformance.failures import CheckFailure
 from conformance.probes import TEST_HEADER, Socket, http_probe, open_socket
 from conformance.target_runner import TargetRunner
 from conformance.targets import Target, TargetError
 from conformance.transcript import Transcript
-from conformance.verdicts import CheckResult, Outcome, conforms, judge_all, summary
+from conformance.verdicts import (
+    CheckResult,
+    Outcome,
+    apply_baseline,
+    conforms,
+    judge_all,
+    summary,
+)
 
 RESULTS = pytest.StashKey[dict[str, CheckResult]]()
 REPORT = pytest.StashKey[dict[str, Any]]()
@@ -71,11 +79,23 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="run only checks of requirements with this id or id prefix (e.g. W-BAD), repeatable",
     )
     group.addoption(
+        "--baseline",
+        dest="sessionlab_baseline",
+        metavar="FILE",
+        help="YAML of known failures and flaky requirements (see docs/conformance.md)",
+    )
+    group.addoption(
         "--sessionlab-json", dest="sessionlab_json", help="write the per-requirement report here"
     )
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    baseline_path = config.getoption("sessionlab_baseline", None)
+    if baseline_path:
+        try:
+            load_baseline(Path(baseline_path))
+        except BaselineError as exc:
+            raise pytest.UsageError(str(exc)) from None
     config.addinivalue_line("markers", f"{MARKER}(*ids): requirement ids the check verifies")
     config.stash[RESULTS] = {}
     config.stash[STARTED] = time.time()
@@ -343,6 +363,9 @@ def build_report(config: pytest.Config, target: dict[str, Any] | None) -> dict[s
     verdicts = judge_all(
         config.stash[RESULTS].values(), chosen, only=config.getoption("sessionlab_only")
     )
+    baseline_path = config.getoption("sessionlab_baseline")
+    if baseline_path:
+        verdicts = apply_baseline(verdicts, load_baseline(Path(baseline_path)))
     return {
         "sessionlab": __version__,
         "target": target,

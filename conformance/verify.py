@@ -37,6 +37,7 @@ class VerifyOptions:
     junit_path: Path | None = None
     html_path: Path | None = None
     verbose: bool = False
+    baseline: Path | None = None
 
     def pytest_args(self, report_path: Path) -> list[str]:
         args = [
@@ -64,6 +65,7 @@ class VerifyOptions:
             ("--client-key", self.client_key),
             ("--internal-key", self.internal_key),
             ("--turn-timeout", None if self.turn_timeout is None else str(self.turn_timeout)),
+            ("--baseline", None if self.baseline is None else str(self.baseline)),
         ]
         for flag, value in pairs:
             if value is not None:

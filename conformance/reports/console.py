@@ -30,7 +30,8 @@ def render_console(report: dict[str, Any], verbose: bool = False) -> str:
                 key=lambda r: (ORDER[r["status"]], r["id"]),
             )
             for row in rows:
-                lines.append(f"  {MARKS[row['status']]} {level:<6} {row['id']:<11} {row['title']}")
+                mark = "known" if row.get("known_failure") else MARKS[row["status"]]
+                lines.append(f"  {mark:<4} {level:<6} {row['id']:<11} {row['title']}")
                 if row["status"] != "passed" or verbose:
                     lines.append(f"{'':18}{row['message']}")
     skipped_profiles = sorted(
