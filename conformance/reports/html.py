@@ -1,0 +1,464 @@
+"""The HTML report: one self-contained page of a verify report.
+
+Inline CSS, no script and nothing fetched, so the file can be archived as a CI artifact and opened
+anywhere, offline. Every string from the report is escaped: transcripts hold whatever the target
+sent, markup included.
+"""
+
+import html
+import re
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+STATUS_ORDER = {"failed": 0, "error": 1, "warning": 2, "passed": 3, "skipped": 4}
+LEVELS = ("MUST", "SHOULD", "MAY")
+# The symbol is decoration; the word next to it carries the meaning (colour is never alone).
+SYMBOLS = {"passed": "✓", "failed": "✗", "warning": "!", "skipped": "○", "error": "⚠"}
+PLURALS = {"warning": "warnings", "error": "errors"}
+# Rows whose checks are worth opening: they carry the failing checks' transcripts.
+EXPANDED = ("failed", "error", "warning")
+ONLY_PREFIX = "not selected by --only"
+
+# C0 and C1 controls (tab, newline and carriage return aside) and lone surrogates cannot be
+# written as UTF-8 or shown; they become visible escapes so that a body's bytes stay readable.
+_UNPRINTABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def _escape(value: object) -> str:
+    text = _UNPRINTABLE.sub(lambda match: f"\\u{ord(match.group()):04x}", str(value))
+    return html.escape(text, quote=True)
+
+
+def exit_code(report: dict[str, Any]) -> tuple[int, str]:
+    """The exit status `sessionlab verify` gives for this report, and what it means.
+
+    Mirrors `conformance.verify.run_verify`: a harness error with no failure is a broken run (3),
+    not a verdict on the target."""
+    counts = report["summary"]
+    if counts["error"] and not counts["failed"]:
+        return 3, (
+            f"the run is incomplete: {counts['error']} requirement(s) could not be judged "
+            "(no check covers them, or their checks could not run)"
+        )
+    if report["conforms"]:
+        return 0, "no MUST requirement of the checked profiles failed and checks passed"
+    if counts["failed"]:
+        also = f", {counts['error']} could not be judged" if counts["error"] else ""
+        return 1, f"{counts['failed']} MUST requirement(s) of the checked profiles failed{also}"
+    return 1, "no check passed"
+
+
+CSS = """
+:root {
+  --ink: #1b1d23; --muted: #5b6070; --line: #d7dae0; --paper: #ffffff; --tint: #f5f6f8;
+  --pass-bg: #e3f3e8; --pass-ink: #17622f; --pass-edge: #2f8f4e;
+  --fail-bg: #fde6e7; --fail-ink: #8e1620; --fail-edge: #c92a36;
+  --err-bg: #fff0d9; --err-ink: #7a3d00; --err-edge: #d97a00;
+  --warn-bg: #fff7c2; --warn-ink: #5e4a00; --warn-edge: #c9a400;
+  --skip-bg: #eceef2; --skip-ink: #474d5c; --skip-edge: #9aa0ad;
+}
+* { box-sizing: border-box; }
+body {
+  margin: 0 auto; padding: 24px 32px 48px; max-width: 1280px;
+  font: 15px/1.45 system-ui, -apple-system, "Segoe UI", "DejaVu Sans", sans-serif;
+  color: var(--ink); background: var(--paper);
+}
+code, pre, .mono { font-family: ui-monospace, "DejaVu Sans Mono", Menlo, Consolas, monospace; }
+h1 { font-size: 15px; font-weight: 600; color: var(--muted); margin: 0 0 8px; }
+h2 { font-size: 20px; margin: 36px 0 8px; }
+h2 .counts { font-size: 14px; font-weight: normal; color: var(--muted); }
+a { color: inherit; }
+
+.verdict {
+  border-radius: 8px; padding: 18px 24px; margin: 0 0 20px; border-left: 10px solid;
+  print-color-adjust: exact; -webkit-print-color-adjust: exact;
+}
+.verdict p { margin: 0; }
+.verdict .word { font-size: 32px; font-weight: 800; letter-spacing: 0.02em; }
+.verdict .exit { margin-top: 4px; font-size: 16px; }
+.verdict-0 { background: var(--pass-bg); color: var(--pass-ink); border-color: var(--pass-edge); }
+.verdict-1 { background: var(--fail-bg); color: var(--fail-ink); border-color: var(--fail-edge); }
+.verdict-3 { background: var(--err-bg); color: var(--err-ink); border-color: var(--err-edge); }
+
+.facts { display: grid; grid-template-columns: max-content 1fr; gap: 2px 16px; margin: 0 0 16px; }
+.facts dt { color: var(--muted); }
+.facts dd { margin: 0; overflow-wrap: anywhere; }
+
+.summary { display: flex; flex-wrap: wrap; gap: 8px; list-style: none; padding: 0; margin: 0; }
+.summary li { padding: 6px 14px; border-radius: 6px; border: 1px solid; font-size: 15px; }
+.summary .zero { color: var(--muted); border-color: var(--line); }
+.summary .n { font-size: 22px; font-weight: 700; margin-right: 4px; }
+
+.attention { margin: 16px 0 0; padding: 12px 16px; background: var(--tint); border-radius: 6px; }
+.attention h2 { font-size: 15px; margin: 0 0 6px; }
+.attention ul { margin: 0; padding: 0; list-style: none; }
+.attention li { margin: 4px 0; line-height: 1.7; }
+.attention a { white-space: nowrap; }
+
+.badge {
+  display: inline-block; padding: 1px 8px; border-radius: 999px; border: 1px solid;
+  font-size: 13px; font-weight: 600; white-space: nowrap;
+  print-color-adjust: exact; -webkit-print-color-adjust: exact;
+}
+.status-passed {
+  background: var(--pass-bg); color: var(--pass-ink); border-color: var(--pass-edge);
+}
+.status-failed {
+  background: var(--fail-bg); color: var(--fail-ink); border-color: var(--fail-edge);
+}
+.status-error {
+  background: var(--err-bg); color: var(--err-ink); border-color: var(--err-edge);
+}
+.status-warning {
+  background: var(--warn-bg); color: var(--warn-ink); border-color: var(--warn-edge);
+}
+.status-skipped {
+  background: var(--skip-bg); color: var(--skip-ink); border-color: var(--skip-edge);
+}
+
+table.requirements { width: 100%; border-collapse: collapse; table-layout: fixed; }
+table.requirements col.c-id { width: 8.5em; }
+table.requirements col.c-level { width: 5.5em; }
+table.requirements col.c-status { width: 7.5em; }
+table.requirements th, table.requirements td {
+  text-align: left; vertical-align: top; padding: 7px 8px; border-bottom: 1px solid var(--line);
+}
+table.requirements thead th {
+  font-size: 13px; color: var(--muted); font-weight: 600; border-bottom: 2px solid var(--line);
+}
+table.requirements tr.level th {
+  background: var(--tint); font-size: 13px; letter-spacing: 0.04em; padding: 4px 8px;
+}
+tr.req > th { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: 14px;
+  white-space: nowrap; border-left: 4px solid transparent; }
+tr.req[data-status="failed"] > th { border-left-color: var(--fail-edge); }
+tr.req[data-status="error"] > th { border-left-color: var(--err-edge); }
+tr.req[data-status="warning"] > th { border-left-color: var(--warn-edge); }
+tr.req[data-status="failed"] { background: #fffafa; }
+td.level { font-size: 13px; }
+td.level.MUST { font-weight: 700; }
+.title { margin: 0; }
+.message { margin: 2px 0 0; color: var(--muted); white-space: pre-wrap; overflow-wrap: anywhere; }
+tr.req[data-status="failed"] .message { color: var(--fail-ink); font-weight: 500; }
+tr.req[data-status="error"] .message { color: var(--err-ink); font-weight: 500; }
+tr.req[data-status="warning"] .message { color: var(--warn-ink); font-weight: 500; }
+tr.req[data-status="passed"] .message { font-size: 13px; }
+
+details.checks { margin-top: 6px; }
+details.checks > summary { cursor: pointer; color: var(--muted); font-size: 13px; }
+ol.check-list { list-style: none; padding: 0; margin: 6px 0 0; }
+li.check { margin: 0 0 10px; padding: 8px 10px; border: 1px solid var(--line); border-radius: 6px;
+  background: var(--paper); }
+.check-head { margin: 0; display: flex; flex-wrap: wrap; gap: 4px 10px; align-items: baseline; }
+.check-head code { font-size: 13px; overflow-wrap: anywhere; }
+.check-head .duration { color: var(--muted); font-size: 13px; }
+.check-message { margin: 4px 0 0; white-space: pre-wrap; overflow-wrap: anywhere; }
+
+table.transcript { width: 100%; border-collapse: collapse; margin-top: 8px; font-size: 12px;
+  table-layout: fixed; }
+table.transcript caption { text-align: left; font-size: 12px; color: var(--muted); padding: 2px 0; }
+table.transcript col.c-at { width: 6.5em; }
+table.transcript col.c-kind { width: 10em; }
+table.transcript th { text-align: left; color: var(--muted); font-weight: 600; padding: 2px 6px;
+  border-bottom: 1px solid var(--line); }
+table.transcript td { vertical-align: top; padding: 2px 6px; border-bottom: 1px solid #eef0f3; }
+table.transcript td.at { text-align: right; color: var(--muted); white-space: nowrap; }
+table.transcript td.kind { white-space: nowrap; font-weight: 600; }
+table.transcript pre { margin: 0; white-space: pre-wrap; overflow-wrap: anywhere; font-size: 12px; }
+tr.kind-http-request td.kind, tr.kind-ws-send td.kind { color: #1f4fa8; }
+tr.kind-http-response td.kind, tr.kind-ws-recv td.kind, tr.kind-sse td.kind { color: #6b2fa0; }
+tr.kind-note td.kind { color: var(--muted); font-style: italic; }
+.empty { color: var(--muted); font-style: italic; margin: 4px 0 0; }
+
+details.not-checked > summary { cursor: pointer; font-size: 18px; font-weight: 600; }
+footer { margin-top: 40px; color: var(--muted); font-size: 13px; }
+.visually-hidden { position: absolute; width: 1px; height: 1px; overflow: hidden;
+  clip-path: inset(50%); white-space: nowrap; }
+
+@media print {
+  @page { margin: 12mm; }
+  body { max-width: none; padding: 0; font-size: 10pt; }
+  .verdict .word { font-size: 22pt; }
+  a { text-decoration: none; }
+  /* Paper cannot be clicked open: print the checks of the rows that need them. */
+  tr.req[data-status="failed"] details.checks::details-content,
+  tr.req[data-status="error"] details.checks::details-content,
+  tr.req[data-status="warning"] details.checks::details-content {
+    content-visibility: visible; display: block;
+  }
+  tr.level, thead { break-after: avoid; }
+  li.check, table.transcript tr, .summary li, .verdict { break-inside: avoid; }
+}
+"""
+
+
+def _word(n: int, status: str) -> str:
+    return status if n == 1 else PLURALS.get(status, status)
+
+
+def _count(n: int, status: str) -> str:
+    return f"{n} {_word(n, status)}"
+
+
+def _badge(status: str) -> str:
+    return (
+        f'<span class="badge status-{_escape(status)}">'
+        f'<span aria-hidden="true">{SYMBOLS.get(status, "?")}</span> '
+        f"{_escape(status)}</span>"
+    )
+
+
+def _anchor(requirement_id: str) -> str:
+    return "req-" + re.sub(r"[^A-Za-z0-9_-]", "_", requirement_id)
+
+
+def _when(epoch: object) -> str:
+    if not isinstance(epoch, int | float):
+        return "unknown"
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _seconds(value: object) -> str:
+    return f"{value:.3f} s" if isinstance(value, int | float) else _escape(value)
+
+
+def _checked(report: dict[str, Any], requirement: dict[str, Any]) -> bool:
+    """In a profile this run checked, and not left out by --only."""
+    return requirement["profile"] in report["profiles"] and not str(
+        requirement["message"]
+    ).startswith(ONLY_PREFIX)
+
+
+def _header(report: dict[str, Any]) -> str:
+    code, meaning = exit_code(report)
+    word = "CONFORMS" if report["conforms"] else "DOES NOT CONFORM"
+    target = report.get("target") or {}
+    claimed = target.get("claimed_profiles")
+    facts = [
+        ("Target", target.get("name") or "unknown (it did not start)"),
+        ("Gateway", target.get("gateway_url") or "not known"),
+        ("Runtime", target.get("runtime_url") or "not given"),
+        ("Profiles claimed", ", ".join(claimed) if claimed else "none stated"),
+        ("Profiles checked", ", ".join(report["profiles"])),
+        ("Started", _when(report.get("started_at"))),
+        ("Duration", _seconds(report.get("duration"))),
+    ]
+    rows = "".join(f"<dt>{_escape(name)}</dt><dd>{_escape(value)}</dd>" for name, value in facts)
+    counts = report["summary"]
+    total = sum(counts.get(status, 0) for status in STATUS_ORDER)
+    summary = "".join(
+        # A zero stays neutral: colour should point at what is there, not at what is not.
+        f'<li class="{f"status-{status}" if counts.get(status) else "zero"}">'
+        f'<span aria-hidden="true">{SYMBOLS[status]}</span> '
+        f'<span class="n">{counts.get(status, 0)}</span> '
+        f"{_word(counts.get(status, 0), status)}</li>"
+        for status in STATUS_ORDER
+    )
+    return (
+        f"<header>"
+        f"<h1>sessionlab {_escape(report.get('sessionlab', ''))} conformance report</h1>"
+        f'<section class="verdict verdict-{code}" aria-label="Verdict">'
+        f'<p class="word">{word}</p>'
+        f'<p class="exit">exit code {code}: {_escape(meaning)}</p>'
+        f"</section>"
+        f'<dl class="facts">{rows}</dl>'
+        f'<section aria-label="Summary"><h2 class="visually-hidden">Summary</h2>'
+        f'<ul class="summary" aria-label="{total} requirements">{summary}</ul></section>'
+        f"</header>"
+    )
+
+
+def _attention(requirements: list[dict[str, Any]]) -> str:
+    """Links to what went wrong, MUST failures first, so a long page needs no scrolling to act."""
+    lines = []
+    for status in EXPANDED:
+        wrong = sorted(
+            (r for r in requirements if r["status"] == status),
+            key=lambda r: (_level_rank(r["level"]), r["id"]),
+        )
+        if not wrong:
+            continue
+        links = ", ".join(
+            f'<a href="#{_anchor(r["id"])}"><code>{_escape(r["id"])}</code></a>'
+            + ("" if r["level"] == "MUST" else f" ({_escape(r['level'])})")
+            for r in wrong
+        )
+        lines.append(f"<li>{_badge(status)} {len(wrong)}: {links}</li>")
+    if not lines:
+        return ""
+    return (
+        f'<nav class="attention" aria-labelledby="attention-h">'
+        f'<h2 id="attention-h">Needs attention</h2><ul>{"".join(lines)}</ul></nav>'
+    )
+
+
+def _level_rank(level: str) -> int:
+    return LEVELS.index(level) if level in LEVELS else len(LEVELS)
+
+
+def _transcript(check: dict[str, Any]) -> str:
+    entries: list[dict[str, Any]] = check.get("transcript") or []
+    if not entries:
+        return (
+            '<p class="empty">No wire exchange was recorded.</p>'
+            if check["outcome"] in ("failed", "error")
+            else ""
+        )
+    rows = "".join(
+        f'<tr class="entry kind-{_escape(entry.get("kind", ""))}">'
+        f'<td class="at mono">+{_seconds(entry.get("at"))}</td>'
+        f'<td class="kind mono">{_escape(entry.get("kind", ""))}</td>'
+        f'<td class="text"><pre>{_escape(entry.get("text", ""))}</pre></td></tr>'
+        for entry in entries
+    )
+    return (
+        f'<table class="transcript">'
+        f"<caption>Wire transcript ({len(entries)} entries, keys redacted)</caption>"
+        f'<colgroup><col class="c-at"><col class="c-kind"><col></colgroup>'
+        f'<thead><tr><th scope="col">time</th><th scope="col">kind</th>'
+        f'<th scope="col">text</th></tr></thead>'
+        f"<tbody>{rows}</tbody></table>"
+    )
+
+
+def _checks(requirement: dict[str, Any]) -> str:
+    checks: list[dict[str, Any]] = requirement["checks"]
+    if not checks or requirement["status"] == "skipped":
+        return ""
+    # The checks that decided the verdict come first.
+    ordered = sorted(checks, key=lambda c: STATUS_ORDER.get(c["outcome"], len(STATUS_ORDER)))
+    tally: dict[str, int] = {}
+    for check in checks:
+        tally[check["outcome"]] = tally.get(check["outcome"], 0) + 1
+    told = ", ".join(
+        _count(n, outcome)
+        for outcome, n in sorted(tally.items(), key=lambda i: STATUS_ORDER.get(i[0], 9))
+    )
+    noun = "check" if len(checks) == 1 else "checks"
+    wire = "; wire transcript" if any(c.get("transcript") for c in checks) else ""
+    # A passing row's message only counts its checks: the summary says it once.
+    label = (
+        requirement["message"]
+        if requirement["status"] == "passed" and requirement["message"]
+        else f"{len(checks)} {noun}: {told}{wire}"
+    )
+    items = "".join(
+        f'<li class="check" data-outcome="{_escape(check["outcome"])}">'
+        f'<p class="check-head">{_badge(check["outcome"])} <code>{_escape(check["nodeid"])}</code>'
+        f' <span class="duration">{_seconds(check.get("duration"))}</span></p>'
+        + (
+            f'<p class="check-message">{_escape(check["message"])}</p>'
+            if check.get("message")
+            else ""
+        )
+        + _transcript(check)
+        + "</li>"
+        for check in ordered
+    )
+    return (
+        f'<details class="checks"><summary>{_escape(label)}</summary>'
+        f'<ol class="check-list">{items}</ol></details>'
+    )
+
+
+def _row(requirement: dict[str, Any]) -> str:
+    status = str(requirement["status"])
+    level = str(requirement["level"])
+    checks = _checks(requirement)
+    message = (
+        ""
+        if status == "passed" and checks
+        else f'<p class="message">{_escape(requirement["message"])}</p>'
+    )
+    return (
+        f'<tr class="req" id="{_anchor(requirement["id"])}" data-status="{_escape(status)}"'
+        f' data-level="{_escape(level)}">'
+        f'<th scope="row">{_escape(requirement["id"])}</th>'
+        f'<td class="level {_escape(level)}">{_escape(level)}</td>'
+        f'<td class="status">{_badge(status)}</td>'
+        f'<td><p class="title">{_escape(requirement["title"])}</p>'
+        f"{message}{checks}</td></tr>"
+    )
+
+
+def _table(caption: str, requirements: Iterable[dict[str, Any]]) -> str:
+    by_level: dict[str, list[dict[str, Any]]] = {}
+    for requirement in requirements:
+        by_level.setdefault(requirement["level"], []).append(requirement)
+    groups = []
+    for level in sorted(by_level, key=_level_rank):
+        rows = sorted(by_level[level], key=lambda r: (STATUS_ORDER.get(r["status"], 9), r["id"]))
+        groups.append(
+            f'<tbody><tr class="level"><th colspan="4" scope="rowgroup">{_escape(level)}'
+            f" ({len(rows)})</th></tr>{''.join(_row(r) for r in rows)}</tbody>"
+        )
+    return (
+        f'<table class="requirements"><caption class="visually-hidden">{_escape(caption)}'
+        f"</caption>"
+        f'<colgroup><col class="c-id"><col class="c-level"><col class="c-status"><col>'
+        f"</colgroup>"
+        f'<thead><tr><th scope="col">ID</th><th scope="col">Level</th>'
+        f'<th scope="col">Status</th><th scope="col">Requirement</th></tr></thead>'
+        f"{''.join(groups)}</table>"
+    )
+
+
+def _counts(requirements: list[dict[str, Any]]) -> str:
+    tally = {status: 0 for status in STATUS_ORDER}
+    for requirement in requirements:
+        tally[requirement["status"]] = tally.get(requirement["status"], 0) + 1
+    return ", ".join(_count(n, status) for status, n in tally.items() if n)
+
+
+def _profiles(report: dict[str, Any]) -> str:
+    requirements: list[dict[str, Any]] = report["requirements"]
+    checked = [r for r in requirements if _checked(report, r)]
+    sections = []
+    for profile in dict.fromkeys(r["profile"] for r in checked):
+        in_profile = [r for r in checked if r["profile"] == profile]
+        heading = f"profile-{_anchor(profile)}"
+        sections.append(
+            f'<section aria-labelledby="{heading}"><h2 id="{heading}">Profile '
+            f'{_escape(profile)} <span class="counts">— {_escape(_counts(in_profile))}</span>'
+            f"</h2>{_table(f'Requirements of profile {profile}', in_profile)}</section>"
+        )
+    left = [r for r in requirements if not _checked(report, r)]
+    if left:
+        # Kept in the page, folded: the reader sees what was not checked and why.
+        unselected = [r for r in left if r["profile"] not in report["profiles"]]
+        names = ", ".join(dict.fromkeys(r["profile"] for r in unselected))
+        why = []
+        if unselected:
+            why.append(f"{len(unselected)} in profiles not selected ({names})")
+        if len(left) > len(unselected):
+            why.append(f"{len(left) - len(unselected)} left out by --only")
+        sections.append(
+            f'<section aria-labelledby="not-checked-h"><h2 id="not-checked-h">Not checked in '
+            f"this run</h2>"
+            f'<details class="not-checked"><summary>{len(left)} requirement(s): '
+            f"{_escape('; '.join(why))}</summary>"
+            f"{_table('Requirements not checked in this run', left)}</details></section>"
+        )
+    return "".join(sections)
+
+
+def render_html(report: dict[str, Any]) -> str:
+    target = (report.get("target") or {}).get("name") or "unknown target"
+    word = "CONFORMS" if report["conforms"] else "DOES NOT CONFORM"
+    checked = [r for r in report["requirements"] if _checked(report, r)]
+    return (
+        "<!DOCTYPE html>\n"
+        '<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        # Nothing may be fetched, whatever a transcript holds.
+        '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
+        "style-src 'unsafe-inline'\">"
+        f"<title>{_escape(word)} — {_escape(target)} — sessionlab report</title>"
+        f"<style>{CSS}</style></head><body>"
+        f"{_header(report)}<main>{_attention(checked)}{_profiles(report)}</main>"
+        f"<footer>Generated by sessionlab {_escape(report.get('sessionlab', ''))}. "
+        "Keys are redacted in transcripts. Exit codes of <code>sessionlab verify</code>: "
+        "0 conforms, 1 does not conform, 3 the run could not judge the target.</footer>"
+        "</body></html>\n"
+    )
