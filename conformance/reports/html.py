@@ -246,15 +246,10 @@ def _header(report: dict[str, Any]) -> str:
     ]
     rows = "".join(f"<dt>{_escape(name)}</dt><dd>{_escape(value)}</dd>" for name, value in facts)
     counts = report["summary"]
-    total = sum(counts.get(status, 0) for status in STATUS_ORDER)
-    summary = "".join(
-        # A zero stays neutral: colour should point at what is there, not at what is not.
-        f'<li class="{f"status-{status}" if counts.get(status) else "zero"}">'
-        f'<span aria-hidden="true">{SYMBOLS[status]}</span> '
-        f'<span class="n">{counts.get(status, 0)}</span> '
-        f"{_word(counts.get(status, 0), status)}</li>"
-        for status in STATUS_ORDER
-    )
+    # Statuses this page does not know yet are still counted, after the known ones.
+    statuses = [*STATUS_ORDER, *(status for status in counts if status not in STATUS_ORDER)]
+    total = sum(int(counts.get(status, 0)) for status in statuses)
+    summary = "".join(_summary_item(status, int(counts.get(status, 0))) for status in statuses)
     return (
         f"<header>"
         f"<h1>sessionlab {_escape(report.get('sessionlab', ''))} conformance report</h1>"
@@ -266,6 +261,15 @@ def _header(report: dict[str, Any]) -> str:
         f'<section aria-label="Summary"><h2 class="visually-hidden">Summary</h2>'
         f'<ul class="summary" aria-label="{total} requirements">{summary}</ul></section>'
         f"</header>"
+    )
+
+
+def _summary_item(status: str, n: int) -> str:
+    # A zero stays neutral: colour should point at what is there, not at what is not.
+    kind = f"status-{_escape(status)}" if n else "zero"
+    return (
+        f'<li class="{kind}"><span aria-hidden="true">{SYMBOLS.get(status, "?")}</span> '
+        f'<span class="n">{n}</span> {_escape(_word(n, status))}</li>'
     )
 
 
