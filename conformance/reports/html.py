@@ -30,23 +30,35 @@ def _escape(value: object) -> str:
     return html.escape(text, quote=True)
 
 
+def _known(requirement: dict[str, Any]) -> bool:
+    """A failure the team listed in its baseline: shown, but it does not fail the run."""
+    return requirement.get("status") == "failed" and bool(requirement.get("known_failure"))
+
+
 def exit_code(report: dict[str, Any]) -> tuple[int, str]:
     """The exit status `sessionlab verify` gives for this report, and what it means.
 
     Mirrors `conformance.verify.run_verify`: a harness error with no failure is a broken run (3),
     not a verdict on the target."""
     counts = report["summary"]
+    known = sum(_known(r) for r in report["requirements"])
+    aside = f", apart from {known} known failure(s) listed in the baseline" if known else ""
     if counts["error"] and not counts["failed"]:
         return 3, (
             f"the run is incomplete: {counts['error']} requirement(s) could not be judged "
             "(no check covers them, or their checks could not run)"
         )
     if report["conforms"]:
-        return 0, "no MUST requirement of the checked profiles failed and checks passed"
-    if counts["failed"]:
-        also = f", {counts['error']} could not be judged" if counts["error"] else ""
-        return 1, f"{counts['failed']} MUST requirement(s) of the checked profiles failed{also}"
-    return 1, "no check passed"
+        return 0, f"no MUST requirement of the checked profiles failed{aside}, and checks passed"
+    reasons = []
+    if counts["failed"] > known:
+        reasons.append(
+            f"{counts['failed'] - known} MUST requirement(s) of the checked profiles failed"
+        )
+    if counts["error"]:
+        reasons.append(f"{counts['error']} requirement(s) could not be judged")
+    besides = f" (besides {known} known failure(s) listed in the baseline)" if known else ""
+    return 1, ", ".join(reasons or ["no check passed"]) + besides
 
 
 CSS = """
@@ -101,6 +113,7 @@ a { color: inherit; }
   font-size: 13px; font-weight: 600; white-space: nowrap;
   print-color-adjust: exact; -webkit-print-color-adjust: exact;
 }
+.badge.known { border-style: dashed; background: var(--paper); }
 .status-passed {
   background: var(--pass-bg); color: var(--pass-ink); border-color: var(--pass-edge);
 }
@@ -120,7 +133,7 @@ a { color: inherit; }
 table.requirements { width: 100%; border-collapse: collapse; table-layout: fixed; }
 table.requirements col.c-id { width: 8.5em; }
 table.requirements col.c-level { width: 5.5em; }
-table.requirements col.c-status { width: 7.5em; }
+table.requirements col.c-status { width: 10em; }
 table.requirements th, table.requirements td {
   text-align: left; vertical-align: top; padding: 7px 8px; border-bottom: 1px solid var(--line);
 }
@@ -135,7 +148,8 @@ tr.req > th { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-siz
 tr.req[data-status="failed"] > th { border-left-color: var(--fail-edge); }
 tr.req[data-status="error"] > th { border-left-color: var(--err-edge); }
 tr.req[data-status="warning"] > th { border-left-color: var(--warn-edge); }
-tr.req[data-status="failed"] { background: #fffafa; }
+tr.req[data-status="failed"]:not([data-known]) { background: #fffafa; }
+tr.req[data-known] > th { border-left-style: dashed; }
 td.level { font-size: 13px; }
 td.level.MUST { font-weight: 700; }
 .title { margin: 0; }
@@ -201,11 +215,11 @@ def _count(n: int, status: str) -> str:
     return f"{n} {_word(n, status)}"
 
 
-def _badge(status: str) -> str:
+def _badge(status: str, known: bool = False) -> str:
     return (
-        f'<span class="badge status-{_escape(status)}">'
+        f'<span class="badge status-{_escape(status)}{" known" if known else ""}">'
         f'<span aria-hidden="true">{SYMBOLS.get(status, "?")}</span> '
-        f"{_escape(status)}</span>"
+        f"{_escape(status)}{' (known)' if known else ''}</span>"
     )
 
 
@@ -249,7 +263,11 @@ def _header(report: dict[str, Any]) -> str:
     # Statuses this page does not know yet are still counted, after the known ones.
     statuses = [*STATUS_ORDER, *(status for status in counts if status not in STATUS_ORDER)]
     total = sum(int(counts.get(status, 0)) for status in statuses)
-    summary = "".join(_summary_item(status, int(counts.get(status, 0))) for status in statuses)
+    known = sum(_known(r) for r in report["requirements"])
+    summary = "".join(
+        _summary_item(status, int(counts.get(status, 0)), known if status == "failed" else 0)
+        for status in statuses
+    )
     return (
         f"<header>"
         f"<h1>sessionlab {_escape(report.get('sessionlab', ''))} conformance report</h1>"
@@ -264,31 +282,33 @@ def _header(report: dict[str, Any]) -> str:
     )
 
 
-def _summary_item(status: str, n: int) -> str:
+def _summary_item(status: str, n: int, known: int = 0) -> str:
     # A zero stays neutral: colour should point at what is there, not at what is not.
     kind = f"status-{_escape(status)}" if n else "zero"
     return (
         f'<li class="{kind}"><span aria-hidden="true">{SYMBOLS.get(status, "?")}</span> '
-        f'<span class="n">{n}</span> {_escape(_word(n, status))}</li>'
+        f'<span class="n">{n}</span> {_escape(_word(n, status))}'
+        f"{f' ({known} known)' if known else ''}</li>"
     )
 
 
 def _attention(requirements: list[dict[str, Any]]) -> str:
     """Links to what went wrong, MUST failures first, so a long page needs no scrolling to act."""
+    groups = [
+        (_badge(status), [r for r in requirements if r["status"] == status and not _known(r)])
+        for status in EXPANDED
+    ]
+    groups.append((_badge("failed", known=True), [r for r in requirements if _known(r)]))
     lines = []
-    for status in EXPANDED:
-        wrong = sorted(
-            (r for r in requirements if r["status"] == status),
-            key=lambda r: (_level_rank(r["level"]), r["id"]),
-        )
+    for badge, wrong in groups:
         if not wrong:
             continue
         links = ", ".join(
             f'<a href="#{_anchor(r["id"])}"><code>{_escape(r["id"])}</code></a>'
             + ("" if r["level"] == "MUST" else f" ({_escape(r['level'])})")
-            for r in wrong
+            for r in sorted(wrong, key=lambda r: (_level_rank(r["level"]), r["id"]))
         )
-        lines.append(f"<li>{_badge(status)} {len(wrong)}: {links}</li>")
+        lines.append(f"<li>{badge} {len(wrong)}: {links}</li>")
     if not lines:
         return ""
     return (
@@ -377,10 +397,10 @@ def _row(requirement: dict[str, Any]) -> str:
     )
     return (
         f'<tr class="req" id="{_anchor(requirement["id"])}" data-status="{_escape(status)}"'
-        f' data-level="{_escape(level)}">'
+        f' data-level="{_escape(level)}"{" data-known" if _known(requirement) else ""}>'
         f'<th scope="row">{_escape(requirement["id"])}</th>'
         f'<td class="level {_escape(level)}">{_escape(level)}</td>'
-        f'<td class="status">{_badge(status)}</td>'
+        f'<td class="status">{_badge(status, _known(requirement))}</td>'
         f'<td><p class="title">{_escape(requirement["title"])}</p>'
         f"{message}{checks}</td></tr>"
     )
@@ -392,7 +412,10 @@ def _table(caption: str, requirements: Iterable[dict[str, Any]]) -> str:
         by_level.setdefault(requirement["level"], []).append(requirement)
     groups = []
     for level in sorted(by_level, key=_level_rank):
-        rows = sorted(by_level[level], key=lambda r: (STATUS_ORDER.get(r["status"], 9), r["id"]))
+        rows = sorted(
+            by_level[level],
+            key=lambda r: (STATUS_ORDER.get(r["status"], 9), _known(r), r["id"]),
+        )
         groups.append(
             f'<tbody><tr class="level"><th colspan="4" scope="rowgroup">{_escape(level)}'
             f" ({len(rows)})</th></tr>{''.join(_row(r) for r in rows)}</tbody>"
