@@ -263,7 +263,10 @@ def test_a_must_failure_says_does_not_conform_with_exit_code_1() -> None:
     root = parse(render_html(failing_report()))
     text = verdict_text(root)
     assert text.startswith("DOES NOT CONFORM exit code 1:")
-    assert "1 MUST requirement(s) of the checked profiles failed, 2 could not be judged" in text
+    assert (
+        "1 MUST requirement(s) of the checked profiles failed, 2 requirement(s) could not be judged"
+        in text
+    )
     (title,) = root.find_all("title")
     assert title.text().startswith("DOES NOT CONFORM")
 
@@ -284,6 +287,47 @@ def test_harness_errors_without_a_failure_mean_exit_code_3() -> None:
 def test_a_run_where_nothing_passed_does_not_conform() -> None:
     report = report_of([requirement("R-HEALTH-1", "skipped", "no runtime URL given")])
     assert exit_code(report) == (1, "no check passed")
+
+
+def known_failure_report(*, also_new: bool) -> dict[str, Any]:
+    """A MUST failure the baseline lists as known, and optionally one it does not."""
+    known = requirement("G-LOG-1", "failed", "no log line", checks=[check("g", "failed", "no")])
+    known["known_failure"] = True
+    listed = [requirement("R-HEALTH-1", "passed", "1 check(s) passed"), known]
+    if also_new:
+        listed.append(requirement("W-BAD-1", "failed", "no error frame"))
+    report = report_of(listed)
+    report["conforms"] = not also_new
+    return report
+
+
+def test_a_known_failure_is_shown_as_known_and_the_run_still_conforms() -> None:
+    root = parse(render_html(known_failure_report(also_new=False)))
+    assert verdict_text(root) == (
+        "CONFORMS exit code 0: no MUST requirement of the checked profiles failed, "
+        "apart from 1 known failure(s) listed in the baseline, and checks passed"
+    )
+    known = row(root, "G-LOG-1")
+    assert known.attrs["data-status"] == "failed"
+    assert "data-known" in known.attrs
+    assert "✗ failed (known)" in " ".join(known.text().split())
+    (counts,) = root.find_all("ul", class_="summary")
+    assert "✗ 1 failed (1 known)" in {" ".join(li.text().split()) for li in counts.find_all("li")}
+
+
+def test_a_new_failure_comes_before_a_known_one() -> None:
+    report = known_failure_report(also_new=True)
+    root = parse(render_html(report))
+    assert exit_code(report) == (
+        1,
+        "1 MUST requirement(s) of the checked profiles failed "
+        "(besides 1 known failure(s) listed in the baseline)",
+    )
+    order = [r.attrs["id"] for r in rows(root)]
+    assert order.index("req-W-BAD-1") < order.index("req-G-LOG-1")
+    (attention,) = [e for e in root.walk() if "attention" in e.classes()]
+    lines = [" ".join(li.text().split()) for li in attention.find_all("li")]
+    assert lines == ["✗ failed 1: W-BAD-1", "✗ failed (known) 1: G-LOG-1"]
 
 
 def test_the_header_names_the_target_profiles_and_counts() -> None:
