@@ -16,7 +16,7 @@ LEVELS = ("MUST", "SHOULD", "MAY")
 # The symbol is decoration; the word next to it carries the meaning (colour is never alone).
 SYMBOLS = {"passed": "✓", "failed": "✗", "warning": "!", "skipped": "○", "error": "⚠"}
 PLURALS = {"warning": "warnings", "error": "errors"}
-# Rows whose checks are worth opening: they carry the failing checks' transcripts.
+# Statuses a reader has to act on; their rows carry the failing checks' transcripts.
 EXPANDED = ("failed", "error", "warning")
 ONLY_PREFIX = "not selected by --only"
 
@@ -223,14 +223,21 @@ def _badge(status: str, known: bool = False) -> str:
     )
 
 
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]", "_", text)
+
+
 def _anchor(requirement_id: str) -> str:
-    return "req-" + re.sub(r"[^A-Za-z0-9_-]", "_", requirement_id)
+    return f"req-{_slug(requirement_id)}"
 
 
 def _when(epoch: object) -> str:
     if not isinstance(epoch, int | float):
         return "unknown"
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    try:
+        return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    except (OverflowError, OSError, ValueError):
+        return f"unknown ({epoch})"
 
 
 def _seconds(value: object) -> str:
@@ -444,7 +451,7 @@ def _profiles(report: dict[str, Any]) -> str:
     sections = []
     for profile in dict.fromkeys(r["profile"] for r in checked):
         in_profile = [r for r in checked if r["profile"] == profile]
-        heading = f"profile-{_anchor(profile)}"
+        heading = f"profile-{_slug(profile)}"
         sections.append(
             f'<section aria-labelledby="{heading}"><h2 id="{heading}">Profile '
             f'{_escape(profile)} <span class="counts">— {_escape(_counts(in_profile))}</span>'
