@@ -122,7 +122,8 @@ def pytest_collection_modifyitems(
     unmatched = [prefix for prefix in only if not any(i.startswith(prefix) for i in known)]
     if unmatched:
         raise pytest.UsageError(f"--only {unmatched[0]!r} names no requirement")
-    kept, dropped = [], []
+    kept: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
     for item in items:
         ids = requirement_ids(item)
         chosen = any(i.startswith(prefix) for i in ids for prefix in only)
@@ -386,7 +387,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     config.stash[REPORT] = report
     path = config.getoption("sessionlab_json")
     if path:
-        Path(path).write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
+        text = json.dumps(report, indent=2, ensure_ascii=False)
+        Path(path).write_text(text, encoding="utf-8", errors="backslashreplace")
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:

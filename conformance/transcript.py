@@ -37,6 +37,8 @@ class Transcript:
         return text
 
     def record(self, kind: str, text: str) -> None:
+        # Lone surrogates (a target may send "\ud800") become visible escapes, never an error.
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
         if len(text) > BODY_LIMIT:
             text = text[:BODY_LIMIT] + f"… ({len(text)} characters)"
         self.entries.append(Entry(time.monotonic() - self.started, kind, self.redact(text)))

@@ -141,8 +141,27 @@ def conforms(verdicts: Iterable[Verdict]) -> bool:
     return not fatal and any(v.status == "passed" for v in listed)
 
 
+CONFORMS, DOES_NOT_CONFORM, HARNESS_FAILED = 0, 1, 3
+
+
+def exit_status(report: dict[str, Any]) -> int:
+    """The exit status of a verify run, from its report: the one place this rule lives.
+
+    A MUST failure (not a known one) is the target's: 1. Otherwise a requirement that could not be
+    judged means the run itself broke: 3. A run in which nothing passed proves nothing: 1.
+    """
+    requirements: list[dict[str, Any]] = report["requirements"]
+    if any(r["status"] == "failed" and not r.get("known_failure") for r in requirements):
+        return DOES_NOT_CONFORM
+    if any(r["status"] == "error" for r in requirements):
+        return HARNESS_FAILED
+    if not any(r["status"] == "passed" for r in requirements):
+        return DOES_NOT_CONFORM
+    return CONFORMS
+
+
 def summary(verdicts: Iterable[Verdict]) -> dict[str, int]:
-    counts = dict.fromkeys(STATUSES, 0)
+    counts: dict[str, int] = dict.fromkeys(STATUSES, 0)
     for verdict in verdicts:
         counts[verdict.status] += 1
     return counts

@@ -17,8 +17,7 @@ from typing import Any
 import pytest
 
 from conformance.reports.junit import render_junit
-
-CONFORMS, DOES_NOT_CONFORM, HARNESS_FAILED = 0, 1, 3
+from conformance.verdicts import HARNESS_FAILED, exit_status
 
 
 @dataclass
@@ -80,14 +79,20 @@ class VerifyOptions:
 
 
 def write_reports(report: dict[str, Any], options: VerifyOptions) -> None:
+    # backslashreplace: a target may send lone surrogates; the report must still be written.
     if options.json_path:
-        options.json_path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+        text = json.dumps(report, indent=2, ensure_ascii=False) + "\n"
+        options.json_path.write_text(text, encoding="utf-8", errors="backslashreplace")
     if options.junit_path:
-        options.junit_path.write_text(render_junit(report), encoding="utf-8")
+        options.junit_path.write_text(
+            render_junit(report), encoding="utf-8", errors="backslashreplace"
+        )
     if options.html_path:
         from conformance.reports.html import render_html
 
-        options.html_path.write_text(render_html(report), encoding="utf-8")
+        options.html_path.write_text(
+            render_html(report), encoding="utf-8", errors="backslashreplace"
+        )
 
 
 def run_verify(options: VerifyOptions) -> int:
@@ -103,6 +108,4 @@ def run_verify(options: VerifyOptions) -> int:
             return HARNESS_FAILED
         report = json.loads(report_path.read_text(encoding="utf-8"))
     write_reports(report, options)
-    if report["summary"]["error"] and not report["summary"]["failed"]:
-        return HARNESS_FAILED
-    return CONFORMS if report["conforms"] else DOES_NOT_CONFORM
+    return exit_status(report)

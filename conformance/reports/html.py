@@ -11,6 +11,8 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
+from conformance.verdicts import exit_status
+
 STATUS_ORDER = {"failed": 0, "error": 1, "warning": 2, "passed": 3, "skipped": 4}
 LEVELS = ("MUST", "SHOULD", "MAY")
 # The symbol is decoration; the word next to it carries the meaning (colour is never alone).
@@ -36,19 +38,17 @@ def _known(requirement: dict[str, Any]) -> bool:
 
 
 def exit_code(report: dict[str, Any]) -> tuple[int, str]:
-    """The exit status `sessionlab verify` gives for this report, and what it means.
-
-    Mirrors `conformance.verify.run_verify`: a harness error with no failure is a broken run (3),
-    not a verdict on the target."""
+    """The exit status `sessionlab verify` gives for this report, and what it means."""
+    code = exit_status(report)
     counts = report["summary"]
     known = sum(_known(r) for r in report["requirements"])
     aside = f", apart from {known} known failure(s) listed in the baseline" if known else ""
-    if counts["error"] and not counts["failed"]:
+    if code == 3:
         return 3, (
             f"the run is incomplete: {counts['error']} requirement(s) could not be judged "
             "(no check covers them, or their checks could not run)"
         )
-    if report["conforms"]:
+    if code == 0:
         return 0, f"no MUST requirement of the checked profiles failed{aside}, and checks passed"
     reasons = []
     if counts["failed"] > known:

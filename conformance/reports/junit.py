@@ -35,7 +35,14 @@ def render_junit(report: dict[str, Any]) -> str:
             )
             counts["tests"] += 1
             status = requirement["status"]
-            if status == "failed":
+            if status == "failed" and requirement.get("known_failure"):
+                # Listed in the team's baseline: shown, but not a red test on the dashboard.
+                counts["skipped"] += 1
+                node = ET.SubElement(
+                    case, "skipped", message=f"known failure (baseline): {requirement['message']}"
+                )
+                node.text = _transcript(requirement)
+            elif status == "failed":
                 counts["failures"] += 1
                 node = ET.SubElement(case, "failure", message=requirement["message"])
                 node.text = _transcript(requirement)
