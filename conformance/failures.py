@@ -1,5 +1,6 @@
 """A failed check as a typed AssertionError: requirement, expected, received, how to reproduce."""
 
+import json
 from dataclasses import dataclass
 
 
@@ -36,5 +37,11 @@ class Expect:
 
 
 def _short(value: object, limit: int = 400) -> str:
-    text = value if isinstance(value, str) else repr(value)
+    if isinstance(value, str):
+        text = value
+    elif isinstance(value, dict | list):
+        # JSON, as the wire had it: readable unicode rather than repr's escapes.
+        text = json.dumps(value, ensure_ascii=False, default=str)
+    else:
+        text = repr(value)
     return text if len(text) <= limit else text[:limit] + f"… ({len(text)} characters)"

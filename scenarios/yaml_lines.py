@@ -45,7 +45,7 @@ def _convert(node: yaml.Node, location: Location, lines: dict[Location, int]) ->
     if isinstance(node, yaml.SequenceNode):
         return [_convert(item, (*location, index), lines) for index, item in enumerate(node.value)]
     # Scalars: let the safe loader's resolver give them their types (int, bool, null ...).
-    return yaml.SafeLoader(yaml.serialize(node)).get_single_data()  # type: ignore[no-untyped-call]
+    return yaml.SafeLoader(yaml.serialize(node)).get_single_data()
 
 
 def load_yaml(path: Path) -> LoadedYaml:
