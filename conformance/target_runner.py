@@ -70,5 +70,11 @@ class TargetRunner:
     async def kill_service(self, service: Service) -> None:
         await self._hop(self.target.kill_service(service))
 
+    async def pause_service(self, service: Service) -> None:
+        await self._hop(self.target.pause_service(service))
+
+    async def resume_service(self, service: Service) -> None:
+        await self._hop(self.target.resume_service(service))
+
     def logs(self, service: Service) -> LogSource:
         return self.target.logs(service)
