@@ -5,7 +5,6 @@ requirements all belong to profiles not selected, records each check's outcome a
 at the end judges every requirement: console summary, and a JSON report with `--sessionlab-json`.
 """
 
-import importlib
 import json
 import os
 import secrets
@@ -24,6 +23,7 @@ from conformance.baseline import BaselineError, load_baseline
 from conformance.contract.requirements import CLIENT_PROFILE, PROFILES, catalogue
 from conformance.failures import CheckFailure
 from conformance.probes import TEST_HEADER, Socket, http_probe, open_socket
+from conformance.target_options import TargetOptionError, TargetOptions, make_target
 from conformance.target_runner import TargetRunner
 from conformance.targets import Target, TargetError
 from conformance.transcript import Transcript
@@ -141,41 +141,19 @@ def _checks_run(config: pytest.Config) -> bool:
 
 
 def _make_target(config: pytest.Config) -> Target:
-    turn_timeout = config.getoption("sessionlab_turn_timeout")
-    factory = config.getoption("sessionlab_target_factory")
-    if factory:
-        return _call_factory(factory)
-    target_file = config.getoption("sessionlab_target")
-    gateway_url = config.getoption("sessionlab_gateway_url")
-    if target_file is None and gateway_url is None:
-        from conformance.targets.reference_target import ReferenceTarget
-
-        return ReferenceTarget(turn_timeout=turn_timeout or 10.0)
-    from conformance.targets.loader import target_from_options
-
-    return target_from_options(
-        target_file=target_file,
-        gateway_url=gateway_url,
+    options = TargetOptions(
+        target_file=config.getoption("sessionlab_target"),
+        target_factory=config.getoption("sessionlab_target_factory"),
+        gateway_url=config.getoption("sessionlab_gateway_url"),
         runtime_url=config.getoption("sessionlab_runtime_url"),
         client_key=config.getoption("sessionlab_client_key"),
         internal_key=config.getoption("sessionlab_internal_key"),
-        turn_timeout=turn_timeout,
+        turn_timeout=config.getoption("sessionlab_turn_timeout"),
     )
-
-
-def _call_factory(spec: str) -> Target:
-    module_name, _, attribute = spec.partition(":")
-    if not module_name or not attribute:
-        raise pytest.UsageError(f"--target-factory takes MODULE:CALLABLE, got {spec!r}")
     try:
-        made = getattr(importlib.import_module(module_name), attribute)()
-    except (ImportError, AttributeError) as exc:
-        raise pytest.UsageError(f"--target-factory {spec}: {exc}") from exc
-    if not isinstance(made, Target):
-        raise pytest.UsageError(
-            f"--target-factory {spec} returned {type(made).__name__}, not a Target"
-        )
-    return made
+        return make_target(options)
+    except TargetOptionError as exc:
+        raise pytest.UsageError(str(exc)) from None
 
 
 def selected_profiles(config: pytest.Config, claimed: frozenset[str]) -> frozenset[str]:
