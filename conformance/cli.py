@@ -78,6 +78,37 @@ def _schemas(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run(args: argparse.Namespace) -> int:
+    from conformance.target_options import TargetOptions
+    from scenarios.cli import run_command
+
+    return run_command(
+        args.files,
+        TargetOptions(
+            target_file=args.target,
+            target_factory=args.target_factory,
+            gateway_url=args.gateway_url,
+            runtime_url=args.runtime_url,
+            client_key=args.client_key,
+            internal_key=args.internal_key,
+            turn_timeout=args.turn_timeout,
+        ),
+        junit_path=args.junit_xml,
+        json_path=args.json,
+    )
+
+
+def _add_target_options(parser: argparse.ArgumentParser) -> None:
+    where = parser.add_argument_group("target (default: the reference, started in process)")
+    where.add_argument("--target", help="target description file (YAML)")
+    where.add_argument("--target-factory", metavar="MODULE:CALLABLE", help="a Target built in code")
+    where.add_argument("--gateway-url", help="gateway base URL of a running target")
+    where.add_argument("--runtime-url", help="runtime base URL")
+    where.add_argument("--client-key", help="key the gateway requires of clients")
+    where.add_argument("--internal-key", help="key the runtime requires")
+    where.add_argument("--turn-timeout", type=float, help="seconds one agent turn may take")
+
+
 def _smoke(args: argparse.Namespace) -> int:
     from conformance.smoke import run_smoke
 
@@ -164,19 +195,12 @@ def build_parser() -> argparse.ArgumentParser:
         "With no target option it starts the reference stack itself. Exit status: 0 conforms, "
         "1 a MUST requirement failed, 2 usage error, 3 the run itself failed.",
     )
-    where = verify.add_argument_group("target (default: the reference, started in process)")
-    where.add_argument("--target", help="target description file (YAML)")
-    where.add_argument("--target-factory", metavar="MODULE:CALLABLE", help="a Target built in code")
-    where.add_argument("--gateway-url", help="gateway base URL of a running target")
-    where.add_argument("--runtime-url", help="runtime base URL (enables the runtime checks)")
-    where.add_argument("--client-key", help="key the gateway requires of clients")
-    where.add_argument("--internal-key", help="key the runtime requires")
+    _add_target_options(verify)
     what = verify.add_argument_group("what to check")
     what.add_argument(
         "--profile", action="append", choices=PROFILES, help="profile to check (repeatable)"
     )
     what.add_argument("--only", action="append", metavar="ID", help="requirement id or prefix")
-    what.add_argument("--turn-timeout", type=float, help="seconds one agent turn may take")
     what.add_argument("--deep", action="store_true", help="many more generated examples")
     what.add_argument(
         "--baseline", type=Path, help="YAML of known failures and flaky requirement IDs"
@@ -187,6 +211,19 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--html", type=Path, help="write the HTML report here")
     out.add_argument("-v", "--verbose", action="store_true", help="list every check as it runs")
     verify.set_defaults(handler=_verify)
+
+    run = commands.add_parser(
+        "run",
+        help="run test plans (scenario files) against a target",
+        description="Run scenario files step by step against a target. Every file is validated "
+        "first; a bad one is reported with its file, line and reason and nothing runs. "
+        "Exit status: 0 all passed or skipped, 1 a scenario failed, 2 bad input, 3 the run broke.",
+    )
+    run.add_argument("files", nargs="+", type=Path, help="scenario files or folders of them")
+    _add_target_options(run)
+    run.add_argument("--junit-xml", type=Path, help="write JUnit XML (one case per scenario)")
+    run.add_argument("--json", type=Path, help="write the step-by-step results as JSON")
+    run.set_defaults(handler=_run)
 
     smoke = commands.add_parser(
         "smoke",

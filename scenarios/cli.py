@@ -1,0 +1,71 @@
+"""`sessionlab run FILE...`: run test plans against a target and report step by step."""
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+from conformance.target_options import TargetOptionError, TargetOptions, make_target
+from conformance.target_runner import TargetRunner
+from conformance.targets import TargetError
+from scenarios.junit import render_junit
+from scenarios.loader import ScenarioError, load_scenarios
+from scenarios.session import run_plans
+
+PASSED, FAILED, BAD_INPUT, HARNESS_FAILED = 0, 1, 2, 3
+
+
+def _plan_files(paths: list[Path]) -> list[Path]:
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files.extend(sorted(path.glob("*.yaml")) + sorted(path.glob("*.yml")))
+        else:
+            files.append(path)
+    return files
+
+
+def run_command(
+    paths: list[Path],
+    options: TargetOptions,
+    junit_path: Path | None = None,
+    json_path: Path | None = None,
+) -> int:
+    try:
+        # Every file is validated before anything runs: a typo in the last plan costs no time.
+        scenarios = load_scenarios(_plan_files(paths))
+    except ScenarioError as exc:
+        print(f"sessionlab run: {exc}", file=sys.stderr)
+        return BAD_INPUT
+    if not scenarios:
+        print("sessionlab run: no scenario files found", file=sys.stderr)
+        return BAD_INPUT
+    try:
+        runner = TargetRunner(make_target(options))
+    except TargetOptionError as exc:
+        print(f"sessionlab run: {exc}", file=sys.stderr)
+        return BAD_INPUT
+    try:
+        endpoints = runner.start(timeout=120)
+    except (TargetError, OSError, TimeoutError) as exc:
+        runner.close()
+        print(f"sessionlab run: the target did not start: {exc}", file=sys.stderr)
+        return HARNESS_FAILED
+    try:
+        print(f"target {runner.name}: gateway {endpoints.gateway_url}", flush=True)
+        results = asyncio.run(run_plans(scenarios, runner))
+    finally:
+        runner.close()
+    for result in results:
+        print(result.render(), flush=True)
+    counts = {
+        status: sum(r.status == status for r in results)
+        for status in ("passed", "failed", "skipped", "error")
+    }
+    print(f"{counts['passed']} passed, {counts['failed']} failed, {counts['skipped']} skipped")
+    if junit_path:
+        junit_path.write_text(render_junit(results), encoding="utf-8")
+    if json_path:
+        document = {"scenarios": [result.as_dict() for result in results], "summary": counts}
+        json_path.write_text(json.dumps(document, indent=2, ensure_ascii=False), encoding="utf-8")
+    return FAILED if counts["failed"] or counts["error"] else PASSED
