@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
+from sqlalchemy.exc import IntegrityError
 
 from conformance import __version__
 from conformance.contract import sse
@@ -32,9 +33,11 @@ from conformance.contract.bodies import (
 from reference.asgi_guards import BodyLimit, KeyGuard
 from reference.clock import utc_now
 from reference.errors import error_response, install_error_handlers
+from reference.runtime import sharing
 from reference.runtime.agents import AGENTS
 from reference.runtime.export import transcript_markdown
 from reference.runtime.script_agent import respond
+from reference.runtime.sharing import User, readable, writable
 from reference.runtime.store import SessionNotFound, SessionState, Store
 from reference.settings import RuntimeSettings
 
@@ -69,7 +72,7 @@ async def health() -> Health:
 
 
 @router.post("/sessions")
-async def create_session(request: Request, store: StoreDep) -> CreatedSession:
+async def create_session(request: Request, store: StoreDep, user: User = None) -> CreatedSession:
     # The body is optional and carries nothing yet; anything but a JSON object is refused.
     raw = await request.body()
     if raw.strip():
@@ -80,7 +83,7 @@ async def create_session(request: Request, store: StoreDep) -> CreatedSession:
         if not isinstance(parsed, dict):
             raise HTTPException(422, "the body, when given, must be a JSON object")
     log.info("Creating new session")
-    state = await store.create_session()
+    state = await store.create_session(owner=user)
     log.info("Created new session: %s", state.session_id)
     return CreatedSession(
         session_id=state.session_id,
@@ -90,25 +93,29 @@ async def create_session(request: Request, store: StoreDep) -> CreatedSession:
     )
 
 
-def _info(state: SessionState) -> SessionInfo:
+def _info(state: SessionState, user: str | None = None) -> SessionInfo:
+    # With users a list mixes own and shared sessions: the owner (an extra field of the lax
+    # body) tells the IDE which is which. Without users the body stays exactly as it was.
+    extra = {"owner": state.owner} if user is not None else {}
     return SessionInfo(
         session_id=state.session_id,
         message_count=state.message_count,
         last_activity=state.last_activity,
         current_agent=state.current_agent,
         title=state.title,
+        **extra,
     )
 
 
 @router.get("/sessions")
-async def list_sessions(store: StoreDep) -> SessionList:
-    sessions = [_info(state) for state in await store.list_sessions()]
+async def list_sessions(store: StoreDep, user: User = None) -> SessionList:
+    sessions = [_info(state, user) for state in await store.list_sessions(user)]
     return SessionList(sessions=sessions, total=len(sessions))
 
 
 @router.get("/sessions/{session_id}/history")
-async def history(session_id: str, store: StoreDep) -> History:
-    state = await store.get_session(session_id)
+async def history(session_id: str, store: StoreDep, user: User = None) -> History:
+    state = await readable(store, session_id, user)
     messages = await store.messages(session_id)
     switches = await store.agent_history(session_id)
     return History(
@@ -123,9 +130,9 @@ async def history(session_id: str, store: StoreDep) -> History:
 
 @router.get("/sessions/search")
 async def search(
-    store: StoreDep, q: Annotated[str, Query(min_length=1, max_length=500)]
+    store: StoreDep, q: Annotated[str, Query(min_length=1, max_length=500)], user: User = None
 ) -> SearchResults:
-    hits = await store.search(q)
+    hits = await store.search(q, user=user)
     results = [
         SearchResult(
             session_id=hit.session.session_id,
@@ -139,14 +146,18 @@ async def search(
 
 
 @router.delete("/sessions/{session_id}", status_code=204)
-async def delete_session(session_id: str, store: StoreDep) -> Response:
+async def delete_session(session_id: str, store: StoreDep, user: User = None) -> Response:
+    await writable(store, session_id, user)
     await store.delete_session(session_id)
     return Response(status_code=204)
 
 
 @router.patch("/sessions/{session_id}")
-async def rename_session(session_id: str, body: RenameRequest, store: StoreDep) -> SessionInfo:
-    return _info(await store.rename_session(session_id, body.title))
+async def rename_session(
+    session_id: str, body: RenameRequest, store: StoreDep, user: User = None
+) -> SessionInfo:
+    await writable(store, session_id, user)
+    return _info(await store.rename_session(session_id, body.title), user)
 
 
 @router.get("/sessions/{session_id}/export", response_model=None)
@@ -154,8 +165,9 @@ async def export_session(
     session_id: str,
     store: StoreDep,
     format: Annotated[Literal["json", "markdown"], Query()] = "json",
+    user: User = None,
 ) -> Response:
-    state = await store.get_session(session_id)
+    state = await readable(store, session_id, user)
     messages = await store.messages(session_id)
     if format == "markdown":
         return Response(
@@ -185,8 +197,8 @@ async def agents() -> list[AgentInfo]:
 
 
 @router.get("/agents/{session_id}/current")
-async def current_agent(session_id: str, store: StoreDep) -> CurrentAgent:
-    state = await store.get_session(session_id)
+async def current_agent(session_id: str, store: StoreDep, user: User = None) -> CurrentAgent:
+    state = await readable(store, session_id, user)
     switches = await store.agent_history(session_id)
     return CurrentAgent(
         session_id=session_id,
@@ -202,7 +214,7 @@ def _new_call_id() -> str:
 
 @router.post("/agent/message/stream", response_model=None)
 async def message_stream(
-    request: Request, store: StoreDep, settings: SettingsDep
+    request: Request, store: StoreDep, settings: SettingsDep, user: User = None
 ) -> StreamingResponse | JSONResponse:
     try:
         body = StreamRequest.model_validate_json(await request.body())
@@ -214,11 +226,16 @@ async def message_stream(
         return error_response(422, f"invalid stream request: {problems}")
     session_id = body.session_id
     try:
-        state = await store.get_session(session_id)
+        state = await writable(store, session_id, user)
     except SessionNotFound:
         if settings.strict:
             raise
-        state = await store.create_session(session_id)
+        # Tolerant: the message creates the session it names, owned by whoever sent it.
+        try:
+            state = await store.create_session(session_id, owner=user)
+        except IntegrityError:
+            # Made meanwhile by a concurrent message, or another user's: then this is a 404.
+            state = await writable(store, session_id, user)
     call_id = getattr(body.message, "call_id", None)
     call = await store.tool_call(session_id, call_id) if call_id else None
     turn = respond(body.message, state.current_agent, call, _new_call_id)
@@ -256,6 +273,7 @@ def create_app(settings: RuntimeSettings) -> FastAPI:
     install_error_handlers(app)
     app.add_exception_handler(SessionNotFound, _not_found)
     app.include_router(router)
+    app.include_router(sharing.router)
     if settings.internal_key is not None:
         app.add_middleware(KeyGuard, key=settings.internal_key.get_secret_value().encode())
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)

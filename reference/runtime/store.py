@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, event, func, select
+from sqlalchemy import Connection, delete, event, func, inspect, or_, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -20,7 +20,15 @@ from conformance.contract.ids import new_server_session_id
 from reference.clock import utc_now
 from reference.runtime.agents import DEFAULT_AGENT
 from reference.runtime.script_agent import PendingCall, Turn
-from reference.runtime.tables import AgentSwitchRow, Base, MessageRow, SessionRow, ToolCallRow
+from reference.runtime.tables import (
+    AgentSwitchRow,
+    Base,
+    MessageRow,
+    SessionRow,
+    SessionShareRow,
+    ToolCallRow,
+)
+from reference.users import Access
 
 
 class SessionNotFound(LookupError):
@@ -39,6 +47,8 @@ class SessionState:
     message_count: int
     switch_count: int
     title: str | None = None
+    # User auth (X-AUTH-1): the creator; None when made with user auth off.
+    owner: str | None = None
 
 
 @dataclass(frozen=True)
@@ -56,6 +66,7 @@ def _state(row: SessionRow) -> SessionState:
         message_count=row.message_count,
         switch_count=row.switch_count,
         title=row.title,
+        owner=row.owner,
     )
 
 
@@ -80,6 +91,26 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
     # SQLite's lower() folds ASCII only; search must match "ÄPFEL" to "äpfel" as PostgreSQL does.
     dbapi_connection.create_function("lower", 1, _lower, deterministic=True)
+
+
+def _add_owner_column(connection: Connection) -> None:
+    """Give a store made before user auth its `owner` column (create_all adds tables only).
+
+    Its sessions keep a null owner: they stay visible with user auth off, hidden from users.
+    """
+    columns = {column["name"] for column in inspect(connection).get_columns("sessions")}
+    if "owner" in columns:
+        return
+    connection.execute(text("ALTER TABLE sessions ADD COLUMN owner VARCHAR(64)"))
+    for index in Base.metadata.tables["sessions"].indexes:
+        if "owner" in index.columns:
+            index.create(connection, checkfirst=True)
+
+
+def _visible_to(user: str) -> Any:
+    """Sessions a user owns or has been shared: the only ones a user may see (X-AUTH-1)."""
+    shared = select(SessionShareRow.session_id).where(SessionShareRow.user == user)
+    return or_(SessionRow.owner == user, SessionRow.id.in_(shared))
 
 
 def _lower(value: object) -> object:
@@ -109,6 +140,7 @@ class Store:
             event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         async with engine.begin() as connection:
             await connection.run_sync(Base.metadata.create_all)
+            await connection.run_sync(_add_owner_column)
         return cls(engine)
 
     async def close(self) -> None:
@@ -123,7 +155,9 @@ class Store:
             await stack.enter_async_context(db.begin())
             yield db
 
-    async def create_session(self, session_id: str | None = None) -> SessionState:
+    async def create_session(
+        self, session_id: str | None = None, owner: str | None = None
+    ) -> SessionState:
         for _ in range(5):
             now = utc_now()
             row = SessionRow(
@@ -133,6 +167,7 @@ class Store:
                 current_agent=DEFAULT_AGENT,
                 message_count=0,
                 switch_count=0,
+                owner=owner,
             )
             try:
                 async with self._writing() as db:
@@ -151,12 +186,54 @@ class Store:
                 raise SessionNotFound(session_id)
             return _state(row)
 
-    async def list_sessions(self) -> list[SessionState]:
+    async def list_sessions(self, user: str | None = None) -> list[SessionState]:
+        """Every session, or with a user only those the user owns or has been shared."""
+        query = select(SessionRow).order_by(SessionRow.last_activity.desc(), SessionRow.id)
+        if user is not None:
+            query = query.where(_visible_to(user))
         async with self._sessions() as db:
-            rows = await db.scalars(
-                select(SessionRow).order_by(SessionRow.last_activity.desc(), SessionRow.id)
+            return [_state(row) for row in await db.scalars(query)]
+
+    async def access(self, session_id: str, user: str) -> tuple[SessionState, Access]:
+        """What a user may do with a session; SessionNotFound when there is no such session.
+
+        A session made with user auth off has no owner: no user owns it, so it stays hidden.
+        """
+        async with self._sessions() as db:
+            row = await db.get(SessionRow, session_id)
+            if row is None:
+                raise SessionNotFound(session_id)
+            if row.owner == user:
+                return _state(row), "owner"
+            share = await db.get(SessionShareRow, (session_id, user))
+            return _state(row), "reader" if share is not None else "none"
+
+    async def share(self, session_id: str, user: str) -> list[str]:
+        """Share with `user` (sharing twice is sharing once); the users it is shared with."""
+        async with self._writing() as db:
+            if await db.get(SessionRow, session_id) is None:
+                raise SessionNotFound(session_id)
+            if await db.get(SessionShareRow, (session_id, user)) is None:
+                db.add(SessionShareRow(session_id=session_id, user=user))
+        return await self.shares(session_id)
+
+    async def unshare(self, session_id: str, user: str) -> bool:
+        """False when the session was not shared with `user`."""
+        async with self._writing() as db:
+            share = await db.get(SessionShareRow, (session_id, user))
+            if share is None:
+                return False
+            await db.delete(share)
+            return True
+
+    async def shares(self, session_id: str) -> list[str]:
+        async with self._sessions() as db:
+            users = await db.scalars(
+                select(SessionShareRow.user)
+                .where(SessionShareRow.session_id == session_id)
+                .order_by(SessionShareRow.user)
             )
-            return [_state(row) for row in rows]
+            return list(users)
 
     async def count_sessions(self) -> int:
         async with self._sessions() as db:
@@ -194,7 +271,7 @@ class Store:
             if row is None:
                 raise SessionNotFound(session_id)
             # Children first: the cascade is declared, but SQLite enforces it only per connection.
-            for table in (MessageRow, AgentSwitchRow, ToolCallRow):
+            for table in (MessageRow, AgentSwitchRow, ToolCallRow, SessionShareRow):
                 await db.execute(delete(table).where(table.session_id == session_id))
             await db.delete(row)
 
@@ -206,8 +283,13 @@ class Store:
             row.title = title
             return _state(row)
 
-    async def search(self, needle: str, limit: int = 50) -> list[SearchHit]:
-        """Sessions with a message containing `needle` (case-insensitive), most recent first."""
+    async def search(
+        self, needle: str, limit: int = 50, user: str | None = None
+    ) -> list[SearchHit]:
+        """Sessions with a message containing `needle` (case-insensitive), most recent first.
+
+        With a user, only sessions the user may see: a hit would show another user's text.
+        """
         async with self._sessions() as db:
             matches = await db.execute(
                 select(MessageRow.session_id, MessageRow.content)
@@ -219,12 +301,15 @@ class Store:
                 latest.setdefault(session_id, content or "")
             if not latest:
                 return []
-            rows = await db.scalars(
+            query = (
                 select(SessionRow)
                 .where(SessionRow.id.in_(latest))
                 .order_by(SessionRow.last_activity.desc(), SessionRow.id)
                 .limit(limit)
             )
+            if user is not None:
+                query = query.where(_visible_to(user))
+            rows = await db.scalars(query)
             return [SearchHit(_state(row), snippet(latest[row.id], needle)) for row in rows]
 
     async def tool_call(self, session_id: str, call_id: str) -> PendingCall | None:

@@ -18,6 +18,8 @@ class SessionRow(Base):
     last_activity: Mapped[str] = mapped_column(String(40), index=True)
     current_agent: Mapped[str] = mapped_column(String(64))
     title: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    # User auth (X-AUTH-1): who created it; null when made with user auth off.
+    owner: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     # Kept on the session row so an append never counts the messages it follows.
     message_count: Mapped[int] = mapped_column(Integer, default=0)
     switch_count: Mapped[int] = mapped_column(Integer, default=0)
@@ -67,3 +69,15 @@ class ToolCallRow(Base):
     state: Mapped[str] = mapped_column(String(32))
     decision: Mapped[str | None] = mapped_column(String(16), nullable=True)
     feedback: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class SessionShareRow(Base):
+    """A session shared read-only with one user (X-SHARE-1)."""
+
+    __tablename__ = "session_shares"
+
+    session_id: Mapped[str] = mapped_column(
+        ForeignKey("sessions.id", ondelete="CASCADE"), primary_key=True
+    )
+    # A reserved word in PostgreSQL; SQLAlchemy quotes it wherever it is.
+    user: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)
