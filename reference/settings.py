@@ -2,8 +2,10 @@
 
 from pathlib import Path
 
-from pydantic import AnyHttpUrl, Field, SecretStr
+from pydantic import AnyHttpUrl, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from reference.users import check_user_tokens
 
 DEFAULT_DATA_DIR = Path(".sessionlab/data")
 
@@ -29,7 +31,10 @@ class RuntimeSettings(BaseSettings):
 class GatewaySettings(BaseSettings):
     """The reference Gateway. Environment variables: SESSIONLAB_<FIELD>."""
 
-    model_config = SettingsConfigDict(env_prefix="SESSIONLAB_", extra="ignore")
+    # Inputs stay out of error messages: a bad `user_tokens` entry would print every token.
+    model_config = SettingsConfigDict(
+        env_prefix="SESSIONLAB_", extra="ignore", hide_input_in_errors=True
+    )
 
     runtime_url: AnyHttpUrl = AnyHttpUrl("http://127.0.0.1:8001")
     internal_key: SecretStr | None = None
@@ -40,3 +45,13 @@ class GatewaySettings(BaseSettings):
     turn_timeout: float = Field(default=60.0, gt=0)
     # Strict profile: a WebSocket for an unknown session is closed with 4404.
     strict: bool = True
+    # User auth (X-AUTH-1): token -> user name; empty = off. SESSIONLAB_USER_TOKENS is JSON.
+    # Token first so one user may hold several tokens (e.g. while rotating one). Out of the repr,
+    # so that logging the settings never shows a token.
+    user_tokens: dict[str, str] = Field(default_factory=dict, repr=False)
+
+    @field_validator("user_tokens")
+    @classmethod
+    def _usable_tokens(cls, tokens: dict[str, str]) -> dict[str, str]:
+        check_user_tokens(tokens)
+        return tokens

@@ -18,6 +18,7 @@ from reference.errors import install_error_handlers
 from reference.gateway import proxy, websocket
 from reference.gateway.auth import client_key_guard
 from reference.gateway.deps import RUNTIME_CLIENT, SETTINGS
+from reference.gateway.users import UserGuard, redact_server_logs
 from reference.settings import GatewaySettings
 
 SERVICE = "sessionlab-gateway"
@@ -61,6 +62,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.include_router(websocket.router)
     # Last: the proxy's catch-all route answers every path not matched above.
     app.include_router(proxy.router)
+    if settings.user_tokens:
+        app.add_middleware(UserGuard, tokens=settings.user_tokens)
+        redact_server_logs()
     if settings.client_key is not None:
         app.add_middleware(client_key_guard, client_key=settings.client_key.get_secret_value())
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)

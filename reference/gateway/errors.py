@@ -33,13 +33,17 @@ def _error_text(detail: Any, fallback: str) -> str:
     return json.dumps(detail, ensure_ascii=False, separators=(",", ":"))
 
 
-def runtime_error(status: int, content: bytes) -> tuple[int, dict[str, Any]]:
+def runtime_error(
+    status: int, content: bytes, for_user: bool = False
+) -> tuple[int, dict[str, Any]]:
     """Status and JSON body for a runtime error answer (G-ERR-1): status N stays N, with `error`.
 
     Except a refusal of the gateway's own key: that is a gateway misconfiguration, not the
-    client's fault, so the IDE gets a 502 rather than a 401 it would blame on its own key.
+    client's fault, so the IDE gets a 502 rather than a 401 it would blame on its own key. On a
+    call made for a user (X-AUTH-1) a 403 is the runtime's answer to that user (a reader may not
+    write, X-SHARE-1) and is passed on.
     """
-    if status in (HTTPStatus.UNAUTHORIZED, HTTPStatus.FORBIDDEN):
+    if status == HTTPStatus.UNAUTHORIZED or (status == HTTPStatus.FORBIDDEN and not for_user):
         return HTTPStatus.BAD_GATEWAY, {"error": KEY_REFUSED}
     return status, error_body(status, content)
 

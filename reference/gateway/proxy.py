@@ -14,8 +14,9 @@ import httpx
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
-from reference.gateway.deps import RuntimeClient
+from reference.gateway.deps import RuntimeClient, Settings
 from reference.gateway.errors import runtime_error, transport_failure
+from reference.gateway.users import current_user, unknown_share_target, user_headers
 
 _SEGMENT = re.compile(r"\{[a-z_]+\}")
 # Request headers worth passing on; everything else, the client's key above all, stays here.
@@ -57,6 +58,10 @@ ROUTES: tuple[ProxyRoute, ...] = (
     # Export and search extensions (X-EXP-1, X-SRCH-1).
     _route("GET", "/sessions/{id}/export"),
     _route("GET", "/sessions/search"),
+    # Sharing extension (X-SHARE-1).
+    _route("POST", "/sessions/{id}/shares"),
+    _route("GET", "/sessions/{id}/shares"),
+    _route("DELETE", "/sessions/{id}/shares/{user}"),
 )
 
 
@@ -116,7 +121,7 @@ router = APIRouter()
     methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"],
     include_in_schema=False,
 )
-async def proxy(request: Request, runtime: RuntimeClient) -> Response:
+async def proxy(request: Request, runtime: RuntimeClient, settings: Settings) -> Response:
     try:
         target = resolve(request.method, _raw_path(request))
     except MethodNotAllowed as exc:
@@ -131,20 +136,25 @@ async def proxy(request: Request, runtime: RuntimeClient) -> Response:
         for name in _FORWARDED_REQUEST_HEADERS
         if (value := request.headers.get(name)) is not None
     }
+    user = current_user(request)
+    headers.update(user_headers(user))
+    content = await request.body()
+    if user is not None and request.method == "POST" and target.endswith("/shares"):
+        problem = unknown_share_target(content, frozenset(settings.user_tokens.values()))
+        if problem is not None:
+            return _error(HTTPStatus.UNPROCESSABLE_ENTITY, problem)
     try:
-        upstream = await runtime.request(
-            request.method, url, content=await request.body(), headers=headers
-        )
+        upstream = await runtime.request(request.method, url, content=content, headers=headers)
     except httpx.RequestError as exc:
         status, message = transport_failure(exc)
         return _error(status, message)
-    return _pass_on(upstream)
+    return _pass_on(upstream, for_user=user is not None)
 
 
-def _pass_on(upstream: httpx.Response) -> Response:
+def _pass_on(upstream: httpx.Response, for_user: bool = False) -> Response:
     status = upstream.status_code
     if status >= HTTPStatus.BAD_REQUEST:
-        status, body = runtime_error(status, upstream.content)
+        status, body = runtime_error(status, upstream.content, for_user=for_user)
         return JSONResponse(body, status_code=status)
     if status == HTTPStatus.NO_CONTENT or status == HTTPStatus.NOT_MODIFIED:
         return Response(status_code=status)

@@ -5,7 +5,7 @@ import logging
 from collections.abc import AsyncGenerator
 from contextlib import aclosing, suppress
 from http import HTTPStatus
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
@@ -16,6 +16,7 @@ from reference.gateway.deps import RuntimeClient, Settings
 from reference.gateway.errors import runtime_error, transport_failure
 from reference.gateway.proxy import quote_segment
 from reference.gateway.relay import STREAM_CUT, error_frame, relay
+from reference.gateway.users import OTHER_USERS_SESSION, current_user, user_headers
 from reference.settings import GatewaySettings
 
 logger = logging.getLogger("sessionlab.gateway")
@@ -23,6 +24,7 @@ logger = logging.getLogger("sessionlab.gateway")
 STREAM_PATH = "/agent/message/stream"
 UNKNOWN_SESSION = 4404
 BINARY_FRAME = "Invalid message: binary frames are not supported, send JSON text"
+READ_ONLY = "read-only: this session is shared with you; only its owner can post to it"
 
 router = APIRouter()
 
@@ -48,26 +50,69 @@ async def session_unknown(runtime: httpx.AsyncClient, session_id: str) -> bool:
     return response.status_code == HTTPStatus.NOT_FOUND
 
 
+SocketAccess = Literal["owner", "reader", "none", "unknown"]
+
+
+async def socket_access(
+    runtime: httpx.AsyncClient, session_id: str, user: str
+) -> SocketAccess | None:
+    """What a user may do on a socket to the session (X-AUTH-1); None when the runtime cannot say.
+
+    An unverified socket is accepted, as without users (W-DOWN-1): the runtime checks the user on
+    every turn anyway.
+    """
+    path = f"/sessions/{quote_segment(session_id.encode())}/access"
+    try:
+        response = await runtime.get(path, headers=user_headers(user))
+    except httpx.RequestError:
+        return None
+    if response.status_code == HTTPStatus.NOT_FOUND:
+        return "unknown"
+    if response.status_code != HTTPStatus.OK:
+        return None
+    try:
+        access: Any = response.json().get("access")
+    except (ValueError, AttributeError):
+        return None
+    return access if access in ("owner", "reader", "none") else None
+
+
 @router.websocket("/ws/{session_id}")
 async def session_socket(
     websocket: WebSocket, session_id: str, runtime: RuntimeClient, settings: Settings
 ) -> None:
-    if settings.strict and await session_unknown(runtime, session_id):
+    user = current_user(websocket)
+    if user is None:
+        unknown = settings.strict and await session_unknown(runtime, session_id)
+        access: SocketAccess | None = "unknown" if unknown else None
+    else:
+        access = await socket_access(runtime, session_id, user)
+    refusal = None
+    if access == "unknown" and settings.strict:
+        refusal = (UNKNOWN_SESSION, "unknown session")
+    elif access == "none":
+        refusal = (OTHER_USERS_SESSION, "another user's session")
+    if refusal is not None:
         # Accept first, then close: a close before accept reaches the client as an HTTP 403 with
-        # no close code, and W-CONN-2 asks for code 4404.
+        # no close code, and W-CONN-2 and X-AUTH-1 ask for close codes.
         await websocket.accept()
-        await websocket.close(code=UNKNOWN_SESSION, reason="unknown session")
+        await websocket.close(code=refusal[0], reason=refusal[1])
         return
     await websocket.accept()
     logger.info("WebSocket connected: %s", printable(session_id))
     # The IDE may leave at any time, mid-turn too: normal, nothing to report.
     with suppress(WebSocketDisconnect):
-        await _serve(websocket, runtime, settings, session_id)
+        await _serve(websocket, runtime, settings, session_id, user, access == "reader")
     logger.info("WebSocket disconnected: %s", printable(session_id))
 
 
 async def _serve(
-    websocket: WebSocket, runtime: httpx.AsyncClient, settings: GatewaySettings, session_id: str
+    websocket: WebSocket,
+    runtime: httpx.AsyncClient,
+    settings: GatewaySettings,
+    session_id: str,
+    user: str | None = None,
+    read_only: bool = False,
 ) -> None:
     while True:
         message = await websocket.receive()
@@ -83,7 +128,11 @@ async def _serve(
             # W-BAD-1/2: report and keep the socket open.
             await websocket.send_text(error_frame(str(exc)))
             continue
-        await _turn(websocket, runtime, settings, session_id, frame)
+        if read_only:
+            # X-SHARE-1: every client frame writes to the session; a reader only watches it.
+            await websocket.send_text(error_frame(READ_ONLY))
+            continue
+        await _turn(websocket, runtime, settings, session_id, frame, user)
 
 
 async def _turn(
@@ -92,11 +141,13 @@ async def _turn(
     settings: GatewaySettings,
     session_id: str,
     frame: ClientFrame,
+    user: str | None = None,
 ) -> None:
     """Relay one turn; frames go only to this session's socket (W-ISO-1)."""
+    turn = stream_turn(runtime, settings, session_id, frame, user=user)
     try:
         async with asyncio.timeout(settings.turn_timeout):
-            async with aclosing(stream_turn(runtime, settings, session_id, frame)) as frames:
+            async with aclosing(turn) as frames:
                 async for text in frames:
                     await websocket.send_text(text)
     except TimeoutError:
@@ -109,19 +160,26 @@ def stream_body(session_id: str, frame: ClientFrame) -> dict[str, Any]:
 
 
 async def stream_turn(
-    runtime: httpx.AsyncClient, settings: GatewaySettings, session_id: str, frame: ClientFrame
+    runtime: httpx.AsyncClient,
+    settings: GatewaySettings,
+    session_id: str,
+    frame: ClientFrame,
+    user: str | None = None,
 ) -> AsyncGenerator[str, None]:
     """The frames of one turn, always ending in a final frame or an error frame (W-TURN-1)."""
     body = stream_body(session_id, frame)
+    headers = user_headers(user)
     # Agents may pause between events; the turn timeout, not the request timeout, bounds a read.
     timeout = httpx.Timeout(
         settings.request_timeout, connect=settings.connect_timeout, read=settings.turn_timeout
     )
     try:
-        async with runtime.stream("POST", STREAM_PATH, json=body, timeout=timeout) as response:
+        async with runtime.stream(
+            "POST", STREAM_PATH, json=body, timeout=timeout, headers=headers
+        ) as response:
             if response.status_code != HTTPStatus.OK:
                 content = await response.aread()
-                _, body = runtime_error(response.status_code, content)
+                _, body = runtime_error(response.status_code, content, for_user=user is not None)
                 yield error_frame(f"runtime answered {response.status_code}: {body['error']}")
                 return
             decoder = SSEDecoder()
