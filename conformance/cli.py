@@ -2,9 +2,9 @@
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from pydantic import AnyHttpUrl, SecretStr, ValidationError
 
@@ -19,6 +19,26 @@ def _secret(value: str | None) -> SecretStr | None:
 def _given(**values: Any) -> dict[str, Any]:
     # Only flags the user gave override the environment and the defaults.
     return {key: value for key, value in values.items() if value is not None}
+
+
+def _user_tokens(
+    pairs: list[str] | None, usage_error: Callable[[str], NoReturn]
+) -> dict[str, str] | None:
+    """`--user-token NAME=TOKEN` flags as the gateway's token -> name; None when none given.
+
+    Messages name the flag's position, never its value: the value holds a token.
+    """
+    if not pairs:
+        return None
+    tokens: dict[str, str] = {}
+    for position, pair in enumerate(pairs, start=1):
+        name, sep, token = pair.partition("=")
+        if not sep or not name or not token:
+            usage_error(f"--user-token {position} is not NAME=TOKEN")
+        if token in tokens:
+            usage_error(f"--user-token {position} repeats the token of user {tokens[token]!r}")
+        tokens[token] = name
+    return tokens
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -53,6 +73,7 @@ def _serve(args: argparse.Namespace) -> int:
                 client_key=_secret(args.client_key),
                 turn_timeout=args.turn_timeout,
                 strict=False if args.tolerant else None,
+                user_tokens=_user_tokens(args.user_token, args.usage_error),
             )
         )
         return run(args.service, serve, runtime, gateway, args.runtime_url is not None)
@@ -179,6 +200,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--client-key", help="key the gateway requires of clients (default none)")
     serve.add_argument("--turn-timeout", type=float, help="seconds one agent turn may take")
+    serve.add_argument(
+        "--user-token",
+        action="append",
+        metavar="NAME=TOKEN",
+        help="turn user auth on: user NAME signs in with bearer TOKEN (repeatable; environment: "
+        'SESSIONLAB_USER_TOKENS=\'{"TOKEN": "NAME"}\')',
+    )
     serve.add_argument(
         "--tolerant",
         action="store_true",

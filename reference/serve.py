@@ -116,6 +116,9 @@ def _banner(
             key = "client key required" if gateway.client_key else "no client key"
             lines.append(f"  gateway  {url}  (WebSocket {ws}/ws/<session_id>; {key})")
             lines.append(f"           runtime at {gateway.runtime_url}")
+            if gateway.user_tokens:
+                users = ", ".join(sorted(set(gateway.user_tokens.values())))
+                lines.append(f"           user auth on, bearer tokens of: {users}")
         else:
             lines.append(f"  runtime  {url}  (internal; X-Internal-Auth required)")
             where = runtime.database_url and "database URL from settings"
