@@ -214,6 +214,7 @@ def transcript(sessionlab_target: TargetRunner) -> Transcript:
     record = Transcript()
     if endpoints is not None:
         record.add_secrets([endpoints.client_key, endpoints.internal_key])
+        record.add_secrets(endpoints.user_tokens.values())
     return record
 
 
@@ -276,7 +277,8 @@ def open_ws(sessionlab_target: TargetRunner, transcript: Transcript) -> SocketOp
     endpoints = sessionlab_target.endpoints
     assert endpoints is not None
     turn = deadline(sessionlab_target.turn_timeout)
-    return lambda session_id: open_socket(endpoints.ws_url, session_id, transcript, turn)
+    headers = endpoints.socket_headers()
+    return lambda session_id: open_socket(endpoints.ws_url, session_id, transcript, turn, headers)
 
 
 @pytest.fixture(scope="session")

@@ -69,7 +69,10 @@ class Socket:
             try:
                 message = await self.connection.recv()
             except ConnectionClosed as closed:
-                self.transcript.record("ws-close", f"code {closed.code} {closed.reason!r}")
+                # `rcvd`: ConnectionClosed.code and .reason are deprecated (websockets 13.1).
+                frame = closed.rcvd
+                code, reason = (frame.code, frame.reason) if frame else (None, "")
+                self.transcript.record("ws-close", f"code {code} {reason!r}")
                 raise
         text = message if isinstance(message, str) else message.decode("utf-8", "replace")
         self.transcript.record("ws-recv", text)
@@ -104,12 +107,22 @@ def ends_turn(frame: ServerFrame) -> bool:
 
 @asynccontextmanager
 async def open_socket(
-    ws_base: str, session_id: str, transcript: Transcript, timeout: float
+    ws_base: str,
+    session_id: str,
+    transcript: Transcript,
+    timeout: float,
+    headers: dict[str, str] | None = None,
 ) -> AsyncIterator[Socket]:
     url = f"{ws_base}/ws/{quote(session_id, safe='')}"
     transcript.record("ws-open", url)
     async with asyncio.timeout(timeout):
-        connection = await connect(url, open_timeout=timeout, ping_interval=None, max_size=None)
+        connection = await connect(
+            url,
+            additional_headers=headers,
+            open_timeout=timeout,
+            ping_interval=None,
+            max_size=None,
+        )
     try:
         yield Socket(connection, transcript, timeout)
     finally:

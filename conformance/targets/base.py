@@ -1,7 +1,7 @@
 """The interface every kind of target offers to the checks, scenarios and simulators."""
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Literal
 
@@ -32,6 +32,8 @@ class Endpoints:
     runtime_url: str | None = None
     client_key: str | None = None
     internal_key: str | None = None
+    # User auth (X-AUTH-1): user name -> bearer token; the first user is the checks' default.
+    user_tokens: dict[str, str] = field(default_factory=dict, hash=False)
 
     @property
     def ws_url(self) -> str:
@@ -40,7 +42,17 @@ class Endpoints:
         return "ws://" + self.gateway_url.removeprefix("http://")
 
     def client_headers(self) -> dict[str, str]:
-        return {"X-Internal-Auth": self.client_key} if self.client_key else {}
+        """What a REST client sends: the client key, and with users the first user's token."""
+        headers = {"X-Internal-Auth": self.client_key} if self.client_key else {}
+        return {**headers, **self.socket_headers()}
+
+    def socket_headers(self) -> dict[str, str]:
+        """What a WebSocket client sends: no key (G-AUTH-1), the first user's token if any."""
+        first = next(iter(self.user_tokens), None)
+        return self.user_headers(first) if first is not None else {}
+
+    def user_headers(self, user: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.user_tokens[user]}"}
 
     def runtime_headers(self) -> dict[str, str]:
         return {"X-Internal-Auth": self.internal_key} if self.internal_key else {}

@@ -19,6 +19,8 @@ from reference.server import ThreadedServer
 from reference.settings import GatewaySettings, RuntimeSettings
 
 REFERENCE_PROFILES = frozenset({"core", "strict", "scripted"})
+# Claimed as well when the reference runs with users (X-AUTH-1, X-SHARE-1).
+USER_PROFILES = frozenset({"auth", "sharing"})
 _LOGGERS: dict[Service, str] = {"runtime": "sessionlab.runtime", "gateway": "sessionlab.gateway"}
 
 
@@ -53,9 +55,12 @@ class ReferenceTarget(Target):
         gateway_wrapper: AppWrapper = _unwrapped,
         runtime_overrides: dict[str, Any] | None = None,
         gateway_overrides: dict[str, Any] | None = None,
+        user_tokens: dict[str, str] | None = None,
     ) -> None:
         self.name = "reference"
-        self.profiles = profiles
+        # user name -> token, as the checks see it; the gateway's settings take token -> name.
+        self._user_tokens = dict(user_tokens or {})
+        self.profiles = profiles | USER_PROFILES if self._user_tokens else profiles
         self.turn_timeout = turn_timeout
         self._scratch: tempfile.TemporaryDirectory[str] | None = None
         self._data_dir = data_dir
@@ -78,6 +83,7 @@ class ReferenceTarget(Target):
             runtime_url=self._servers["runtime"].url,
             client_key=self._client_key,
             internal_key=self._internal_key,
+            user_tokens=dict(self._user_tokens),
         )
 
     async def start(self) -> None:
@@ -99,6 +105,7 @@ class ReferenceTarget(Target):
             internal_key=key,
             client_key=SecretStr(self._client_key) if self._client_key else None,
             turn_timeout=self.turn_timeout,
+            user_tokens={token: user for user, token in self._user_tokens.items()},
             **self._gateway_overrides,
         )
         gateway = ThreadedServer(self._gateway_wrapper(create_gateway_app(gateway_settings)))
