@@ -729,3 +729,23 @@ def test_serve_refuses_bad_user_tokens_without_printing_them(flags: list[str]) -
     assert result.returncode == 2
     assert "secret-1" not in result.stderr + result.stdout
     assert "user" in result.stderr
+
+
+async def test_owners_and_shares_on_postgresql_including_an_old_store(postgres_url: str) -> None:
+    # `user` is a reserved word there: the shares table must still work, and the column be added.
+    old = await Store.open(postgres_url)
+    ownerless = (await old.create_session()).session_id
+    async with old.engine.begin() as connection:
+        await connection.execute(text("ALTER TABLE sessions DROP COLUMN owner"))
+    await old.close()
+    store = await Store.open(postgres_url)
+    try:
+        mine = (await store.create_session(owner="ann")).session_id
+        assert await store.share(mine, "ben") == ["ben"]
+        assert [s.session_id for s in await store.list_sessions("ben")] == [mine]
+        assert (await store.access(mine, "ben"))[1] == "reader"
+        assert (await store.access(ownerless, "ann"))[1] == "none"
+        await store.delete_session(mine)
+        assert await store.shares(mine) == []
+    finally:
+        await store.close()
