@@ -1,0 +1,231 @@
+"""W-: the gateway's WebSocket — connect, turns, bad frames, isolation, an unreachable runtime."""
+
+import asyncio
+import itertools
+import json
+import re
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+
+import httpx
+import pytest
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from conformance.contract.frames import AssistantMessageFrame, FrameError, ServerFrame
+from conformance.contract.requirements import Level, catalogue
+from conformance.failures import Expect
+from conformance.plugin import deadline
+from conformance.probes import Socket
+from conformance.target_runner import TargetRunner
+from conformance.targets import Capability
+
+from .support import create_session, history_messages, user_message
+
+pytestmark = pytest.mark.asyncio
+
+Opener = Callable[[str], AbstractAsyncContextManager[Socket]]
+
+BAD_FRAMES = [
+    ("not JSON", "this is not json"),
+    ("a JSON array", "[1, 2]"),
+    ("no type", json.dumps({"content": "x", "role": "user"})),
+    ("an unknown type", json.dumps({"type": "no_such_type", "content": "x"})),
+    ("a missing field", json.dumps({"type": "user_message", "role": "user"})),
+    ("a wrong type", json.dumps({"type": "user_message", "content": 42, "role": "user"})),
+    ("a non-string type", json.dumps({"type": 7})),
+    ("a bad tool_result", json.dumps({"type": "tool_result"})),
+]
+
+
+async def _turn(socket: Socket, text: str, expect: Expect) -> list[ServerFrame]:
+    await socket.send_json(user_message(text))
+    try:
+        return await socket.turn()
+    except TimeoutError:
+        expect.fail(
+            "a turn ending in a final assistant_message, a tool_call or an error", "silence"
+        )
+    except FrameError as exc:
+        expect.fail("valid frames", str(exc))
+    except ConnectionClosed as closed:
+        expect.fail("the socket to stay open", f"close {closed.code} {closed.reason!r}")
+    raise AssertionError("unreachable")
+
+
+def _ends_in_error(frames: list[ServerFrame]) -> bool:
+    return frames[-1].type == "error"
+
+
+def _reply_text(frames: list[ServerFrame]) -> str:
+    return "".join(f.text for f in frames if isinstance(f, AssistantMessageFrame))
+
+
+@pytest.mark.req("W-CONN-1", "G-LOG-1")
+async def test_socket_opens_for_a_created_session(
+    gateway: httpx.AsyncClient, open_ws: Opener, sessionlab_target: TargetRunner
+) -> None:
+    session_id = await create_session(gateway, Expect("W-CONN-1"))
+    logs = (
+        sessionlab_target.logs("gateway")
+        if sessionlab_target.supports("gateway", Capability.LOGS)
+        else None
+    )
+    since = len(logs.lines()) if logs else 0
+    try:
+        async with open_ws(session_id) as socket:
+            await _turn(socket, "hello", Expect("W-CONN-1"))
+    except (InvalidStatus, ConnectionClosed, OSError) as exc:
+        Expect("W-CONN-1").fail(f"a WebSocket on /ws/{session_id}", repr(exc))
+    if logs is None:
+        pytest.skip("the target offers no gateway logs (G-LOG-1 not checked)")
+    try:
+        async with asyncio.timeout(deadline(5)):
+            await logs.wait_for(f"WebSocket connected.*{re.escape(session_id)}", since)
+    except TimeoutError:
+        Expect("G-LOG-1").fail(
+            f"a gateway log line 'WebSocket connected' with {session_id}", logs.lines()[since:][-5:]
+        )
+
+
+@pytest.mark.req("W-CONN-2")
+async def test_unknown_session_ids_per_profile(
+    open_ws: Opener, profiles: frozenset[str], run_id: str
+) -> None:
+    level, profile = catalogue()["W-CONN-2"].effective(profiles)
+    expect = Expect("W-CONN-2")
+    unknown = f"session_{run_id}{'0' * 8}"
+    try:
+        async with open_ws(unknown) as socket:
+            await socket.send_json(user_message("anyone there"))
+            await socket.recv_text()
+            closed = None
+    except ConnectionClosed as exc:
+        # No close frame at all is an abnormal closure, 1006.
+        closed = exc.rcvd.code if exc.rcvd is not None else 1006
+    except InvalidStatus as exc:
+        closed = exc.response.status_code
+    if level is Level.MUST:
+        expect.that(
+            closed == 4404,
+            f"an unknown id refused with close code 4404 (profile {profile})",
+            "accepted and answered" if closed is None else f"close/status {closed}",
+        )
+    else:
+        expect.that(closed is None, "an unknown id accepted (the described behaviour)", closed)
+
+
+@pytest.mark.req("W-TURN-1", "W-TURN-2")
+async def test_a_message_gets_a_complete_turn_and_lands_in_the_history(
+    gateway: httpx.AsyncClient, open_ws: Opener, run_id: str
+) -> None:
+    expect = Expect("W-TURN-1")
+    session_id = await create_session(gateway, expect)
+    text = f"turn check {run_id}"
+    async with open_ws(session_id) as socket:
+        frames = await _turn(socket, text, expect)
+    last = frames[-1]
+    expect.that(last.type != "error", "a turn that does not end in an error", last)
+    messages = await history_messages(gateway, session_id, Expect("W-TURN-2"))
+    roles = [(m.get("role"), m.get("content")) for m in messages]
+    Expect("W-TURN-2").that(
+        ("user", text) in roles, f"the user message {text!r} in the history", roles
+    )
+    Expect("W-TURN-2").that(
+        any(role in ("assistant", "tool") for role, _ in roles[roles.index(("user", text)) :]),
+        "the agent's reply after it",
+        roles,
+    )
+
+
+@pytest.mark.req("W-BAD-1", "W-BAD-2")
+@pytest.mark.parametrize(("what", "frame"), BAD_FRAMES, ids=[name for name, _ in BAD_FRAMES])
+async def test_a_bad_frame_gets_an_error_frame_and_the_socket_stays_usable(
+    gateway: httpx.AsyncClient, open_ws: Opener, what: str, frame: str
+) -> None:
+    requirement = "W-BAD-1" if what == "not JSON" else "W-BAD-2"
+    expect = Expect(requirement)
+    session_id = await create_session(gateway, expect)
+    async with open_ws(session_id) as socket:
+        await socket.send_text(frame)
+        try:
+            answer = await socket.recv_frame()
+        except ConnectionClosed as closed:
+            expect.fail(f"an error frame for {what}", f"close {closed.code} {closed.reason!r}")
+        except (TimeoutError, FrameError) as exc:
+            expect.fail(f"an error frame for {what}", repr(exc))
+        expect.that(answer.type == "error", f"an error frame for {what}", answer)
+        if what == "an unknown type":
+            content = getattr(answer, "content", "")
+            expect.that(
+                content == "Unknown message type: no_such_type",
+                "content 'Unknown message type: no_such_type'",
+                content,
+            )
+        frames = await _turn(socket, "still here", expect)
+        expect.that(frames[-1].type != "error", "the next valid message to work", frames)
+
+
+@pytest.mark.req("W-BAD-1")
+async def test_a_binary_frame_gets_an_error_frame(
+    gateway: httpx.AsyncClient, open_ws: Opener
+) -> None:
+    expect = Expect("W-BAD-1")
+    session_id = await create_session(gateway, expect)
+    async with open_ws(session_id) as socket:
+        await socket.send_bytes(b"\xff\x00binary")
+        try:
+            answer = await socket.recv_frame()
+        except (ConnectionClosed, TimeoutError, FrameError) as exc:
+            expect.fail("an error frame for a binary frame", repr(exc))
+        expect.that(answer.type == "error", "an error frame for a binary frame", answer)
+        await _turn(socket, "after binary", expect)
+
+
+@pytest.mark.req("W-ISO-1")
+async def test_frames_never_cross_to_another_sessions_socket(
+    gateway: httpx.AsyncClient, open_ws: Opener, run_id: str
+) -> None:
+    expect = Expect("W-ISO-1")
+    first = await create_session(gateway, expect)
+    second = await create_session(gateway, expect)
+    async with open_ws(first) as one, open_ws(second) as two:
+        for round_ in range(3):
+            text_one, text_two = f"alpha{round_} {run_id}", f"omega{round_} {run_id}"
+            await one.send_json(user_message(text_one))
+            await two.send_json(user_message(text_two))
+            frames_one, frames_two = await asyncio.gather(one.turn(), two.turn())
+            seen_one, seen_two = _reply_text(frames_one), _reply_text(frames_two)
+            expect.that(
+                "omega" not in seen_one, f"no frame of {second} on {first}'s socket", seen_one
+            )
+            expect.that(
+                "alpha" not in seen_two, f"no frame of {first} on {second}'s socket", seen_two
+            )
+
+
+@pytest.mark.req("W-DOWN-1")
+async def test_runtime_down_gives_an_error_frame_and_the_socket_recovers(
+    gateway: httpx.AsyncClient, open_ws: Opener, sessionlab_target: TargetRunner
+) -> None:
+    if not sessionlab_target.supports("runtime", Capability.STOP):
+        pytest.skip("the target offers no control of its runtime (stop/start)")
+    expect = Expect("W-DOWN-1")
+    session_id = await create_session(gateway, expect)
+    async with open_ws(session_id) as socket:
+        await _turn(socket, "before", expect)
+        await sessionlab_target.stop_service("runtime")
+        try:
+            frames = await _turn(socket, "while down", expect)
+            expect.that(
+                frames[-1].type == "error", "an error frame while the runtime is down", frames
+            )
+        finally:
+            await sessionlab_target.start_service("runtime")
+        # The runtime may take a moment to answer again: retry on the same socket.
+        async with asyncio.timeout(deadline(15)):
+            for attempt in itertools.count():
+                recovered = await _turn(socket, f"after {attempt}", expect)
+                if not _ends_in_error(recovered):
+                    break
+                await asyncio.sleep(0.3)
+        expect.that(not _ends_in_error(recovered), "the same socket to work again", recovered)
