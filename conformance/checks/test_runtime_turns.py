@@ -1,0 +1,273 @@
+"""R-HIST, R-AGENTS, R-STREAM: histories, agents, and the runtime's agent stream."""
+
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import pytest
+
+from conformance.contract import sse
+from conformance.contract.frames import FrameError, validate_server_frame
+from conformance.contract.requirements import Level, catalogue
+from conformance.failures import Expect
+from conformance.target_runner import TargetRunner
+from conformance.targets import Capability
+
+from .support import (
+    ODD_IDS,
+    create_session,
+    history_messages,
+    json_object,
+    stream_events,
+    user_message,
+)
+
+pytestmark = pytest.mark.asyncio
+UNKNOWN = "session_0000000000000000"
+
+
+async def _turn(
+    runtime: httpx.AsyncClient, session_id: str, message: dict[str, Any]
+) -> list[sse.SSEEvent]:
+    response, events = await stream_events(runtime, session_id, message)
+    Expect("R-STREAM-1").that(
+        response.status_code == 200, "200 for a stream", f"{response.status_code} {response.text}"
+    )
+    return events
+
+
+@pytest.mark.req("R-HIST-1")
+async def test_history_of_a_known_session_is_consistent(
+    sessions_api: httpx.AsyncClient,
+) -> None:
+    expect = Expect("R-HIST-1")
+    session_id = await create_session(sessions_api, expect)
+    response = await sessions_api.get(f"/sessions/{session_id}/history")
+    expect.that(response.status_code == 200, "200", f"{response.status_code} {response.text}")
+    body = json_object(response, expect, "history")
+    expect.that(body.get("session_id") == session_id, f"session_id {session_id}", body)
+    messages = body.get("messages")
+    expect.that(isinstance(messages, list), "a messages list", body)
+    assert isinstance(messages, list)
+    expect.that(body.get("message_count") == len(messages), "message_count == len(messages)", body)
+    expect.that(isinstance(body.get("agent_history"), list), "an agent_history list", body)
+    expect.that(
+        "last_activity" in body and "current_agent" in body, "last_activity, current_agent", body
+    )
+
+
+@pytest.mark.req("R-HIST-2")
+async def test_unknown_and_odd_ids_answer_404_or_422(sessions_api: httpx.AsyncClient) -> None:
+    expect = Expect("R-HIST-2")
+    response = await sessions_api.get(f"/sessions/{UNKNOWN}/history")
+    expect.that(
+        response.status_code == 404,
+        "404 for an unknown id",
+        f"{response.status_code} {response.text}",
+    )
+    body = json_object(response, expect, "the 404")
+    expect.that(
+        isinstance(body.get("error"), str) or isinstance(body.get("detail"), str),
+        "a string error or detail",
+        body,
+    )
+    for odd in ODD_IDS:
+        for path in (
+            f"/sessions/{quote(odd, safe='%')}/history",
+            f"/agents/{quote(odd, safe='%')}/current",
+        ):
+            answer = await sessions_api.get(path)
+            expect.that(
+                answer.status_code in (404, 422),
+                f"404 or 422 for {path[:60]}",
+                f"{answer.status_code} {answer.text}",
+            )
+
+
+@pytest.mark.req("R-HIST-3")
+async def test_history_keeps_order_and_fields_also_across_a_restart(
+    runtime: httpx.AsyncClient,
+    profiles: frozenset[str],
+    sessionlab_target: TargetRunner,
+    run_id: str,
+) -> None:
+    expect = Expect("R-HIST-3")
+    session_id = await create_session(runtime, expect)
+    texts = [f"order {index} {run_id}" for index in range(6)]
+    for text in texts:
+        await _turn(runtime, session_id, user_message(text))
+    call_id = None
+    if "scripted" in profiles:
+        events = await _turn(runtime, session_id, user_message('/tool list_files {"dir": "."}'))
+        call = next(
+            (
+                e.json()
+                for e in events
+                if e.event == "message" and e.json().get("type") == "tool_call"
+            ),
+            None,
+        )
+        expect.that(
+            call is not None, "a tool_call for the /tool directive", [e.data for e in events]
+        )
+        assert call is not None
+        call_id = call["call_id"]
+        await _turn(
+            runtime,
+            session_id,
+            {"type": "tool_result", "call_id": call_id, "tool_name": "list_files", "result": ["a"]},
+        )
+    before = await history_messages(runtime, session_id, expect)
+    users = [m.get("content") for m in before if m.get("role") == "user"]
+    expect.that(users[: len(texts)] == texts, "user messages in the order sent", users)
+    if call_id is not None:
+        tools = [m for m in before if m.get("role") == "tool"]
+        expect.that(
+            len(tools) == 1
+            and tools[0].get("tool_call_id") == call_id
+            and tools[0].get("name") == "list_files",
+            f"a tool message with tool_call_id {call_id} and name list_files",
+            tools,
+        )
+    if not sessionlab_target.supports("runtime", Capability.STOP):
+        return
+    await sessionlab_target.restart_service("runtime")
+    after = await history_messages(runtime, session_id, expect)
+    expect.that(after == before, "the same history, field by field, after a restart", after)
+
+
+@pytest.mark.req("R-AGENTS-1")
+async def test_agents_are_listed_with_the_orchestrator(sessions_api: httpx.AsyncClient) -> None:
+    expect = Expect("R-AGENTS-1")
+    response = await sessions_api.get("/agents")
+    expect.that(response.status_code == 200, "200", f"{response.status_code} {response.text}")
+    agents = response.json()
+    expect.that(isinstance(agents, list), "a list", agents)
+    for agent in agents:
+        ok = (
+            isinstance(agent, dict)
+            and all(isinstance(agent.get(key), str) for key in ("type", "name", "description"))
+            and isinstance(agent.get("allowed_tools"), list)
+            and isinstance(agent.get("has_file_restrictions"), bool)
+        )
+        expect.that(
+            ok,
+            "each agent with type, name, description, allowed_tools, has_file_restrictions",
+            agent,
+        )
+    expect.that(
+        any(a.get("type") == "orchestrator" for a in agents), "the orchestrator listed", agents
+    )
+
+
+@pytest.mark.req("R-AGENTS-2")
+async def test_current_agent_answers_for_a_new_session(sessions_api: httpx.AsyncClient) -> None:
+    expect = Expect("R-AGENTS-2")
+    session_id = await create_session(sessions_api, expect)
+    response = await sessions_api.get(f"/agents/{session_id}/current")
+    expect.that(
+        response.status_code == 200,
+        "200 for a session with no message yet",
+        f"{response.status_code} {response.text}",
+    )
+    body = json_object(response, expect, "current agent")
+    expect.that(body.get("current_agent") == "orchestrator", "current_agent orchestrator", body)
+    expect.that(body.get("session_id") == session_id, f"session_id {session_id}", body)
+    expect.that(isinstance(body.get("switch_count"), int), "an int switch_count", body)
+    expect.that(isinstance(body.get("agent_history"), list), "an agent_history list", body)
+    unknown = await sessions_api.get(f"/agents/{UNKNOWN}/current")
+    expect.that(unknown.status_code == 404, "404 for an unknown id", unknown.status_code)
+
+
+@pytest.mark.req("R-STREAM-1")
+async def test_stream_is_event_stream_ending_in_done_or_error(
+    runtime: httpx.AsyncClient, run_id: str
+) -> None:
+    expect = Expect("R-STREAM-1")
+    session_id = await create_session(runtime, expect)
+    response, events = await stream_events(runtime, session_id, user_message(f"stream {run_id}"))
+    expect.that(response.status_code == 200, "200", f"{response.status_code} {response.text}")
+    kind = response.headers.get("content-type", "")
+    expect.that(kind.startswith("text/event-stream"), "content type text/event-stream", kind)
+    expect.that(bool(events), "at least the closing event", response.text)
+    *body, last = events
+    for event in body:
+        expect.that(event.event == "message", "only message events before the last", event)
+        try:
+            validate_server_frame(event.json())
+        except (FrameError, ValueError) as exc:
+            expect.fail("each message's data a valid frame", f"{event.data}: {exc}")
+    expect.that(last.event in ("done", "error"), "a closing done or error event", last)
+    data = last.json()
+    if last.event == "done":
+        expect.that(data == {"status": "completed"}, 'done data {"status": "completed"}', data)
+    else:
+        expect.that(
+            data.get("type") == "error"
+            and isinstance(data.get("error"), str)
+            and data.get("is_final") is True,
+            "error data {type: error, error: str, is_final: true}",
+            data,
+        )
+
+
+@pytest.mark.req("R-STREAM-2")
+async def test_a_turn_is_appended_to_the_history(
+    runtime: httpx.AsyncClient, profiles: frozenset[str], run_id: str
+) -> None:
+    expect = Expect("R-STREAM-2")
+    session_id = await create_session(runtime, expect)
+    text = f"append {run_id}"
+    await _turn(runtime, session_id, user_message(text))
+    messages = await history_messages(runtime, session_id, expect)
+    first = messages[0] if messages else {}
+    expect.that(
+        first.get("role") == "user" and first.get("content") == text,
+        f"the user message {text!r} first",
+        messages,
+    )
+    expect.that(
+        any(m.get("role") == "assistant" for m in messages[1:]),
+        "the reply as role assistant",
+        messages,
+    )
+    if "scripted" not in profiles:
+        return
+    events = await _turn(runtime, session_id, user_message('/tool read_file {"path": "x"}'))
+    call = next(e.json() for e in events if e.event == "message")
+    await _turn(
+        runtime, session_id, {"type": "tool_result", "call_id": call["call_id"], "result": "x"}
+    )
+    stored = await history_messages(runtime, session_id, expect)
+    expect.that(
+        any(m.get("role") == "tool" and m.get("tool_call_id") == call["call_id"] for m in stored),
+        "the tool_result as role tool with its tool_call_id",
+        stored,
+    )
+
+
+@pytest.mark.req("R-STREAM-3")
+async def test_a_message_for_an_unknown_session_per_profile(
+    runtime: httpx.AsyncClient, profiles: frozenset[str], run_id: str
+) -> None:
+    level, profile = catalogue()["R-STREAM-3"].effective(profiles)
+    expect = Expect("R-STREAM-3")
+    unknown = f"session_{run_id}{'f' * 8}"
+    response, events = await stream_events(runtime, unknown, user_message("who is there"))
+    history = await runtime.get(f"/sessions/{unknown}/history")
+    if level is Level.MUST:
+        refused = response.status_code == 404 or (
+            response.status_code == 200 and [e.event for e in events] == ["error"]
+        )
+        expect.that(
+            refused,
+            f"404 or a single error event (profile {profile})",
+            f"{response.status_code} {[e.event for e in events]}",
+        )
+        expect.that(
+            history.status_code == 404, "no session made for the unknown id", history.status_code
+        )
+    else:
+        expect.that(
+            history.status_code == 200, "the session created by the message", history.status_code
+        )
