@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 verify: $(STAMP)
-	$(BIN)/sessionlab smoke
+	$(BIN)/sessionlab verify
 
 serve: $(STAMP)
 	$(BIN)/sessionlab serve

@@ -19,6 +19,8 @@ import pytest
 from conformance.reports.junit import render_junit
 from conformance.verdicts import HARNESS_FAILED, exit_status
 
+USAGE_ERROR = 2
+
 
 @dataclass
 class VerifyOptions:
@@ -99,6 +101,8 @@ def run_verify(options: VerifyOptions) -> int:
     with tempfile.TemporaryDirectory(prefix="sessionlab-verify-") as scratch:
         report_path = Path(scratch) / "report.json"
         code = pytest.main(options.pytest_args(report_path))
+        if code == pytest.ExitCode.USAGE_ERROR:
+            return USAGE_ERROR
         if not report_path.exists():
             print(
                 f"sessionlab verify: the run produced no report (pytest exit {int(code)}); "

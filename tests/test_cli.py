@@ -1,5 +1,6 @@
 """The `sessionlab` command line as a user runs it: real processes, real signals, real ports."""
 
+import json
 import os
 import re
 import signal
@@ -155,6 +156,33 @@ def test_smoke_checks_the_reference_and_passes() -> None:
     result = run_cli("smoke")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "5 passed, 0 failed" in result.stdout
+
+
+def test_verify_finds_the_reference_conforming(tmp_path: Path) -> None:
+    report_path = tmp_path / "report.json"
+    result = run_cli("verify", "--json", str(report_path), "--junit-xml", str(tmp_path / "j.xml"))
+    assert result.returncode == 0, result.stdout[-4000:]
+    report = json.loads(report_path.read_text())
+    statuses = {r["id"]: r["status"] for r in report["requirements"]}
+    checked = {i: s for i, s in statuses.items() if r_profile(report, i) in report["profiles"]}
+    assert set(checked.values()) == {"passed"}
+    assert {"core", "strict", "scripted"} <= set(report["profiles"])
+    assert "CONFORMS" in result.stdout
+    assert (tmp_path / "j.xml").read_text().count("<testcase") == len(statuses)
+
+
+def r_profile(report: dict[str, object], requirement_id: str) -> str:
+    requirements = report["requirements"]
+    assert isinstance(requirements, list)
+    return str(next(r["profile"] for r in requirements if r["id"] == requirement_id))
+
+
+def test_verify_exits_2_with_usage_on_two_targets() -> None:
+    result = run_cli("verify", "--gateway-url", "http://127.0.0.1:1", "--target-factory", "a:b")
+    assert result.returncode != 0
+    assert (
+        "name one target, not --target-factory and --gateway-url" in result.stderr + result.stdout
+    )
 
 
 def test_bench_prints_its_ratios() -> None:
