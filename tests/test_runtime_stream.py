@@ -156,3 +156,17 @@ def test_append_order_is_kept_over_many_turns(client: httpx.Client) -> None:
         stream(client, session_id, user(f"m{index}"))
     stored = messages(client, session_id)
     assert [m["content"] for m in stored] == [f"m{i}" for i in range(40) for _ in range(2)]
+
+
+@pytest.mark.parametrize("session_id", ["a\x00b", "s" * 65], ids=["nul", "too-long"])
+def test_tolerant_runtime_refuses_an_id_no_store_can_hold(tmp_path: Path, session_id: str) -> None:
+    app = create_app(runtime_settings(tmp_path, strict=False))
+    with (
+        ThreadedServer(app) as server,
+        httpx.Client(base_url=server.url, headers={"X-Internal-Auth": INTERNAL_KEY}) as client,
+    ):
+        response = client.post(
+            "/agent/message/stream", json={"session_id": session_id, "message": user("hi")}
+        )
+    assert response.status_code == 422
+    assert response.json()["error"] == "a session id of at most 64 characters, without NUL"

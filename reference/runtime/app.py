@@ -38,7 +38,7 @@ from reference.runtime.agents import AGENTS
 from reference.runtime.export import transcript_markdown
 from reference.runtime.script_agent import respond
 from reference.runtime.sharing import User, readable, writable
-from reference.runtime.store import SessionNotFound, SessionState, Store
+from reference.runtime.store import SessionNotFound, SessionState, Store, is_storable
 from reference.settings import RuntimeSettings
 
 log = logging.getLogger("sessionlab.runtime")
@@ -230,6 +230,8 @@ async def message_stream(
     except SessionNotFound:
         if settings.strict:
             raise
+        if not is_storable(session_id):
+            return error_response(422, "a session id of at most 64 characters, without NUL")
         # Tolerant: the message creates the session it names, owned by whoever sent it.
         try:
             state = await store.create_session(session_id, owner=user)

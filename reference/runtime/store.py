@@ -35,6 +35,20 @@ class SessionNotFound(LookupError):
     pass
 
 
+ID_MAX = 64
+
+
+def is_storable(session_id: str) -> bool:
+    # PostgreSQL refuses NUL in text outright; the column holds 64 characters.
+    return "\x00" not in session_id and len(session_id) <= ID_MAX
+
+
+def _storable(session_id: str) -> None:
+    """An id no row can have is simply not found."""
+    if not is_storable(session_id):
+        raise SessionNotFound(session_id)
+
+
 TITLE_MAX = 200
 
 
@@ -180,6 +194,7 @@ class Store:
         raise RuntimeError("could not draw a free session id")
 
     async def get_session(self, session_id: str) -> SessionState:
+        _storable(session_id)
         async with self._sessions() as db:
             row = await db.get(SessionRow, session_id)
             if row is None:
@@ -266,6 +281,7 @@ class Store:
             ]
 
     async def delete_session(self, session_id: str) -> None:
+        _storable(session_id)
         async with self._writing() as db:
             row = await db.get(SessionRow, session_id)
             if row is None:
@@ -276,6 +292,7 @@ class Store:
             await db.delete(row)
 
     async def rename_session(self, session_id: str, title: str) -> SessionState:
+        _storable(session_id)
         async with self._writing() as db:
             row = await db.get(SessionRow, session_id)
             if row is None:
@@ -313,6 +330,8 @@ class Store:
             return [SearchHit(_state(row), snippet(latest[row.id], needle)) for row in rows]
 
     async def tool_call(self, session_id: str, call_id: str) -> PendingCall | None:
+        if not is_storable(call_id):
+            return None
         async with self._sessions() as db:
             row = await db.get(ToolCallRow, call_id)
             if row is None or row.session_id != session_id:
