@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import httpx
+import pytest
 
 from conformance.contract import sse
 from reference.runtime.app import create_app
