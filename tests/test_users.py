@@ -27,7 +27,7 @@ from conformance.transcript import Transcript
 from reference.gateway.app import create_app as create_gateway_app
 from reference.gateway.users import TokenTable, bearer_token, split_token
 from reference.runtime.app import create_app as create_runtime_app
-from reference.runtime.store import Store
+from reference.runtime.store import SessionNotFound, Store
 from reference.server import ThreadedServer
 from reference.settings import GatewaySettings
 from tests.fixtures.stack import INTERNAL_KEY, deadline, runtime_settings
@@ -747,5 +747,8 @@ async def test_owners_and_shares_on_postgresql_including_an_old_store(postgres_u
         assert (await store.access(ownerless, "ann"))[1] == "none"
         await store.delete_session(mine)
         assert await store.shares(mine) == []
+        # PostgreSQL refuses NUL in text: such an id is not found, never a database error.
+        with pytest.raises(SessionNotFound):
+            await store.access("nul\x00id", "ann")
     finally:
         await store.close()

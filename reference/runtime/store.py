@@ -214,6 +214,7 @@ class Store:
 
         A session made with user auth off has no owner: no user owns it, so it stays hidden.
         """
+        _storable(session_id)
         async with self._sessions() as db:
             row = await db.get(SessionRow, session_id)
             if row is None:
@@ -225,6 +226,7 @@ class Store:
 
     async def share(self, session_id: str, user: str) -> list[str]:
         """Share with `user` (sharing twice is sharing once); the users it is shared with."""
+        _storable(session_id)
         async with self._writing() as db:
             if await db.get(SessionRow, session_id) is None:
                 raise SessionNotFound(session_id)
