@@ -1,0 +1,464 @@
+"""X-DEL-1, X-REN-1, X-EXP-1, X-SRCH-1: delete, rename, export and search, through the gateway.
+
+The gateway is what an IDE talks to, so that is where these hold. Messages go in over the WebSocket,
+not the runtime's stream, so the checks mean the same for a real agent as for the script agent:
+they look only for text the check itself sent (made unique by `run_id`), never for what an agent
+answers.
+"""
+
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+from pydantic import BaseModel, ValidationError
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+
+from conformance.contract.bodies import SearchResults, SessionExport, SessionInfo
+from conformance.contract.frames import FrameError
+from conformance.failures import Expect
+from conformance.plugin import SocketOpener
+from conformance.probes import Socket
+
+from .support import compact, create_session, history_messages, json_object, user_message
+
+pytestmark = pytest.mark.asyncio
+
+UNKNOWN_SESSION = 4404
+JSON = "-H 'Content-Type: application/json'"
+# The fields that make a message what it is; a target may add its own beside them.
+MESSAGE_FIELDS = ("role", "content", "name", "tool_call_id", "tool_calls")
+Body = TypeVar("Body", bound=BaseModel)
+
+
+# Helpers
+
+
+def _title_argument(title: str) -> str:
+    """A shell argument for a JSON body with this title; a long run of one letter made by the
+    shell, not spelled out in a report line."""
+    if len(title) > 40 and len(set(title)) == 1:
+        return (
+            f'"{{\\"title\\": \\"$(head -c {len(title)} /dev/zero | tr \'\\0\' {title[0]})\\"}}"'
+        )
+    return f"'{compact({'title': title})}'"
+
+
+def _curl(client: httpx.AsyncClient, method: str, path: str) -> str:
+    return f"curl -i -X {method} '{client.base_url}{path}'"
+
+
+async def _say(socket: Socket, text: str, expect: Expect) -> None:
+    """One user message and the whole turn it starts; a turn that ends in an error frame means
+    the message may not have been stored, and every check here needs it stored."""
+    await socket.send_json(user_message(text))
+    try:
+        frames = await socket.turn()
+    except TimeoutError:
+        frames = None
+        received = "no end of turn in time"
+    except FrameError as exc:
+        frames = None
+        received = f"an invalid frame: {exc}"
+    except ConnectionClosed as closed:
+        frames = None
+        received = f"the socket closed ({closed.rcvd.code if closed.rcvd else 1006})"
+    if frames is None:
+        expect.fail(f"a complete turn for the message {text!r}", received)
+        return
+    expect.that(
+        frames[-1].type != "error",
+        f"the message {text!r} answered without an error",
+        compact([frame.model_dump(exclude_none=True) for frame in frames]),
+    )
+
+
+async def _session_with(
+    gateway: httpx.AsyncClient, open_ws: SocketOpener, expect: Expect, *texts: str
+) -> str:
+    session_id = await create_session(gateway, expect)
+    await _write(open_ws, session_id, expect, *texts)
+    return session_id
+
+
+async def _write(open_ws: SocketOpener, session_id: str, expect: Expect, *texts: str) -> None:
+    async with open_ws(session_id) as socket:
+        for text in texts:
+            await _say(socket, text, expect)
+
+
+async def _listed(gateway: httpx.AsyncClient, expect: Expect) -> dict[str, dict[str, Any]]:
+    """`GET /sessions` as session id -> list entry."""
+    response = await gateway.get("/sessions")
+    expect.that(
+        response.status_code == 200,
+        "GET /sessions to answer 200",
+        f"{response.status_code} {response.text}",
+    )
+    sessions = json_object(response, expect, "GET /sessions").get("sessions")
+    expect.that(isinstance(sessions, list), "a sessions list", response.text)
+    assert isinstance(sessions, list)
+    return {
+        entry["session_id"]: entry
+        for entry in sessions
+        if isinstance(entry, dict) and isinstance(entry.get("session_id"), str)
+    }
+
+
+def _valid(model: type[Body], body: dict[str, Any], expect: Expect, what: str) -> Body:
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"
+            for error in exc.errors()[:3]
+        )
+        expect.fail(f"{what} to be a {model.__name__}", f"{problems} in {compact(body)}")
+    raise AssertionError("unreachable")
+
+
+def _essentials(messages: list[Any]) -> list[dict[str, Any]]:
+    return [
+        {name: message.get(name) for name in MESSAGE_FIELDS}
+        if isinstance(message, dict)
+        else {"not a message": message}
+        for message in messages
+    ]
+
+
+def _user_texts(messages: list[dict[str, Any]]) -> list[Any]:
+    return [message.get("content") for message in messages if message.get("role") == "user"]
+
+
+# X-DEL-1
+
+
+@pytest.mark.req("X-DEL-1")
+async def test_a_deleted_session_answers_204_and_is_gone_from_history_and_list(
+    gateway: httpx.AsyncClient, open_ws: SocketOpener, run_id: str
+) -> None:
+    expect = Expect("X-DEL-1")
+    doomed = await _session_with(gateway, open_ws, expect, f"soon deleted {run_id}")
+    # A neighbour, so that a delete which takes more than its own session shows.
+    kept = await _session_with(gateway, open_ws, expect, f"stays put {run_id}")
+    before = await _listed(gateway, expect)
+    expect.that(doomed in before, f"{doomed} listed before the delete", sorted(before))
+    path = f"/sessions/{doomed}"
+    response = await gateway.delete(path)
+    expect.that(
+        response.status_code == 204,
+        f"DELETE {path} to answer 204",
+        f"{response.status_code} {response.text}",
+        reproduce=_curl(gateway, "DELETE", path),
+    )
+    history = await gateway.get(f"/sessions/{doomed}/history")
+    expect.that(
+        history.status_code == 404,
+        "its history to answer 404 after the delete",
+        f"{history.status_code} {history.text}",
+    )
+    after = await _listed(gateway, expect)
+    expect.that(
+        doomed not in after,
+        "the deleted session no longer listed by GET /sessions",
+        compact(after.get(doomed)),
+        reproduce=f"{_curl(gateway, 'DELETE', path)}; curl '{gateway.base_url}/sessions'",
+    )
+    expect.that(kept in after, f"the other session {kept} still listed", sorted(after))
+    survivor = await gateway.get(f"/sessions/{kept}/history")
+    expect.that(
+        survivor.status_code == 200 and f"stays put {run_id}" in survivor.text,
+        "the other session's history untouched",
+        f"{survivor.status_code} {survivor.text}",
+    )
+    again = await gateway.delete(path)
+    expect.that(
+        again.status_code == 404,
+        "a second DELETE of the same session to answer 404: it is unknown now",
+        f"{again.status_code} {again.text}",
+    )
+
+
+@pytest.mark.req("X-DEL-1")
+async def test_deleting_an_unknown_session_answers_404(
+    gateway: httpx.AsyncClient, run_id: str
+) -> None:
+    expect = Expect("X-DEL-1")
+    unknown = f"session_{run_id}{'0' * 8}"
+    path = f"/sessions/{unknown}"
+    response = await gateway.delete(path)
+    expect.that(
+        response.status_code == 404,
+        f"DELETE {path} of a session never made to answer 404",
+        f"{response.status_code} {response.text}",
+        reproduce=_curl(gateway, "DELETE", path),
+    )
+
+
+@pytest.mark.req("X-DEL-1")
+async def test_a_socket_to_a_deleted_session_is_refused_with_4404_in_strict(
+    gateway: httpx.AsyncClient, open_ws: SocketOpener, profiles: frozenset[str], run_id: str
+) -> None:
+    if "strict" not in profiles:
+        pytest.skip("profile strict is not selected: a socket to a deleted session may open")
+    expect = Expect("X-DEL-1")
+    session_id = await _session_with(gateway, open_ws, expect, f"deleted then dialled {run_id}")
+    response = await gateway.delete(f"/sessions/{session_id}")
+    expect.that(
+        response.status_code == 204,
+        "DELETE to answer 204",
+        f"{response.status_code} {response.text}",
+    )
+    # A message goes out at once: a refusing gateway has closed by then, and one that serves the
+    # socket shows it by answering (and a tolerant runtime would bring the session back).
+    try:
+        async with open_ws(session_id) as socket:
+            await socket.send_json(user_message(f"anyone there {run_id}"))
+            received = f"accepted and answered {await socket.recv_text()}"
+    except ConnectionClosed as closed:
+        code = closed.rcvd.code if closed.rcvd is not None else 1006
+        received = f"close {code}"
+        if code == UNKNOWN_SESSION:
+            return
+    except InvalidStatus as exc:
+        received = f"HTTP {exc.response.status_code} at the handshake, no close code"
+    except (InvalidHandshake, OSError) as exc:
+        received = f"no socket: {type(exc).__name__} {exc}"
+    except TimeoutError:
+        received = "accepted, then silence"
+    expect.fail(
+        "a socket to the deleted session refused with close code 4404 (profile strict)", received
+    )
+
+
+# X-REN-1
+
+
+@pytest.mark.req("X-REN-1")
+async def test_a_rename_answers_the_session_with_its_title_and_the_list_shows_it(
+    gateway: httpx.AsyncClient, run_id: str
+) -> None:
+    expect = Expect("X-REN-1")
+    session_id = await create_session(gateway, expect)
+    path = f"/sessions/{session_id}"
+    # Twice, so that a title kept only the first time, or never replaced, shows; the second one
+    # is not ASCII, as titles typed by people often are not.
+    for title in (f"First title {run_id}", f"Zweiter Titel: äöü ✓ {run_id}"):
+        response = await gateway.patch(path, json={"title": title})
+        expect.that(
+            response.status_code == 200,
+            f"PATCH {path} with a title to answer 200",
+            f"{response.status_code} {response.text}",
+            reproduce=_curl(gateway, "PATCH", path) + f" {JSON} -d '{compact({'title': title})}'",
+        )
+        info = _valid(
+            SessionInfo, json_object(response, expect, "the rename"), expect, "the rename's body"
+        )
+        expect.that(
+            info.session_id == session_id and info.title == title,
+            f"the session {session_id} with title {title!r}",
+            response.text,
+        )
+        entry = (await _listed(gateway, expect)).get(session_id)
+        expect.that(
+            entry is not None and entry.get("title") == title,
+            f"GET /sessions to show {session_id} with title {title!r}",
+            compact(entry),
+        )
+
+
+@pytest.mark.req("X-REN-1")
+@pytest.mark.parametrize(
+    ("what", "title"),
+    [("an empty title", ""), ("a title of 10,000 characters", "t" * 10_000)],
+    ids=["empty", "10000-characters"],
+)
+async def test_an_empty_or_over_long_title_is_refused_with_422_and_changes_nothing(
+    gateway: httpx.AsyncClient, what: str, title: str
+) -> None:
+    expect = Expect("X-REN-1")
+    session_id = await create_session(gateway, expect)
+    before = (await _listed(gateway, expect)).get(session_id)
+    path = f"/sessions/{session_id}"
+    response = await gateway.patch(path, json={"title": title})
+    expect.that(
+        response.status_code == 422,
+        f"422 for {what}",
+        f"{response.status_code} {response.text}",
+        reproduce=_curl(gateway, "PATCH", path) + f' -d \'{{"title": "{title[:20]}"}}\'',
+    )
+    after = (await _listed(gateway, expect)).get(session_id)
+    expect.that(
+        (after or {}).get("title") == (before or {}).get("title"),
+        f"the title unchanged after the refused rename ({compact((before or {}).get('title'))})",
+        compact(after),
+    )
+
+
+# X-EXP-1
+
+
+@pytest.mark.req("X-EXP-1")
+async def test_a_json_export_is_a_download_of_every_message_in_order(
+    gateway: httpx.AsyncClient, open_ws: SocketOpener, run_id: str
+) -> None:
+    expect = Expect("X-EXP-1")
+    texts = [f"export me first {run_id}", f"export me second {run_id}"]
+    session_id = await _session_with(gateway, open_ws, expect, *texts)
+    history = await history_messages(gateway, session_id, expect)
+    path = f"/sessions/{session_id}/export?format=json"
+    response = await gateway.get(path)
+    expect.that(
+        response.status_code == 200,
+        f"GET {path} to answer 200",
+        f"{response.status_code} {response.text}",
+        reproduce=_curl(gateway, "GET", path),
+    )
+    disposition = response.headers.get("content-disposition", "")
+    expect.that(
+        disposition.strip().lower().startswith("attachment"),
+        "a download: Content-Disposition: attachment",
+        f"Content-Disposition {disposition!r}" if disposition else "no Content-Disposition",
+    )
+    document = _valid(
+        SessionExport, json_object(response, expect, "the export"), expect, "the export"
+    )
+    expect.that(document.session_id == session_id, f"session_id {session_id}", document.session_id)
+    exported = [message.model_dump(exclude_none=True) for message in document.messages]
+    expect.that(
+        document.message_count == len(exported),
+        f"message_count {len(exported)}, the number of messages exported",
+        document.message_count,
+    )
+    expect.that(
+        _user_texts(exported) == texts,
+        f"the user messages sent, in order: {compact(texts)}",
+        compact(_user_texts(exported)),
+    )
+    expect.that(
+        _essentials(exported) == _essentials(history),
+        f"every message of the history, in order ({len(history)})",
+        compact(exported),
+    )
+
+
+@pytest.mark.req("X-EXP-1")
+async def test_a_markdown_export_is_text_markdown_holding_every_message_in_order(
+    gateway: httpx.AsyncClient, open_ws: SocketOpener, run_id: str
+) -> None:
+    expect = Expect("X-EXP-1")
+    texts = [f"markdown first {run_id}", f"markdown second {run_id}"]
+    session_id = await _session_with(gateway, open_ws, expect, *texts)
+    history = await history_messages(gateway, session_id, expect)
+    path = f"/sessions/{session_id}/export?format=markdown"
+    response = await gateway.get(path)
+    expect.that(
+        response.status_code == 200,
+        f"GET {path} to answer 200",
+        f"{response.status_code} {response.text}",
+        reproduce=_curl(gateway, "GET", path),
+    )
+    kind = response.headers.get("content-type", "")
+    expect.that(
+        kind.split(";")[0].strip().lower() == "text/markdown",
+        "Content-Type text/markdown",
+        kind or "no Content-Type",
+        reproduce=_curl(gateway, "GET", path),
+    )
+    # Each message's text in history order, line by line: a transcript may quote or indent a
+    # line, but not drop one. Searching on from the last match makes a reply that repeats the
+    # user's words (as the script agent's does) count as a message of its own.
+    transcript = response.text
+    at = 0
+    for number, message in enumerate(history, start=1):
+        content = message.get("content") if isinstance(message, dict) else None
+        if not isinstance(content, str):
+            continue
+        for line in filter(None, (part.strip() for part in content.splitlines())):
+            found = transcript.find(line, at)
+            expect.that(
+                found >= 0,
+                f"message {number} of {len(history)} ({message.get('role')}) in the transcript, "
+                f"after the ones before it: {line!r}",
+                transcript,
+            )
+            at = found + len(line)
+
+
+# X-SRCH-1
+
+
+async def _search(gateway: httpx.AsyncClient, query: str, expect: Expect) -> SearchResults:
+    response = await gateway.get("/sessions/search", params={"q": query})
+    reproduce = f"curl -i '{response.request.url}'"
+    expect.that(
+        response.status_code == 200,
+        f"GET /sessions/search?q={query} to answer 200",
+        f"{response.status_code} {response.text}",
+        reproduce=reproduce,
+    )
+    found = _valid(
+        SearchResults, json_object(response, expect, "the search"), expect, "the search's body"
+    )
+    expect.that(
+        found.total == len(found.results),
+        f"total {len(found.results)}, the number of results",
+        found.total,
+    )
+    return found
+
+
+@pytest.mark.req("X-SRCH-1")
+async def test_search_finds_a_session_by_a_word_in_another_case_with_a_snippet(
+    gateway: httpx.AsyncClient, open_ws: SocketOpener, run_id: str
+) -> None:
+    expect = Expect("X-SRCH-1")
+    # Mixed case, so its swapped-case form matches neither a lower- nor an upper-cased copy.
+    word = f"Quokka{run_id}"
+    holder = await _session_with(gateway, open_ws, expect, f"Please remember the {word} for later")
+    # Same run, no word: a search that answers everything, or every session of the run, lists it.
+    other = await _session_with(gateway, open_ws, expect, f"nothing to find here {run_id}")
+    query = word.swapcase()
+    found = await _search(gateway, query, expect)
+    hits = {result.session_id: result for result in found.results}
+    expect.that(
+        holder in hits,
+        f"the session holding {word!r} found by q={query!r} (case-insensitive)",
+        compact([result.session_id for result in found.results]),
+    )
+    snippet = hits[holder].snippet
+    expect.that(
+        word.lower() in snippet.lower(),
+        f"a snippet showing {word!r}",
+        snippet,
+    )
+    expect.that(
+        other not in hits,
+        f"no result for {other}, whose messages do not hold {word!r}",
+        compact(hits[other].model_dump() if other in hits else None),
+    )
+
+
+@pytest.mark.req("X-SRCH-1")
+async def test_search_lists_the_session_written_to_last_first(
+    gateway: httpx.AsyncClient, open_ws: SocketOpener, run_id: str
+) -> None:
+    expect = Expect("X-SRCH-1")
+    word = f"pangolin{run_id}"
+    first, second, third = [
+        await _session_with(gateway, open_ws, expect, f"{word} in session {number}")
+        for number in (1, 2, 3)
+    ]
+    # Two rounds with different winners: no fixed order (by creation, by id) fits both, so only
+    # an order by last activity passes.
+    for written, expected in (
+        (second, [second, third, first]),
+        (first, [first, second, third]),
+    ):
+        await _write(open_ws, written, expect, f"back to {written} about the {word}")
+        found = await _search(gateway, word, expect)
+        order = [r.session_id for r in found.results if r.session_id in (first, second, third)]
+        expect.that(
+            order == expected,
+            f"the session written to last ({written}) first, then by recency: {compact(expected)}",
+            compact(order),
+        )
