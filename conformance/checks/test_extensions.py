@@ -37,9 +37,7 @@ def _title_argument(title: str) -> str:
     """A shell argument for a JSON body with this title; a long run of one letter made by the
     shell, not spelled out in a report line."""
     if len(title) > 40 and len(set(title)) == 1:
-        return (
-            f'"{{\\"title\\": \\"$(head -c {len(title)} /dev/zero | tr \'\\0\' {title[0]})\\"}}"'
-        )
+        return f'"{{\\"title\\": \\"$(head -c {len(title)} /dev/zero | tr \'\\0\' {title[0]})\\"}}"'
     return f"'{compact({'title': title})}'"
 
 
