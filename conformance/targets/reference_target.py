@@ -18,7 +18,7 @@ from reference.runtime.app import create_app as create_runtime_app
 from reference.server import ThreadedServer
 from reference.settings import GatewaySettings, RuntimeSettings
 
-REFERENCE_PROFILES = frozenset({"core", "strict", "scripted"})
+REFERENCE_PROFILES = frozenset({"core", "strict", "scripted", "lifecycle", "export", "search"})
 # Claimed as well when the reference runs with users (X-AUTH-1, X-SHARE-1).
 USER_PROFILES = frozenset({"auth", "sharing"})
 _LOGGERS: dict[Service, str] = {"runtime": "sessionlab.runtime", "gateway": "sessionlab.gateway"}
@@ -153,5 +153,5 @@ class ReferenceTarget(Target):
             handler = _BufferHandler(self._logs[service])
             self._handlers.append((logger, handler, logger.level))
             logger.addHandler(handler)
-            if logger.getEffectiveLevel() > logging.INFO:
-                logger.setLevel(logging.INFO)
+            # Every level: a key leaked at debug level must show (R-AUTH-3).
+            logger.setLevel(logging.DEBUG)
