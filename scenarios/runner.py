@@ -37,6 +37,7 @@ from scenarios.model import (
 )
 from scenarios.results import ScenarioResult, StepResult
 from simulators.faultproxy import FaultProxy, Latency, Timeout
+from simulators.ide import IdeError
 
 
 class StepFailed(AssertionError):
@@ -51,6 +52,7 @@ class Ide(Protocol):
     async def send(self, text: str) -> None: ...
     async def final_reply(self) -> str: ...
     async def next_tool_call(self) -> dict[str, Any]: ...
+    async def next_error(self) -> str: ...
     async def decide(
         self, decision: str, arguments: dict[str, Any] | None, feedback: str | None
     ) -> None: ...
@@ -306,10 +308,13 @@ async def _execute(run: _Run, step: Step) -> str | None:
         case LogExpect():
             await _expect_log(run, args)
         case ErrorExpect():
-            wanted = args.contains
-            if not ide.errors or (wanted is not None and not any(wanted in e for e in ide.errors)):
-                detail = f" containing {wanted!r}" if wanted else ""
-                raise StepFailed(f"the IDE saw no error{detail} (errors: {ide.errors or 'none'})")
+            try:
+                error = await ide.next_error()
+            except TimeoutError:
+                raise StepFailed("the IDE saw no error (the turn got no answer at all)") from None
+            if args.contains is not None and args.contains not in error:
+                raise StepFailed(f"the error {error!r} does not contain {args.contains!r}")
+            return error
         case _ if step.action == "new_session":
             session_id = await ide.new_session()
             run.remember_session(session_id)
@@ -339,7 +344,7 @@ async def _run_steps(run: _Run, result: ScenarioResult, step_timeout: float) -> 
         except StepFailed as exc:
             record.status = "failed"
             record.message = str(exc)
-        except (OSError, httpx.HTTPError, RuntimeError, ValueError) as exc:
+        except (IdeError, OSError, httpx.HTTPError, RuntimeError, ValueError) as exc:
             record.status = "failed"
             record.message = f"{type(exc).__name__}: {exc}"
         else:

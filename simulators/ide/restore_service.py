@@ -1,0 +1,65 @@
+"""SessionRestoreService: create with a local fallback (C-CREATE), switch (C-SWITCH), restore
+at start-up (C-INIT-1), keeping the preferences in step."""
+
+from dataclasses import dataclass
+
+from conformance.contract.bodies import History
+from conformance.contract.ids import new_local_session_id
+from simulators.ide.gateway_service import GatewayError, GatewayService
+from simulators.ide.preferences import Preferences
+from simulators.ide.trace import CREATE, INIT, SWITCH, Trace
+
+
+@dataclass(frozen=True)
+class Created:
+    session_id: str
+    local: bool
+
+
+class SessionRestoreService:
+    def __init__(self, gateway: GatewayService, preferences: Preferences, trace: Trace) -> None:
+        self.gateway = gateway
+        self.preferences = preferences
+        self.trace = trace
+
+    async def create_new_session(self) -> Created:
+        try:
+            session_id = await self.gateway.create_session()
+            self.trace.step(CREATE, 3, f"POST /sessions made {session_id}", "C-CREATE-1")
+            local = False
+        except GatewayError as exc:
+            session_id = new_local_session_id()
+            self.trace.step(
+                CREATE,
+                3,
+                f"the gateway failed ({exc}); local id {session_id}",
+                "C-CREATE-2",
+                ok=False,
+            )
+            local = True
+        self.preferences.store_session(session_id)
+        self.trace.step(CREATE, 6, f"stored {session_id} in the preferences", "C-CREATE-1")
+        return Created(session_id, local)
+
+    async def switch_to_session(self, session_id: str) -> History:
+        history = await self.gateway.get_history(session_id)
+        self.trace.step(SWITCH, 5, f"history of {session_id}: {history.message_count} messages")
+        self.preferences.store_session(
+            session_id, self.preferences.last_agent_type or "orchestrator"
+        )
+        self.trace.step(SWITCH, 6, f"stored {session_id} in the preferences", "C-SWITCH-1")
+        return history
+
+    async def restore(self) -> tuple[str, History | None]:
+        """C-INIT-1: the stored session if its history loads, else a new one."""
+        stored = self.preferences.current_session_id
+        if stored is not None:
+            try:
+                history = await self.gateway.get_history(stored)
+            except GatewayError as exc:
+                self.trace.step(INIT, None, f"stored {stored} not restored: {exc}", "C-INIT-1")
+            else:
+                self.trace.step(INIT, None, f"restored {stored}", "C-INIT-1")
+                return stored, history
+        created = await self.create_new_session()
+        return created.session_id, None
