@@ -1,7 +1,9 @@
 """One way to turn command-line options into a Target, for `verify`, `run` and the plugin."""
 
 import importlib
+import os
 import secrets
+import sys
 from dataclasses import dataclass
 
 from conformance.targets import Target
@@ -26,6 +28,9 @@ def _call_factory(spec: str) -> Target:
     module_name, _, attribute = spec.partition(":")
     if not module_name or not attribute:
         raise TargetOptionError(f"--target-factory takes MODULE:CALLABLE, got {spec!r}")
+    # Like `python -m`: a module of the project the user stands in is importable.
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
     try:
         made = getattr(importlib.import_module(module_name), attribute)()
     except (ImportError, AttributeError) as exc:
