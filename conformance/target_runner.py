@@ -6,10 +6,11 @@ as the whole run. Control calls hop to the target's loop and back.
 
 import asyncio
 import threading
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 from conformance.targets import Capability, Endpoints, LogSource, Service, Target
+from simulators.faultproxy import FaultProxy
 
 T = TypeVar("T")
 
@@ -76,5 +77,20 @@ class TargetRunner:
     async def resume_service(self, service: Service) -> None:
         await self._hop(self.target.resume_service(service))
 
+    @property
+    def has_runtime_hop(self) -> bool:
+        return self.target.runtime_hop is not None
+
+    async def on_runtime_hop(self, action: Callable[[FaultProxy], Awaitable[None]]) -> None:
+        """Act on the gateway-to-runtime fault proxy, on the loop it lives on."""
+        hop = self.target.runtime_hop
+        if hop is None:
+            raise RuntimeError(f"target {self.name!r} has no fault proxy before its runtime")
+        await self._hop(_acting(action, hop))
+
     def logs(self, service: Service) -> LogSource:
         return self.target.logs(service)
+
+
+async def _acting(action: Callable[[FaultProxy], Awaitable[None]], proxy: FaultProxy) -> None:
+    await action(proxy)

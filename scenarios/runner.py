@@ -95,7 +95,7 @@ def missing_preconditions(scenario: Scenario, target: TargetRunner) -> list[str]
             service, capability = NEEDS[need]
             if not target.supports(service, capability):
                 reasons.append(f"the target cannot {capability.value} its {service} ({need})")
-        elif need == "runtime-proxy":
+        elif need == "runtime-proxy" and not target.has_runtime_hop:
             reasons.append("the target offers no fault proxy between gateway and runtime")
     return reasons
 
@@ -112,6 +112,7 @@ class _Run:
     # What the plan did to the target, undone when the scenario ends whatever happened.
     stopped: set[Service] = field(default_factory=set)
     paused: set[Service] = field(default_factory=set)
+    hop_touched: bool = False
 
     def resolve(self, text: str) -> str:
         return VARIABLE.sub(lambda match: self.variables[match.group(1)], text)
@@ -196,24 +197,34 @@ async def _expect_log(run: _Run, args: LogExpect) -> None:
 
 
 async def _network(run: _Run, args: NetworkArgs) -> None:
+    async def apply(proxy: FaultProxy) -> None:
+        if args.fault == "down":
+            proxy.down()
+        elif args.fault == "up":
+            proxy.up()
+        elif args.fault == "cut":
+            await proxy.cut()
+        elif args.fault == "reset":
+            await proxy.reset()
+        elif args.fault == "latency":
+            proxy.add_fault(Latency(ms=args.ms or 0, jitter_ms=args.jitter_ms))
+        elif args.fault == "timeout":
+            proxy.add_fault(Timeout())
+        else:
+            await _healed(proxy)
+
     if args.hop == "runtime":
-        raise StepFailed("the target offers no fault proxy between gateway and runtime")
-    proxy = run.proxy
-    if args.fault == "down":
-        proxy.down()
-    elif args.fault == "up":
-        proxy.up()
-    elif args.fault == "cut":
-        await proxy.cut()
-    elif args.fault == "reset":
-        await proxy.reset()
-    elif args.fault == "latency":
-        proxy.add_fault(Latency(ms=args.ms or 0, jitter_ms=args.jitter_ms))
-    elif args.fault == "timeout":
-        proxy.add_fault(Timeout())
+        if not run.target.has_runtime_hop:
+            raise StepFailed("the target offers no fault proxy between gateway and runtime")
+        run.hop_touched = True
+        await run.target.on_runtime_hop(apply)
     else:
-        proxy.clear_faults()
-        proxy.up()
+        await apply(run.proxy)
+
+
+async def _healed(proxy: FaultProxy) -> None:
+    proxy.clear_faults()
+    proxy.up()
 
 
 async def _service(run: _Run, action: str, service: Service) -> None:
@@ -363,8 +374,9 @@ async def _run_steps(run: _Run, result: ScenarioResult, step_timeout: float) -> 
 
 
 async def _heal(run: _Run) -> None:
-    run.proxy.clear_faults()
-    run.proxy.up()
+    await _healed(run.proxy)
+    if run.hop_touched:
+        await run.target.on_runtime_hop(_healed)
     for service in list(run.paused):
         await run.target.resume_service(service)
     for service in list(run.stopped):

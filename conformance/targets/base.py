@@ -3,9 +3,12 @@
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from conformance.targets.logs import LogSource
+
+if TYPE_CHECKING:
+    from simulators.faultproxy import FaultProxy
 
 Service = Literal["gateway", "runtime"]
 SERVICES: tuple[Service, ...] = ("gateway", "runtime")
@@ -77,6 +80,11 @@ class Target(ABC):
 
     def supports(self, service: Service, capability: Capability) -> bool:
         return False
+
+    @property
+    def runtime_hop(self) -> "FaultProxy | None":
+        """The fault proxy between gateway and runtime, for targets that have one."""
+        return None
 
     async def stop_service(self, service: Service) -> None:
         raise self._unsupported(service, Capability.STOP)

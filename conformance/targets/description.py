@@ -41,6 +41,7 @@ PLACEHOLDERS: tuple[str, ...] = (
     "data_dir",
     "internal_key",
     "client_key",
+    "turn_timeout",
 )
 _PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([a-z_]+)\}")
 # ${VAR}, ${VAR:-default}; $$ is a literal $.

@@ -269,6 +269,7 @@ class LaunchedTarget(Target):
             "data_dir": str(data_dir),
             "internal_key": keys.internal or "",
             "client_key": keys.client or "",
+            "turn_timeout": f"{self.description.turn_timeout:g}",
         }
         urls: dict[Service, str] = {"runtime": runtime_url, "gateway": gateway_url}
         scale = timeout_scale()
