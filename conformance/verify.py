@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis.configuration import set_hypothesis_home_dir
 
 import conformance.checks as checks
 from conformance.reports.junit import render_junit
@@ -102,7 +103,13 @@ def write_reports(report: dict[str, Any], options: VerifyOptions) -> None:
 def run_verify(options: VerifyOptions) -> int:
     with tempfile.TemporaryDirectory(prefix="sessionlab-verify-") as scratch:
         report_path = Path(scratch) / "report.json"
-        code = pytest.main(options.pytest_args(report_path))
+        # Hypothesis keeps caches (of constants, of unicode data) under `.hypothesis` in the working
+        # directory, whatever its database setting: a verify run keeps them in its scratch space.
+        set_hypothesis_home_dir(Path(scratch) / "hypothesis")
+        try:
+            code = pytest.main(options.pytest_args(report_path))
+        finally:
+            set_hypothesis_home_dir(None)
         if code == pytest.ExitCode.USAGE_ERROR:
             return USAGE_ERROR
         if not report_path.exists():

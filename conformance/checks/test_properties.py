@@ -1,0 +1,437 @@
+"""Property checks: generated ids, contents, frames and bodies, each failure shrunk by hypothesis to
+a minimal example that the failure message shows.
+
+The example-based checks try the cases a person thought of; these try hundreds they did not (with
+`--deep`), and report the smallest one that breaks. See `generation.py` for how hypothesis runs
+against the target from an async check.
+
+Bodies that are not valid requests have no requirement of their own in the contract; a 5xx for one
+counts against the requirement of the endpoint (R-CREATE-1 for `POST /sessions`, R-STREAM-1 for the
+agent stream), whose valid requests the contract describes.
+"""
+
+from typing import Any
+
+import httpx
+import pytest
+from hypothesis import strategies as st
+from websockets.exceptions import ConnectionClosed
+
+from conformance.contract import sse
+from conformance.contract.frames import FrameError, ServerFrame
+from conformance.contract.ids import SERVER_ID_PATTERN
+from conformance.failures import Expect
+from conformance.plugin import SocketOpener, deadline
+from conformance.probes import Socket
+from conformance.target_runner import TargetRunner
+from conformance.transcript import Transcript
+
+from .generation import (
+    CLIENT_TYPES,
+    Budget,
+    create_bodies,
+    first_difference,
+    for_all,
+    malformed_frames,
+    message_contents,
+    not_json_texts,
+    path_segment,
+    session_ids,
+    shown,
+    stream_bodies,
+)
+from .support import (
+    compact,
+    create_session,
+    history_messages,
+    stream_events,
+    user_message,
+)
+
+pytestmark = pytest.mark.asyncio
+
+IDS = Budget(examples=30, deep_examples=400)
+CONTENTS = Budget(examples=20, deep_examples=300)
+FRAMES = Budget(examples=20, deep_examples=300)
+BODIES = Budget(examples=25, deep_examples=300)
+ID_ROUTES = ("/sessions/{id}/history", "/agents/{id}/current")
+# One example's time limit, hypothesis's thread waiting on the check's loop.
+EXAMPLE_SECONDS = 60
+
+
+def _error_body(response: httpx.Response) -> dict[str, Any] | None:
+    try:
+        body = response.json()
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def _judge_unknown_id(
+    response: httpx.Response, session_id: str, route: str, expect: Expect
+) -> None:
+    request = f"GET {route} with the id {shown(session_id)}"
+    answer = f"{response.status_code} {response.text[:300]}"
+    reproduce = f"curl -i '{response.request.url}'"
+    if SERVER_ID_PATTERN.fullmatch(session_id):
+        expect.that(response.status_code == 404, f"404 for {request}", answer, reproduce)
+    else:
+        expect.that(
+            response.status_code in (404, 422), f"404 or 422 for {request}", answer, reproduce
+        )
+    body = _error_body(response)
+    expect.that(body is not None, f"a JSON object answering {request}", answer, reproduce)
+    assert body is not None
+    if response.status_code == 404:
+        expect.that(
+            isinstance(body.get("error"), str) or isinstance(body.get("detail"), str),
+            f"a string error or detail in the 404 for {request}",
+            body,
+            reproduce,
+        )
+
+
+@pytest.mark.req("R-HIST-2")
+async def test_generated_unknown_ids_get_404_or_422(
+    sessions_api: httpx.AsyncClient, transcript: Transcript, deep: bool
+) -> None:
+    expect = Expect("R-HIST-2")
+
+    async def check(session_id: str) -> None:
+        for route in ID_ROUTES:
+            response = await sessions_api.get(route.format(id=path_segment(session_id)))
+            _judge_unknown_id(response, session_id, route, expect)
+
+    await for_all(
+        session_ids(),
+        check,
+        budget=IDS,
+        deep=deep,
+        transcript=transcript,
+        timeout=deadline(EXAMPLE_SECONDS),
+    )
+
+
+@pytest.mark.req("G-PROXY-1")
+async def test_the_gateway_answers_generated_ids_as_the_runtime_does(
+    gateway: httpx.AsyncClient,
+    sessions_api: httpx.AsyncClient,
+    sessionlab_target: TargetRunner,
+    transcript: Transcript,
+    deep: bool,
+) -> None:
+    expect = Expect("G-PROXY-1")
+    endpoints = sessionlab_target.endpoints
+    assert endpoints is not None
+    # Without a runtime URL `sessions_api` is the gateway itself: then only "never a 5xx" is left.
+    compare = endpoints.runtime_url is not None
+
+    async def check(session_id: str) -> None:
+        for route in ID_ROUTES:
+            path = route.format(id=path_segment(session_id))
+            proxied = await gateway.get(path)
+            request = f"GET {route} with the id {shown(session_id)}"
+            answer = f"{proxied.status_code} {proxied.text[:300]}"
+            reproduce = f"curl -i '{proxied.request.url}'"
+            expect.that(
+                proxied.status_code in (404, 422), f"404 or 422 for {request}", answer, reproduce
+            )
+            expect.that(
+                _error_body(proxied) is not None,
+                f"a JSON object answering {request}",
+                answer,
+                reproduce,
+            )
+            if compare:
+                direct = await sessions_api.get(path)
+                expect.that(
+                    proxied.status_code == direct.status_code,
+                    f"the runtime's status {direct.status_code} for {request}",
+                    answer,
+                    reproduce,
+                )
+
+    await for_all(
+        session_ids(),
+        check,
+        budget=IDS,
+        deep=deep,
+        transcript=transcript,
+        timeout=deadline(EXAMPLE_SECONDS),
+    )
+
+
+def _stored_user_message(
+    messages: list[dict[str, Any]], content: str, expect: Expect, how: str
+) -> int:
+    """The index of the one user message, after checking it holds exactly `content`."""
+    users = [i for i, m in enumerate(messages) if m.get("role") == "user"]
+    expect.that(
+        len(users) == 1,
+        f"the user message {shown(content)} {how} in the history, once",
+        f"{len(users)} user messages: {compact(messages)}",
+    )
+    stored = messages[users[0]].get("content")
+    expect.that(
+        stored == content,
+        f"the user message {how} stored exactly as sent, {shown(content)}",
+        first_difference(content, stored),
+    )
+    return users[0]
+
+
+def _reply_follows(messages: list[dict[str, Any]], after: int) -> bool:
+    return any(m.get("role") in ("assistant", "tool") for m in messages[after + 1 :])
+
+
+@pytest.mark.req("R-STREAM-2")
+async def test_generated_contents_streamed_to_the_runtime_are_stored_exactly(
+    runtime: httpx.AsyncClient, transcript: Transcript, deep: bool
+) -> None:
+    expect = Expect("R-STREAM-2")
+
+    async def check(content: str) -> None:
+        session_id = await create_session(runtime, expect)
+        response, events = await stream_events(runtime, session_id, user_message(content))
+        expect.that(
+            response.status_code == 200,
+            f"200 for a user_message with the content {shown(content)}",
+            f"{response.status_code} {response.text[:300]}",
+        )
+        messages = await history_messages(runtime, session_id, expect)
+        index = _stored_user_message(messages, content, expect, "sent to the stream")
+        if events and events[-1].event == "done":
+            expect.that(
+                _reply_follows(messages, index),
+                f"the reply to {shown(content)} after it, as role assistant",
+                compact(messages[index + 1 :]),
+            )
+
+    await for_all(
+        message_contents(),
+        check,
+        budget=CONTENTS,
+        deep=deep,
+        transcript=transcript,
+        timeout=deadline(EXAMPLE_SECONDS),
+    )
+
+
+async def _turn(socket: Socket, expect: Expect, what: str) -> list[ServerFrame]:
+    try:
+        return await socket.turn()
+    except TimeoutError:
+        expect.fail(f"the turn of {what} to end (W-TURN-1)", "silence")
+    except FrameError as exc:
+        expect.fail(f"valid frames answering {what}", str(exc))
+    except ConnectionClosed as closed:
+        expect.fail(f"the socket to stay open for {what}", _closed(closed))
+    raise AssertionError("unreachable")
+
+
+def _closed(closed: ConnectionClosed) -> str:
+    frame = closed.rcvd
+    # No close frame at all is an abnormal closure, 1006.
+    return f"close {frame.code} {frame.reason!r}" if frame else "close 1006 (no close frame)"
+
+
+@pytest.mark.req("W-TURN-2")
+async def test_generated_contents_sent_over_the_socket_come_back_exactly(
+    gateway: httpx.AsyncClient,
+    open_ws: SocketOpener,
+    transcript: Transcript,
+    deep: bool,
+) -> None:
+    expect = Expect("W-TURN-2")
+
+    async def check(content: str) -> None:
+        session_id = await create_session(gateway, expect)
+        async with open_ws(session_id) as socket:
+            await socket.send_json(user_message(content))
+            frames = await _turn(socket, expect, f"the content {shown(content)}")
+        messages = await history_messages(gateway, session_id, expect)
+        index = _stored_user_message(messages, content, expect, "sent over the socket")
+        if frames[-1].type != "error":
+            expect.that(
+                _reply_follows(messages, index),
+                f"the reply to {shown(content)} after it in the history",
+                compact(messages[index + 1 :]),
+            )
+
+    await for_all(
+        message_contents(),
+        check,
+        budget=CONTENTS,
+        deep=deep,
+        transcript=transcript,
+        timeout=deadline(EXAMPLE_SECONDS),
+    )
+
+
+async def _error_frame_for(socket: Socket, expect: Expect, what: str) -> ServerFrame:
+    try:
+        answer = await socket.recv_frame()
+    except ConnectionClosed as closed:
+        expect.fail(f"an error frame for {what}", _closed(closed))
+    except TimeoutError:
+        expect.fail(f"an error frame for {what}", "silence")
+    except FrameError as exc:
+        expect.fail(f"an error frame for {what}", str(exc))
+    expect.that(
+        answer.type == "error",
+        f"an error frame for {what}",
+        answer.model_dump(mode="json", exclude_none=True),
+    )
+    return answer
+
+
+async def _still_usable(socket: Socket, expect: Expect, what: str) -> None:
+    await socket.send_json(user_message("still here"))
+    frames = await _turn(socket, expect, f"a valid message after {what}")
+    expect.that(
+        frames[-1].type != "error",
+        f"the next valid message to work after {what}",
+        [frame.model_dump(mode="json", exclude_none=True) for frame in frames],
+    )
+
+
+@pytest.mark.req("W-BAD-1")
+async def test_generated_text_that_is_not_json_gets_an_error_frame(
+    gateway: httpx.AsyncClient,
+    open_ws: SocketOpener,
+    transcript: Transcript,
+    deep: bool,
+) -> None:
+    expect = Expect("W-BAD-1")
+    session_id = await create_session(gateway, expect)
+
+    async def check(texts: list[str]) -> None:
+        async with open_ws(session_id) as socket:
+            for text in texts:
+                await socket.send_text(text)
+                await _error_frame_for(socket, expect, f"the text {shown(text)}")
+            await _still_usable(socket, expect, f"the text {shown(texts[-1])}")
+
+    await for_all(
+        st.lists(not_json_texts(), min_size=1, max_size=3),
+        check,
+        budget=FRAMES,
+        deep=deep,
+        transcript=transcript,
+        timeout=deadline(EXAMPLE_SECONDS),
+    )
+
+
+@pytest.mark.req("W-BAD-2")
+async def test_generated_malformed_frames_get_an_error_frame(
+    gateway: httpx.AsyncClient,
+    open_ws: SocketOpener,
+    transcript: Transcript,
+    deep: bool,
+) -> None:
+    expect = Expect("W-BAD-2")
+    session_id = await create_session(gateway, expect)
+
+    async def check(frames: list[Any]) -> None:
+        async with open_ws(session_id) as socket:
+            for frame in frames:
+                text = compact(frame)
+                await socket.send_text(text)
+                what = f"the frame {shown(frame, 120)}"
+                answer = await _error_frame_for(socket, expect, what)
+                kind = frame.get("type") if isinstance(frame, dict) else None
+                if isinstance(kind, str) and kind not in CLIENT_TYPES:
+                    content = getattr(answer, "content", None)
+                    expected = f"Unknown message type: {kind}"
+                    expect.that(
+                        content == expected,
+                        f"the content {shown(expected)} for {what}",
+                        shown(content),
+                    )
+            await _still_usable(socket, expect, f"the frame {shown(frames[-1], 120)}")
+
+    await for_all(
+        st.lists(malformed_frames(), min_size=1, max_size=3),
+        check,
+        budget=FRAMES,
+        deep=deep,
+        transcript=transcript,
+        timeout=deadline(EXAMPLE_SECONDS),
+    )
+
+
+def _body_shown(body: bytes) -> str:
+    return shown(body.decode("utf-8", "backslashreplace"), 120)
+
+
+@pytest.mark.req("R-CREATE-1")
+async def test_generated_create_bodies_never_get_a_5xx(
+    sessions_api: httpx.AsyncClient, transcript: Transcript, deep: bool
+) -> None:
+    expect = Expect("R-CREATE-1")
+
+    async def check(body: bytes) -> None:
+        response = await sessions_api.post(
+            "/sessions", content=body, headers={"Content-Type": "application/json"}
+        )
+        request = f"POST /sessions with the body {_body_shown(body)}"
+        answer = f"{response.status_code} {response.text[:300]}"
+        expect.that(
+            response.status_code in (200, 201) or 400 <= response.status_code < 500,
+            f"a created session (200 or 201) or a 4xx refusal for {request}",
+            answer,
+        )
+        parsed = _error_body(response)
+        expect.that(parsed is not None, f"a JSON object answering {request}", answer)
+        assert parsed is not None
+        if response.status_code < 400:
+            expect.that(
+                isinstance(parsed.get("session_id"), str)
+                and parsed.get("message_count") == 0
+                and parsed.get("current_agent") == "orchestrator",
+                f"a new session (session_id, message_count 0, orchestrator) for {request}",
+                parsed,
+            )
+
+    await for_all(
+        create_bodies(),
+        check,
+        budget=BODIES,
+        deep=deep,
+        transcript=transcript,
+        timeout=deadline(EXAMPLE_SECONDS),
+    )
+
+
+@pytest.mark.req("R-STREAM-1")
+async def test_generated_invalid_stream_bodies_are_refused_without_a_5xx(
+    runtime: httpx.AsyncClient, transcript: Transcript, deep: bool
+) -> None:
+    expect = Expect("R-STREAM-1")
+    session_id = await create_session(runtime, expect)
+
+    async def check(body: bytes) -> None:
+        response = await runtime.post(
+            "/agent/message/stream", content=body, headers={"Content-Type": "application/json"}
+        )
+        request = f"POST /agent/message/stream with the invalid body {_body_shown(body)}"
+        answer = f"{response.status_code} {response.text[:300]}"
+        if response.status_code == 200:
+            events = [event.event for event in sse.decode_events(response.text)]
+            expect.that(
+                bool(events) and events[-1] == "error" and "done" not in events,
+                f"a 4xx, or a stream ending in an error event, for {request}",
+                answer,
+            )
+            return
+        expect.that(400 <= response.status_code < 500, f"a 4xx JSON refusal of {request}", answer)
+        expect.that(_error_body(response) is not None, f"a JSON object answering {request}", answer)
+
+    await for_all(
+        stream_bodies(session_id),
+        check,
+        budget=BODIES,
+        deep=deep,
+        transcript=transcript,
+        timeout=deadline(EXAMPLE_SECONDS),
+    )
