@@ -19,6 +19,7 @@ from hypothesis.configuration import set_hypothesis_home_dir
 
 import conformance.checks as checks
 from conformance.reports.junit import render_junit
+from conformance.target_options import TargetOptionError, TargetOptions, make_target
 from conformance.verdicts import HARNESS_FAILED, exit_status
 
 USAGE_ERROR = 2
@@ -100,7 +101,29 @@ def write_reports(report: dict[str, Any], options: VerifyOptions) -> None:
         )
 
 
+def target_problem(options: VerifyOptions) -> str | None:
+    """Why the target options cannot work, found before any check runs (nothing is started)."""
+    target_options = TargetOptions(
+        target_file=options.target,
+        target_factory=options.target_factory,
+        gateway_url=options.gateway_url,
+        runtime_url=options.runtime_url,
+        client_key=options.client_key,
+        internal_key=options.internal_key,
+        turn_timeout=options.turn_timeout,
+    )
+    try:
+        make_target(target_options)
+    except TargetOptionError as exc:
+        return str(exc)
+    return None
+
+
 def run_verify(options: VerifyOptions) -> int:
+    problem = target_problem(options)
+    if problem is not None:
+        print(f"sessionlab verify: {problem}", file=sys.stderr)
+        return USAGE_ERROR
     with tempfile.TemporaryDirectory(prefix="sessionlab-verify-") as scratch:
         report_path = Path(scratch) / "report.json"
         # Hypothesis keeps caches (of constants, of unicode data) under `.hypothesis` in the working

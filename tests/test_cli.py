@@ -6,6 +6,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,12 +29,22 @@ class Served:
             text=True,
         )
         self.urls: dict[str, str] = {}
+        self._err: list[str] = []
+        self._out_reader: threading.Thread | None = None
         assert self.process.stdout is not None
+        assert self.process.stderr is not None
+        # Read stderr all along: a server that logs more than a pipe holds would block on it.
+        self._err_reader = threading.Thread(
+            target=self._err.extend, args=(self.process.stderr,), daemon=True
+        )
+        self._err_reader.start()
         for line in self.process.stdout:
             match = BANNER_URL.match(line)
             if match:
                 self.urls[match.group(1)] = match.group(2)
             if line.startswith("Stop with"):
+                self._out_reader = threading.Thread(target=self.process.stdout.read, daemon=True)
+                self._out_reader.start()
                 return
         raise AssertionError(f"serve exited before its banner: {self.stop()}")
 
@@ -41,11 +52,17 @@ class Served:
         if self.process.poll() is None:
             self.process.send_signal(signum)
         try:
-            _, err = self.process.communicate(timeout=deadline(20))
+            self.process.wait(timeout=deadline(20))
         except subprocess.TimeoutExpired:
             self.process.kill()
-            _, err = self.process.communicate()
-        return self.process.returncode, err
+            self.process.wait()
+        for reader in (self._err_reader, self._out_reader):
+            if reader is not None:
+                reader.join(deadline(5))
+        for stream in (self.process.stdout, self.process.stderr):
+            if stream is not None:
+                stream.close()
+        return self.process.returncode, "".join(self._err)
 
 
 @pytest.fixture
@@ -104,9 +121,16 @@ def test_keys_come_from_the_environment(tmp_path: Path, served: list[Served]) ->
     assert ok.status_code == 200
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    # Launched example targets run `sessionlab` from PATH, as an activated virtualenv does.
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     return subprocess.run(
-        [*CLI, *args], capture_output=True, text=True, timeout=deadline(60), check=False
+        [*CLI, *args],
+        capture_output=True,
+        text=True,
+        timeout=deadline(timeout),
+        check=False,
+        env={**os.environ, "PATH": path},
     )
 
 
@@ -169,6 +193,86 @@ def test_verify_finds_the_reference_conforming(tmp_path: Path) -> None:
     assert {"core", "strict", "scripted"} <= set(report["profiles"])
     assert "CONFORMS" in result.stdout
     assert (tmp_path / "j.xml").read_text().count("<testcase") == len(statuses)
+
+
+def assert_every_must_passed(
+    report_path: Path, result: subprocess.CompletedProcess[str], may_skip: tuple[str, ...] = ()
+) -> None:
+    """Every requirement of core, strict and scripted passed, or skipped for a reason named."""
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    report = json.loads(report_path.read_text())
+    for profile in ("core", "strict", "scripted"):
+        assert profile in report["profiles"]
+    checked = [r for r in report["requirements"] if r["profile"] in ("core", "strict", "scripted")]
+    failing = {
+        r["id"]: r["message"]
+        for r in checked
+        if r["status"] != "passed"
+        and not (r["status"] == "skipped" and any(reason in r["message"] for reason in may_skip))
+    }
+    assert failing == {}
+
+
+def test_verify_passes_the_reference_run_as_a_process_target(tmp_path: Path) -> None:
+    report_path = tmp_path / "report.json"
+    target = Path(__file__).parents[1] / "examples" / "targets" / "reference-process.yaml"
+    result = run_cli("verify", "--target", str(target), "--json", str(report_path), timeout=180)
+    assert_every_must_passed(report_path, result)
+    assert "target reference-process" in result.stdout
+
+
+def test_verify_passes_a_running_reference_named_by_its_urls(
+    tmp_path: Path, served: list[Served]
+) -> None:
+    stack = Served(
+        "--runtime-port",
+        "0",
+        "--gateway-port",
+        "0",
+        "--data-dir",
+        str(tmp_path / "data"),
+        "--internal-key",
+        "url-internal-key",
+        "--client-key",
+        "url-client-key",
+        "--turn-timeout",
+        "10",
+    )
+    served.append(stack)
+    report_path = tmp_path / "report.json"
+    result = run_cli(
+        "verify",
+        "--gateway-url",
+        stack.urls["gateway"],
+        "--runtime-url",
+        stack.urls["runtime"],
+        "--client-key",
+        "url-client-key",
+        "--internal-key",
+        "url-internal-key",
+        *("--profile", "core", "--profile", "strict", "--profile", "scripted"),
+        "--json",
+        str(report_path),
+        timeout=180,
+    )
+    # Nothing stops a target sessionlab only talks to, nor reads its logs: those skip, saying why.
+    assert_every_must_passed(
+        report_path,
+        result,
+        may_skip=(
+            "the target offers no control of its runtime",
+            "the target offers no runtime logs",
+            "the target offers no gateway logs",
+        ),
+    )
+
+
+def test_verify_names_the_line_of_a_bad_target_file(tmp_path: Path) -> None:
+    bad = tmp_path / "target.yaml"
+    bad.write_text("kind: process\nservices:\n  runtime: {command: [x]}\n")
+    result = run_cli("verify", "--target", str(bad))
+    assert result.returncode == 2
+    assert f"{bad}:2 services.gateway: field required" in result.stderr
 
 
 def r_profile(report: dict[str, object], requirement_id: str) -> str:

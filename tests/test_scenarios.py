@@ -2,6 +2,7 @@
 step with words a tester understands; bad files are refused before anything runs."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ import pytest
 
 from scenarios.loader import ScenarioError, load_scenario, load_scenarios
 from tests.fixtures.stack import deadline
+from tests.fixtures.thirdparty.harness import docker_client_or_skip
 
 REPO = Path(__file__).resolve().parents[1]
 PLANS = REPO / "scenarios" / "plans"
@@ -24,6 +26,11 @@ def run(*args: str) -> tuple[subprocess.CompletedProcess[str], dict[str, object]
         text=True,
         timeout=deadline(300),
         check=False,
+        # The example process target runs `sessionlab` from PATH, as an activated virtualenv does.
+        env={
+            **os.environ,
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        },
     )
     return result, json.loads(report.read_text()) if report and report.exists() else {}
 
@@ -36,10 +43,30 @@ def test_every_shipped_plan_passes_against_the_reference(tmp_path: Path) -> None
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     statuses = {s["id"]: s["status"] for s in document["scenarios"]}  # type: ignore[index]
     assert len(statuses) == len(list(PLANS.glob("*.yaml")))
-    # The in-process reference cannot SIGKILL its runtime: that plan is skipped, with the reason.
-    assert {k for k, v in statuses.items() if v != "passed"} == {"runtime-killed-mid-chat"}
+    # The in-process reference cannot SIGKILL or freeze its runtime and has no proxy before it:
+    # those plans are skipped, with the reason.
+    assert {k for k, v in statuses.items() if v != "passed"} == {
+        "runtime-killed-mid-chat",
+        "runtime-hop-faults",
+    }
     assert "the target cannot kill its runtime" in result.stdout
+    assert "the target offers no fault proxy between gateway and runtime" in result.stdout
     assert (tmp_path / "plans.xml").read_text().count("<testcase") == len(statuses)
+
+
+@pytest.mark.parametrize("kind", ["process", "container"])
+def test_every_shipped_plan_passes_against_the_reference_as_a_launched_target(
+    tmp_path: Path, kind: str
+) -> None:
+    if kind == "container":
+        docker_client_or_skip()
+    report = tmp_path / "plans.json"
+    target = REPO / "examples" / "targets" / f"reference-{kind}.yaml"
+    result, document = run(str(PLANS), "--target", str(target), "--json", str(report))
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    statuses = {s["id"]: s["status"] for s in document["scenarios"]}  # type: ignore[index]
+    assert len(statuses) == len(list(PLANS.glob("*.yaml")))
+    assert set(statuses.values()) == {"passed"}
 
 
 def test_a_gateway_answering_an_empty_history_fails_the_switch_plan_at_its_step(

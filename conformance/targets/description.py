@@ -145,6 +145,13 @@ def _parse(text: str) -> tuple[_Document, list[Problem]]:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
+        # An unclosed bracket or quote is found at the end of the file; where it opened says more.
+        if (
+            exc.context_mark is not None
+            and mark is not None
+            and mark.line >= len(text.splitlines())
+        ):
+            mark = exc.context_mark
         line = int(mark.line) + 1 if mark is not None else 1
         reason = " ".join(part for part in (exc.context, exc.problem) if part)
         raise _SyntaxProblem(Problem(line, (), f"YAML syntax: {reason or exc}")) from None
