@@ -1,1 +1,1 @@
-pytest_plugins = ["tests.fixtures.stack", "tests.fixtures.postgres"]
+pytest_plugins = ["tests.fixtures.stack", "tests.fixtures.postgres", "tests.fixtures.leaks"]
