@@ -87,6 +87,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--sessionlab-json", dest="sessionlab_json", help="write the per-requirement report here"
     )
+    group.addoption(
+        "--sessionlab-hypothesis-dir",
+        dest="sessionlab_hypothesis_dir",
+        metavar="DIR",
+        help="where hypothesis keeps its caches (default: .hypothesis in the working directory)",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -99,6 +105,19 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", f"{MARKER}(*ids): requirement ids the check verifies")
     config.stash[RESULTS] = {}
     config.stash[STARTED] = time.time()
+    hypothesis_dir = config.getoption("sessionlab_hypothesis_dir", None)
+    if hypothesis_dir:
+        # Imported here: plugins load before hypothesis's own, which pytest wants to rewrite.
+        from hypothesis.configuration import set_hypothesis_home_dir
+
+        set_hypothesis_home_dir(Path(hypothesis_dir))
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if config.getoption("sessionlab_hypothesis_dir", None):
+        from hypothesis.configuration import set_hypothesis_home_dir
+
+        set_hypothesis_home_dir(None)
 
 
 def requirement_ids(item: pytest.Item) -> tuple[str, ...]:
@@ -314,6 +333,15 @@ def _outcome(report: pytest.TestReport) -> Outcome | None:
     return "passed" if report.when == "call" else None
 
 
+def _blamed(ids: tuple[str, ...], call: pytest.CallInfo[None]) -> tuple[str, ...]:
+    """A check of several requirements (a state machine) that fails fails the one its failure
+    names; any other failure, or one naming no requirement of the check, counts against all."""
+    error = call.excinfo.value if call.excinfo is not None else None
+    if len(ids) > 1 and isinstance(error, CheckFailure) and error.requirement in ids:
+        return (error.requirement,)
+    return ids
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
@@ -325,16 +353,26 @@ def pytest_runtest_makereport(
     previous = results.get(item.nodeid)
     if outcome is None or (previous is not None and previous.outcome in ("failed", "error")):
         return report
+    blamed = _blamed(ids, call) if outcome == "failed" else ids
     transcript = getattr(item, "funcargs", {}).get("transcript")
     kept = transcript if isinstance(transcript, Transcript) else None
     results[item.nodeid] = CheckResult(
         nodeid=item.nodeid,
-        requirement_ids=ids,
+        requirement_ids=blamed,
         outcome=outcome,
         message=_message(report, call),
         duration=report.duration,
         transcript=kept.as_list() if kept and outcome in ("failed", "error") else [],
     )
+    unjudged = tuple(i for i in ids if i not in blamed)
+    if unjudged:
+        # Its other requirements were not seen through to the end: neither passed nor failed.
+        results[f"{item.nodeid} (stopped)"] = CheckResult(
+            nodeid=item.nodeid,
+            requirement_ids=unjudged,
+            outcome="skipped",
+            message=f"not judged: the check stopped at its {blamed[0]} failure",
+        )
     return report
 
 

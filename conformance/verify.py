@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis.configuration import set_hypothesis_home_dir
 
 import conformance.checks as checks
 from conformance.reports.junit import render_junit
@@ -60,6 +59,7 @@ class VerifyOptions:
             "asyncio_default_fixture_loop_scope=function",
             "--sessionlab-json",
             str(report_path),
+            *hypothesis_dir_args(),
             "-q" if not self.verbose else "-v",
         ]
         pairs = [
@@ -82,6 +82,16 @@ class VerifyOptions:
         if self.deep:
             args.append("--deep")
         return args
+
+
+def hypothesis_dir_args() -> list[str]:
+    """Hypothesis keeps caches (constants, unicode data) under `.hypothesis` in the working
+    directory whatever its database setting; a verify run keeps them in the user's cache directory
+    instead, unless HYPOTHESIS_STORAGE_DIRECTORY says where."""
+    if os.environ.get("HYPOTHESIS_STORAGE_DIRECTORY"):
+        return []
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return ["--sessionlab-hypothesis-dir", str(cache / "sessionlab" / "hypothesis")]
 
 
 def write_reports(report: dict[str, Any], options: VerifyOptions) -> None:
@@ -126,13 +136,7 @@ def run_verify(options: VerifyOptions) -> int:
         return USAGE_ERROR
     with tempfile.TemporaryDirectory(prefix="sessionlab-verify-") as scratch:
         report_path = Path(scratch) / "report.json"
-        # Hypothesis keeps caches (of constants, of unicode data) under `.hypothesis` in the working
-        # directory, whatever its database setting: a verify run keeps them in its scratch space.
-        set_hypothesis_home_dir(Path(scratch) / "hypothesis")
-        try:
-            code = pytest.main(options.pytest_args(report_path))
-        finally:
-            set_hypothesis_home_dir(None)
+        code = pytest.main(options.pytest_args(report_path))
         if code == pytest.ExitCode.USAGE_ERROR:
             return USAGE_ERROR
         if not report_path.exists():

@@ -1,0 +1,539 @@
+"""A model of the sessions: hypothesis's rule-based state machine creates sessions, lists them,
+chats (over the WebSocket or the runtime stream), switches the socket from one session to another,
+reads histories and, where the target allows, restarts the runtime, comparing the target after every
+step with what an in-memory model says: the ids created, each session's messages in order and
+count, the list.
+
+A difference is shrunk to the fewest steps that still show it. The failure message lists them
+(`after the steps: 1. create s1; 2. switch to s1; 3. send "é" on s1; 4. history of s1`), the
+transcript holds that minimal run's wire exchange, and the test output also has hypothesis's own
+`state.…()` listing.
+
+Each failure names the one requirement it breaks; the plugin judges only that one failed.
+"""
+
+import asyncio
+from collections import Counter
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar, cast
+
+import httpx
+import pytest
+from hypothesis import seed
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    Bundle,
+    RuleBasedStateMachine,
+    get_state_machine_test,
+    initialize,
+    precondition,
+    rule,
+)
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from conformance.contract import sse
+from conformance.contract.frames import AssistantMessageFrame, FrameError
+from conformance.failures import Expect
+from conformance.plugin import SocketOpener, deadline
+from conformance.probes import Socket
+from conformance.target_runner import TargetRunner
+from conformance.targets import Capability
+from conformance.transcript import Transcript
+
+from .generation import (
+    Budget,
+    is_directive,
+    long_text,
+    on_loop,
+    path_segment,
+    run_in_worker,
+    run_seed,
+    shown,
+)
+from .support import compact, user_message
+
+pytestmark = pytest.mark.asyncio
+
+T = TypeVar("T")
+MODEL = Budget(examples=15, deep_examples=150, steps=12, deep_steps=30)
+WITH_RESTARTS = Budget(examples=5, deep_examples=40, steps=10, deep_steps=25)
+# What every variant of the model checks; each variant adds the path its turns take.
+MODEL_IDS = ("R-CREATE-1", "R-CREATE-3", "R-LIST-1", "R-HIST-1", "R-HIST-3")
+CONTENTS = st.one_of(st.text(max_size=30), long_text(4096, min_bytes=1000)).filter(
+    lambda content: not is_directive(content)
+)
+
+Via = Literal["socket", "stream"]
+
+
+@dataclass
+class Context:
+    """What one run of the model works with; made by the check, on the check's loop."""
+
+    loop: asyncio.AbstractEventLoop
+    api: httpx.AsyncClient  # create, list, history: the runtime, else the gateway
+    gateway: httpx.AsyncClient  # the IDE's view: the history loaded before a switch
+    runtime: httpx.AsyncClient | None  # the agent stream, for turns via "stream"
+    open_ws: SocketOpener
+    target: TargetRunner
+    transcript: Transcript
+    via: Via
+    scripted: bool
+    restarts: int  # runtime restarts one example may make
+    timeout: float
+
+
+@dataclass(frozen=True)
+class Turn:
+    content: str
+    via: Via
+    # The agent's text as streamed; None when the turn ended in an error.
+    reply: str | None
+
+
+def _object(response: httpx.Response) -> dict[str, Any] | None:
+    try:
+        body = response.json()
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def _answer(response: httpx.Response) -> str:
+    return f"{response.status_code} {response.text[:300]}"
+
+
+def _words(text: str | None) -> list[str]:
+    return (text or "").split()
+
+
+class SessionModel(RuleBasedStateMachine):
+    sessions: Bundle[str] = Bundle("sessions")
+
+    def __init__(self, context: Context) -> None:
+        super().__init__()
+        self.context = context
+        self.steps: list[str] = []
+        self.names: dict[str, str] = {}  # session id -> s1, s2, …
+        self.turns: dict[str, list[Turn]] = {}
+        # Sessions a turn went wrong on (no end, socket lost): their contents are not compared.
+        self.unsure: set[str] = set()
+        # Message counts known for certain: from the script agent, or the last history read.
+        self.counts: dict[str, int | None] = {}
+        self.socket: Socket | None = None
+        self.socket_session: str | None = None
+        self.sockets = AsyncExitStack()
+        self.restarts_left = context.restarts
+        # The transcript of a failure is the minimal run's: hypothesis replays it last.
+        context.transcript.entries.clear()
+        context.transcript.note(f"a new run of the session model (seed {run_seed()})")
+
+    # Plumbing
+
+    def run(self, coroutine: Any) -> Any:
+        return on_loop(self.context.loop, coroutine, self.context.timeout)
+
+    def step(self, text: str) -> None:
+        self.steps.append(text)
+        self.context.transcript.note(f"step {len(self.steps)}: {text}")
+
+    def sequence(self) -> str:
+        return "; ".join(f"{i}. {text}" for i, text in enumerate(self.steps, start=1))
+
+    def check(self, requirement: str, condition: bool, expected: str, received: object) -> None:
+        Expect(requirement).that(
+            condition, f"{expected}, after the steps: {self.sequence()}", received
+        )
+
+    def name(self, session_id: str) -> str:
+        return self.names[session_id]
+
+    # Rules
+
+    @initialize(target=sessions)
+    def first_session(self) -> str:
+        # Every run starts with a session (and, chatting over sockets, a socket on it): runs that
+        # only list an empty model prove little.
+        session = self._create()
+        if self.context.via == "socket":
+            self.switch(session)
+        return session
+
+    @rule(target=sessions)
+    def create(self) -> str:
+        return self._create()
+
+    def _create(self) -> str:
+        name = f"s{len(self.names) + 1}"
+        self.step(f"create {name}")
+        response = self.run(self.context.api.post("/sessions"))
+        self.check(
+            "R-CREATE-1",
+            response.status_code in (200, 201),
+            "POST /sessions to answer 200 or 201",
+            _answer(response),
+        )
+        body = _object(response) or {}
+        session_id = body.get("session_id")
+        self.check(
+            "R-CREATE-1",
+            isinstance(session_id, str) and body.get("message_count") == 0,
+            f"a new session {name} with a string session_id and message_count 0",
+            _answer(response),
+        )
+        assert isinstance(session_id, str)
+        self.check(
+            "R-CREATE-3",
+            session_id not in self.names,
+            f"a new id for {name}",
+            f"{session_id}, the id of {self.names.get(session_id)}",
+        )
+        self.names[session_id] = name
+        self.turns[session_id] = []
+        self.counts[session_id] = 0
+        return session_id
+
+    @precondition(lambda self: self.context.via == "socket")
+    @rule(session=sessions)
+    def switch_to(self, session: str) -> None:
+        self.switch(session)
+
+    def switch(self, session: str) -> None:
+        self.step(f"switch to {self.name(session)}")
+        self.run(self._switch(session))
+
+    async def _switch(self, session: str) -> None:
+        name = self.name(session)
+        # As the IDE does: the old socket closed first, the history loaded, the new socket opened.
+        await self._close_socket()
+        response = await self.context.gateway.get(f"/sessions/{path_segment(session)}/history")
+        self.check(
+            "R-HIST-1",
+            response.status_code == 200,
+            f"200 for the history of {name} through the gateway",
+            _answer(response),
+        )
+        try:
+            self.socket = await self.sockets.enter_async_context(self.context.open_ws(session))
+        except (InvalidStatus, ConnectionClosed, OSError, TimeoutError) as exc:
+            Expect("W-CONN-1").fail(
+                f"a WebSocket on /ws/{session} for {name}, after the steps: {self.sequence()}",
+                repr(exc),
+            )
+        self.socket_session = session
+
+    async def _close_socket(self) -> None:
+        await self.sockets.aclose()
+        self.sockets = AsyncExitStack()
+        self.socket = None
+        self.socket_session = None
+
+    @precondition(lambda self: self.socket is not None)
+    @rule(content=CONTENTS)
+    def send(self, content: str) -> None:
+        session = self.socket_session
+        assert session is not None
+        self.step(f"send {shown(content, 30)} on {self.name(session)}")
+        self.run(self._socket_turn(session, content))
+
+    async def _socket_turn(self, session: str, content: str) -> None:
+        socket = self.socket
+        assert socket is not None
+        await socket.send_json(user_message(content))
+        try:
+            frames = await socket.turn()
+        except (TimeoutError, FrameError, ConnectionClosed) as exc:
+            # W-TURN-1 judges turns; the model only stops trusting what this session holds.
+            self.context.transcript.note(f"the turn did not end: {exc!r}")
+            self.unsure.add(session)
+            self.counts[session] = None
+            await self._close_socket()
+            return
+        ended_well = frames[-1].type != "error"
+        reply = "".join(f.text for f in frames if isinstance(f, AssistantMessageFrame))
+        self._record(session, Turn(content, "socket", reply if ended_well else None))
+
+    @precondition(lambda self: self.context.via == "stream")
+    @rule(session=sessions, content=CONTENTS)
+    def send_on_stream(self, session: str, content: str) -> None:
+        self.step(f"stream {shown(content, 30)} to {self.name(session)}")
+        self.run(self._stream_turn(session, content))
+
+    async def _stream_turn(self, session: str, content: str) -> None:
+        runtime = self.context.runtime
+        assert runtime is not None
+        response = await runtime.post(
+            "/agent/message/stream",
+            json={"session_id": session, "message": user_message(content)},
+        )
+        events = sse.decode_events(response.text) if response.status_code == 200 else []
+        if not events or events[-1].event not in ("done", "error"):
+            # R-STREAM-1 judges streams; the model only stops trusting this session.
+            self.unsure.add(session)
+            self.counts[session] = None
+            return
+        reply = ""
+        for event in events:
+            if event.event != "message":
+                continue
+            try:
+                data = event.json()
+            except ValueError:
+                continue
+            if isinstance(data, dict) and data.get("type") == "assistant_message":
+                text = data.get("content", data.get("token"))
+                reply += text if isinstance(text, str) else ""
+        done = events[-1].event == "done"
+        self._record(session, Turn(content, "stream", reply if done else None))
+
+    def _record(self, session: str, turn: Turn) -> None:
+        self.turns[session].append(turn)
+        plain_turn_messages = 2  # the user message and the script agent's reply
+        known = self.context.scripted and turn.reply is not None and session not in self.unsure
+        count = self.counts.get(session)
+        self.counts[session] = count + plain_turn_messages if known and count is not None else None
+
+    @rule(session=sessions)
+    def history(self, session: str) -> None:
+        name = self.name(session)
+        self.step(f"history of {name}")
+        response = self.run(self.context.api.get(f"/sessions/{path_segment(session)}/history"))
+        self.check(
+            "R-HIST-1",
+            response.status_code == 200,
+            f"200 for the history of {name}",
+            _answer(response),
+        )
+        body = _object(response) or {}
+        messages = body.get("messages")
+        self.check(
+            "R-HIST-1",
+            isinstance(messages, list) and all(isinstance(m, dict) for m in messages),
+            f"a messages list in the history of {name}",
+            _answer(response),
+        )
+        assert isinstance(messages, list)
+        self.check(
+            "R-HIST-1",
+            body.get("message_count") == len(messages) and body.get("session_id") == session,
+            f"session_id {session} and message_count {len(messages)} (the messages listed) "
+            f"in the history of {name}",
+            {key: body.get(key) for key in ("session_id", "message_count")},
+        )
+        if session in self.unsure:
+            self.counts[session] = len(messages)
+            return
+        self._compare(session, messages)
+        self.counts[session] = len(messages)
+
+    def _compare(self, session: str, messages: list[dict[str, Any]]) -> None:
+        name = self.name(session)
+        turns = self.turns[session]
+        users = [i for i, m in enumerate(messages) if m.get("role") == "user"]
+        sent = [turn.content for turn in turns]
+        stored = [messages[i].get("content") for i in users]
+        self.check(
+            "R-HIST-3",
+            stored == sent,
+            f"the user messages of {name} as sent, in order: {shown(sent, 200)}",
+            shown(stored, 300),
+        )
+        ends = [*users[1:], len(messages)][: len(users)]
+        for turn, start, end in zip(turns, users, ends, strict=True):
+            if turn.reply is None:
+                continue
+            requirement = "W-TURN-2" if turn.via == "socket" else "R-STREAM-2"
+            answers = [
+                m for m in messages[start + 1 : end] if m.get("role") in ("assistant", "tool")
+            ]
+            self.check(
+                requirement,
+                bool(answers),
+                f"the reply to {shown(turn.content, 30)} after it in the history of {name}",
+                compact(messages[start:end]),
+            )
+            said = " ".join(
+                str(m.get("content")) for m in answers if isinstance(m.get("content"), str)
+            )
+            self.check(
+                requirement,
+                _words(said) == _words(turn.reply),
+                f"the reply stored as streamed, {shown(turn.reply, 60)}, in the history of {name}",
+                shown(said, 200),
+            )
+
+    @rule()
+    def list_sessions(self) -> None:
+        self.step("list")
+        response = self.run(self.context.api.get("/sessions"))
+        self.check(
+            "R-LIST-1", response.status_code == 200, "200 for GET /sessions", _answer(response)
+        )
+        body = _object(response) or {}
+        listed = body.get("sessions")
+        self.check(
+            "R-LIST-1",
+            isinstance(listed, list) and all(isinstance(info, dict) for info in listed),
+            "a sessions list",
+            _answer(response),
+        )
+        assert isinstance(listed, list)
+        self.check(
+            "R-LIST-1",
+            body.get("total") == len(listed),
+            f"total == {len(listed)} (the sessions listed)",
+            f"total {body.get('total')}",
+        )
+        times = Counter(info.get("session_id") for info in listed)
+        for session, name in self.names.items():
+            self.check(
+                "R-LIST-1",
+                times[session] == 1,
+                f"{name} ({session}) listed once",
+                f"listed {times[session]} times",
+            )
+        for info in listed:
+            session = info.get("session_id")
+            expected = self.counts.get(session) if isinstance(session, str) else None
+            if expected is None:
+                continue
+            self.check(
+                "R-LIST-1",
+                info.get("message_count") == expected,
+                f"message_count {expected} for {self.name(session)}, as its history holds",
+                info,
+            )
+
+    @precondition(lambda self: self.restarts_left > 0)
+    @rule()
+    def restart(self) -> None:
+        self.step("restart the runtime")
+        self.restarts_left -= 1
+        self.run(self._restart())
+
+    async def _restart(self) -> None:
+        await self.context.target.restart_service("runtime")
+        response = await self.context.api.get("/sessions")
+        body = _object(response) or {}
+        listed = body.get("sessions") if isinstance(body.get("sessions"), list) else []
+        ids = {info.get("session_id") for info in listed or [] if isinstance(info, dict)}
+        for session, name in self.names.items():
+            self.check("R-CREATE-4", session in ids, f"{name} still listed", _answer(response))
+            history = await self.context.api.get(f"/sessions/{path_segment(session)}/history")
+            self.check(
+                "R-CREATE-4",
+                history.status_code == 200,
+                f"200 for the history of {name}",
+                _answer(history),
+            )
+
+    def teardown(self) -> None:
+        self.run(self._close_socket())
+
+
+async def check_model(context: Context, budget: Budget, deep: bool) -> None:
+    # Hypothesis documents the factory as "anything which returns an instance"; its stubs say type.
+    factory = cast("type[RuleBasedStateMachine]", lambda: SessionModel(context))
+    test = get_state_machine_test(factory, settings=budget.settings(deep))
+    await run_in_worker(seed(run_seed())(test))
+
+
+def _context(
+    *,
+    api: httpx.AsyncClient,
+    gateway: httpx.AsyncClient,
+    runtime: httpx.AsyncClient | None,
+    open_ws: SocketOpener,
+    target: TargetRunner,
+    transcript: Transcript,
+    profiles: frozenset[str],
+    via: Via,
+    restarts: int = 0,
+) -> Context:
+    return Context(
+        loop=asyncio.get_running_loop(),
+        api=api,
+        gateway=gateway,
+        runtime=runtime,
+        open_ws=open_ws,
+        target=target,
+        transcript=transcript,
+        via=via,
+        scripted="scripted" in profiles,
+        restarts=restarts,
+        # A step may restart the runtime or wait out a turn.
+        timeout=deadline(60 + target.turn_timeout),
+    )
+
+
+@pytest.mark.req(*MODEL_IDS, "W-CONN-1", "W-TURN-2")
+async def test_sessions_chatted_over_sockets_behave_like_the_model(
+    sessions_api: httpx.AsyncClient,
+    gateway: httpx.AsyncClient,
+    open_ws: SocketOpener,
+    sessionlab_target: TargetRunner,
+    profiles: frozenset[str],
+    transcript: Transcript,
+    deep: bool,
+) -> None:
+    context = _context(
+        api=sessions_api,
+        gateway=gateway,
+        runtime=None,
+        open_ws=open_ws,
+        target=sessionlab_target,
+        transcript=transcript,
+        profiles=profiles,
+        via="socket",
+    )
+    await check_model(context, MODEL, deep)
+
+
+@pytest.mark.req(*MODEL_IDS, "R-STREAM-2")
+async def test_sessions_chatted_over_the_runtime_stream_behave_like_the_model(
+    runtime: httpx.AsyncClient,
+    gateway: httpx.AsyncClient,
+    open_ws: SocketOpener,
+    sessionlab_target: TargetRunner,
+    profiles: frozenset[str],
+    transcript: Transcript,
+    deep: bool,
+) -> None:
+    context = _context(
+        api=runtime,
+        gateway=gateway,
+        runtime=runtime,
+        open_ws=open_ws,
+        target=sessionlab_target,
+        transcript=transcript,
+        profiles=profiles,
+        via="stream",
+    )
+    await check_model(context, MODEL, deep)
+
+
+@pytest.mark.req("R-CREATE-4", *MODEL_IDS, "W-CONN-1", "W-TURN-2")
+async def test_the_model_holds_across_runtime_restarts(
+    sessions_api: httpx.AsyncClient,
+    gateway: httpx.AsyncClient,
+    open_ws: SocketOpener,
+    sessionlab_target: TargetRunner,
+    profiles: frozenset[str],
+    transcript: Transcript,
+    deep: bool,
+) -> None:
+    if not sessionlab_target.supports("runtime", Capability.STOP):
+        pytest.skip("the target offers no control of its runtime (stop/start)")
+    context = _context(
+        api=sessions_api,
+        gateway=gateway,
+        runtime=None,
+        open_ws=open_ws,
+        target=sessionlab_target,
+        transcript=transcript,
+        profiles=profiles,
+        via="socket",
+        restarts=2 if deep else 1,
+    )
+    await check_model(context, WITH_RESTARTS, deep)
