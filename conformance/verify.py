@@ -55,6 +55,9 @@ class VerifyOptions:
             str(Path(checks.__file__).resolve().parents[2]),
             "-p",
             "no:cacheprovider",
+            # Nor conftest.py files: pytest loads those of the working directory's test*/ folders
+            # even for --pyargs, so a run from a project's root would pick up its fixtures.
+            "--noconftest",
             "-o",
             "asyncio_default_fixture_loop_scope=function",
             "--sessionlab-json",

@@ -168,19 +168,18 @@ async def for_all(
 
 
 def shown(value: object, limit: int = 60) -> str:
-    """A value as a message shows it: JSON-like, unicode readable, long ones cut with their size."""
-    if isinstance(value, str):
+    """A value as a message shows it: JSON, unicode readable but invisible characters escaped, a
+    long one cut with its size."""
+    try:
         text = json.dumps(value, ensure_ascii=False)
-        # Control characters stay escaped by json.dumps; other invisible ones are spelled out.
-        text = "".join(c if c.isprintable() else _escaped(c) for c in text)
-        size = f" ({len(value)} characters)"
-    else:
-        try:
-            text = json.dumps(value, ensure_ascii=False)
-        except (TypeError, ValueError):
-            text = repr(value)
-        size = f" ({len(text)} characters)"
-    return text if len(text) <= limit else text[:limit] + "…" + size
+    except (TypeError, ValueError):
+        text = repr(value)
+    # json.dumps escapes the C0 controls; the other invisible characters are spelled out too.
+    text = "".join(c if c.isprintable() else _escaped(c) for c in text)
+    if len(text) <= limit:
+        return text
+    size = len(value) if isinstance(value, str) else len(text)
+    return text[:limit] + f"… ({size} characters)"
 
 
 def _escaped(char: str) -> str:
