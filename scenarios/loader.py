@@ -7,8 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from conformance.yaml_lines import LoadedYaml, Location, YamlSyntaxError, load_yaml
 from scenarios.model import ACTIONS, STEP_OPTIONS, VARIABLE, Capability, Scenario, Step
-from scenarios.yaml_lines import LoadedYaml, Location, YamlSyntaxError, load_yaml
 
 # Names every scenario may use without defining them.
 BUILTIN_VARIABLES = frozenset({"run", "session", "previous_session"})

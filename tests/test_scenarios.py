@@ -121,7 +121,10 @@ def test_a_gateway_that_drops_every_socket_fails_tp1_at_its_first_chat(
         ("id: x\ntitle: t\nsteps: []\n", "3: steps: a non-empty list of steps is required"),
         ("id: x\ntitle: t\nprofiles: [nope]\nsteps:\n  - wait: 1\n", "3: profiles: Value error"),
         ("id: x\nsteps:\n  - wait: 1\n", "1: title: Field required"),
-        ("id: x\ntitle: t\nsteps:\n  - send: [oops\n", "5: YAML syntax"),
+        (
+            "id: x\ntitle: t\nsteps:\n  - send: [oops\n",
+            "4: YAML syntax: while parsing a flow sequence",
+        ),
         (
             "id: x\ntitle: t\nsteps:\n  - send: a\n    wait: 1\n",
             "4: a step names exactly one action",

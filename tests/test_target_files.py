@@ -75,7 +75,7 @@ def test_a_yaml_syntax_error_names_the_line_where_the_bracket_opened() -> None:
         ("kind: url\ngateway_url: http://a\nprofiles: [core, nope]\n", "t.yaml:3 profiles[1]: "),
         ("kind: url\ngateway_url: http://a\nturn_timeout: -1\n", "t.yaml:3 turn_timeout: "),
         ("kind: url\ngateway_url: ${GW}\n", "t.yaml:2 gateway_url: environment variable GW"),
-        ("kind: url\ngateway_url: http://a\nname: a\nname: b\n", "t.yaml:4 name: duplicate key"),
+        ("kind: url\ngateway_url: http://a\nname: a\nname: b\n", "t.yaml:4: duplicate key 'name'"),
         (
             "kind: url\ngateway_url: http://a\nfaults: {runtime_hop: true}\n",
             "t.yaml:3 faults.runtime_hop: a url target cannot have a fault proxy",

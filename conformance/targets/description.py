@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeAlias
 
-import yaml
 from pydantic import (
     AfterValidator,
     AnyHttpUrl,
@@ -26,8 +25,8 @@ from pydantic import (
 
 from conformance.contract.requirements import PROFILES
 from conformance.targets.base import SERVICES, Service
+from conformance.yaml_lines import LoadedYaml, Location, YamlSyntaxError, parse_yaml
 
-Location = tuple[str | int, ...]
 Kind = Literal["reference", "url", "process", "container"]
 KINDS: tuple[str, ...] = ("reference", "url", "process", "container")
 
@@ -85,86 +84,15 @@ class TargetFileError(ValueError):
         super().__init__("\n".join(problem.render(str(path)) for problem in self.problems))
 
 
-# --- YAML with lines ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Document:
-    data: Any
-    lines: dict[Location, int]  # location -> 1-based line of its key (or list item)
-
-    def line_of(self, location: Location) -> int:
-        """The line of `location`, or of the nearest enclosing key when it is missing."""
-        for end in range(len(location), -1, -1):
-            line = self.lines.get(location[:end])
-            if line is not None:
-                return line
-        return 1
-
-
-def _line(node: yaml.Node) -> int:
-    return int(node.start_mark.line) + 1
-
-
-def _convert(
-    node: yaml.Node,
-    location: Location,
-    lines: dict[Location, int],
-    problems: list[Problem],
-    constructor: yaml.SafeLoader,
-) -> Any:
-    if isinstance(node, yaml.MappingNode):
-        result: dict[str, Any] = {}
-        for key_node, value_node in node.value:
-            key = (
-                constructor.construct_object(key_node)
-                if isinstance(key_node, yaml.ScalarNode)
-                else None
-            )
-            if not isinstance(key, str):
-                problems.append(Problem(_line(key_node), location, "keys must be plain strings"))
-                continue
-            if key in result:
-                problems.append(Problem(_line(key_node), (*location, key), "duplicate key"))
-                continue
-            # The key's line, not the value's: a block value starts on the next line.
-            lines[(*location, key)] = _line(key_node)
-            result[key] = _convert(value_node, (*location, key), lines, problems, constructor)
-        return result
-    if isinstance(node, yaml.SequenceNode):
-        items = []
-        for index, item in enumerate(node.value):
-            lines[(*location, index)] = _line(item)
-            items.append(_convert(item, (*location, index), lines, problems, constructor))
-        return items
-    return constructor.construct_object(node)
-
-
-def _parse(text: str) -> tuple[_Document, list[Problem]]:
+def _parse(text: str) -> LoadedYaml:
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        # An unclosed bracket or quote is found at the end of the file; where it opened says more.
-        if (
-            exc.context_mark is not None
-            and mark is not None
-            and mark.line >= len(text.splitlines())
-        ):
-            mark = exc.context_mark
-        line = int(mark.line) + 1 if mark is not None else 1
-        reason = " ".join(part for part in (exc.context, exc.problem) if part)
-        raise _SyntaxProblem(Problem(line, (), f"YAML syntax: {reason or exc}")) from None
-    except yaml.YAMLError as exc:
-        raise _SyntaxProblem(Problem(1, (), f"YAML syntax: {exc}")) from None
-    if node is None:
-        raise _SyntaxProblem(Problem(1, (), "the file is empty"))
-    if not isinstance(node, yaml.MappingNode):
-        raise _SyntaxProblem(Problem(_line(node), (), "a target description is a mapping of keys"))
-    lines: dict[Location, int] = {(): 1}
-    problems: list[Problem] = []
-    data = _convert(node, (), lines, problems, yaml.SafeLoader(""))
-    return _Document(data, lines), problems
+        document = parse_yaml(text)
+    except YamlSyntaxError as exc:
+        raise _SyntaxProblem(Problem(exc.line, (), exc.reason)) from None
+    if not isinstance(document.data, dict):
+        line = document.line_of(())
+        raise _SyntaxProblem(Problem(line, (), "a target description is a mapping of keys"))
+    return document
 
 
 class _SyntaxProblem(Exception):
@@ -198,7 +126,7 @@ def _expand(
     location: Location,
     environ: Mapping[str, str],
     problems: list[Problem],
-    doc: _Document,
+    doc: LoadedYaml,
 ) -> Any:
     if isinstance(value, str):
         expanded, missing = _expand_text(value, environ)
@@ -424,7 +352,7 @@ def _templates(
             yield ("logs", name, "file"), spec.file
 
 
-def _check_kind_rules(description: TargetDescription, doc: _Document) -> list[Problem]:
+def _check_kind_rules(description: TargetDescription, doc: LoadedYaml) -> list[Problem]:
     problems: list[Problem] = []
 
     def problem(location: Location, reason: str) -> None:
@@ -490,7 +418,7 @@ def _reason(error: Mapping[str, Any]) -> str:
     return message[:1].lower() + message[1:]
 
 
-def _validation_problems(exc: ValidationError, doc: _Document) -> list[Problem]:
+def _validation_problems(exc: ValidationError, doc: LoadedYaml) -> list[Problem]:
     problems = []
     for error in exc.errors():
         # Every key of the document and every field name is a real key; any other part of a
@@ -535,9 +463,10 @@ def parse_description(
 ) -> TargetDescription:
     """The description in `text` (read from `path`, which names it in errors)."""
     try:
-        doc, problems = _parse(text)
+        doc = _parse(text)
     except _SyntaxProblem as exc:
         raise TargetFileError(path, [exc.problem]) from None
+    problems: list[Problem] = []
     data = _expand(doc.data, (), os.environ if environ is None else environ, problems, doc)
     if problems:
         raise TargetFileError(path, problems)

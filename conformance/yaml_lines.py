@@ -1,4 +1,7 @@
-"""YAML loaded into plain data, with the line of every value kept for error messages."""
+"""YAML loaded into plain data, with the line of every key and item kept for error messages.
+
+Target description files and test plans are read this way, so both name the line of a mistake.
+"""
 
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +34,7 @@ class YamlSyntaxError(ValueError):
 
 
 def _convert(node: yaml.Node, location: Location, lines: dict[Location, int]) -> Any:
-    lines[location] = node.start_mark.line + 1
+    lines.setdefault(location, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
         result: dict[Any, Any] = {}
         for key_node, value_node in node.value:
@@ -40,6 +43,8 @@ def _convert(node: yaml.Node, location: Location, lines: dict[Location, int]) ->
                 raise YamlSyntaxError(key_node.start_mark.line + 1, "keys must be strings")
             if key in result:
                 raise YamlSyntaxError(key_node.start_mark.line + 1, f"duplicate key {key!r}")
+            # The key's line, not the value's: a block value starts on the line after its key.
+            lines[(*location, key)] = key_node.start_mark.line + 1
             result[key] = _convert(value_node, (*location, key), lines)
         return result
     if isinstance(node, yaml.SequenceNode):
@@ -48,15 +53,28 @@ def _convert(node: yaml.Node, location: Location, lines: dict[Location, int]) ->
     return yaml.SafeLoader(yaml.serialize(node)).get_single_data()
 
 
-def load_yaml(path: Path) -> LoadedYaml:
-    text = path.read_text(encoding="utf-8")
+def parse_yaml(text: str) -> LoadedYaml:
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
+        # An unclosed bracket or quote is found at the end of the file; where it opened says more.
+        if (
+            exc.context_mark is not None
+            and mark is not None
+            and mark.line >= len(text.splitlines())
+        ):
+            mark = exc.context_mark
         line = mark.line + 1 if mark else 1
-        raise YamlSyntaxError(line, f"YAML syntax: {exc.problem or exc}") from None
+        reason = " ".join(part for part in (exc.context, exc.problem) if part)
+        raise YamlSyntaxError(line, f"YAML syntax: {reason or exc}") from None
+    except yaml.YAMLError as exc:
+        raise YamlSyntaxError(1, f"YAML syntax: {exc}") from None
     if node is None:
         raise YamlSyntaxError(1, "the file is empty")
     lines: dict[Location, int] = {}
     return LoadedYaml(_convert(node, (), lines), lines)
+
+
+def load_yaml(path: Path) -> LoadedYaml:
+    return parse_yaml(path.read_text(encoding="utf-8"))
