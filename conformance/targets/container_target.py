@@ -292,10 +292,6 @@ class ContainerRunner(ServiceRunner):
                 self._exit = 137
             await self._join_reader()
 
-    def _require_running(self, action: str) -> None:
-        if not self.running:
-            raise TargetError(f"cannot {action} the {self.service}: it is not running")
-
 
 class ContainerTarget(LaunchedTarget):
     """Services that are container images (`kind: container`), run with host networking."""

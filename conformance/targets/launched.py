@@ -73,6 +73,10 @@ class ServiceRunner(ABC):
     def running(self) -> bool:
         return self.exit_status() is None
 
+    def _require_running(self, action: str) -> None:
+        if not self.running:
+            raise TargetError(f"cannot {action} the {self.service}: it is not running")
+
 
 @dataclass(frozen=True)
 class ServicePlan:

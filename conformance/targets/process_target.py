@@ -189,10 +189,6 @@ class ProcessRunner(ServiceRunner):
         if self._pump is not None:
             await self._finish()
 
-    def _require_running(self, action: str) -> None:
-        if not self.running:
-            raise TargetError(f"cannot {action} the {self.service}: it is not running")
-
 
 class ProcessTarget(LaunchedTarget):
     """Services that are commands run on this machine (`kind: process`)."""
