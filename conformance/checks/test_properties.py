@@ -217,10 +217,17 @@ async def test_generated_contents_streamed_to_the_runtime_are_stored_exactly(
     )
 
 
-async def _turn(socket: Socket, expect: Expect, what: str) -> list[ServerFrame]:
+async def _turn(
+    socket: Socket, expect: Expect, what: str, skip_silence: bool = False
+) -> list[ServerFrame]:
     try:
         return await socket.turn()
     except TimeoutError:
+        if skip_silence:
+            pytest.skip(
+                "a turn over the WebSocket did not end within the turn timeout (see W-TURN-1): "
+                "generated contents are judged once turns end"
+            )
         expect.fail(f"the turn of {what} to end (W-TURN-1)", "silence")
     except FrameError as exc:
         expect.fail(f"valid frames answering {what}", str(exc))
@@ -248,7 +255,7 @@ async def test_generated_contents_sent_over_the_socket_come_back_exactly(
         session_id = await create_session(gateway, expect)
         async with open_ws(session_id) as socket:
             await socket.send_json(user_message(content))
-            frames = await _turn(socket, expect, f"the content {shown(content)}")
+            frames = await _turn(socket, expect, f"the content {shown(content)}", True)
         messages = await history_messages(gateway, session_id, expect)
         index = _stored_user_message(messages, content, expect, "sent over the socket")
         if frames[-1].type != "error":
