@@ -69,15 +69,31 @@ class Chat:
         self._reply: list[str] = []
         self._approvals: set[asyncio.Task[None]] = set()
         self._seen_calls: set[str] = set()
+        # A turn was started and has not ended yet: a socket closing now leaves it unanswered.
+        self._turn_open = False
 
     def show_history(self, history: History | None) -> None:
         self.items = history_to_items(history)
         self._reply = []
 
+    def turn_started(self) -> None:
+        self._turn_open = True
+
+    def _end_turn(self, outcome: Outcome) -> None:
+        self._turn_open = False
+        self.outcomes.put_nowait(outcome)
+
     def fail(self, text: str) -> None:
         self.errors.append(text)
         self.items.append(ChatItem("error", text))
-        self.outcomes.put_nowait(Outcome("error", text))
+        self._end_turn(Outcome("error", text))
+
+    def socket_closed(self, reason: str) -> None:
+        """The socket is gone (closed by the gateway, or would not send): a turn in progress
+        ends in that error."""
+        if self._turn_open:
+            self.trace.step(CHAT, None, reason, "C-WS-2", ok=False)
+            self.fail(reason)
 
     async def on_text(self, text: str) -> None:
         self.trace.traffic(f"WS recv {text[:300]}")
@@ -93,7 +109,7 @@ class Chat:
                     reply = "".join(self._reply)
                     self._reply = []
                     self.items.append(ChatItem("assistant", reply))
-                    self.outcomes.put_nowait(Outcome("reply", reply))
+                    self._end_turn(Outcome("reply", reply))
             case ToolCallFrame():
                 # An approved call comes back under its own call_id: the same call, not a new one.
                 if frame.call_id not in self._seen_calls:

@@ -45,13 +45,18 @@ class Ide:
         self.gateway = GatewayService(self.api)
         self.restore = SessionRestoreService(self.gateway, Preferences(preferences), self.trace)
         self.manager = SessionManager(self.restore, self.trace)
-        self.repository = WebSocketRepository(settings, self.trace, self._on_text)
+        self.repository = WebSocketRepository(
+            settings, self.trace, self._on_text, self._on_socket_closed
+        )
         self.protocol = AgentProtocolService(self.repository)
         self.chat = Chat(self.protocol, self.workspace, self.policy, self.trace)
         self.current_session_id: str | None = None
 
     async def _on_text(self, text: str) -> None:
         await self.chat.on_text(text)
+
+    def _on_socket_closed(self, reason: str) -> None:
+        self.chat.socket_closed(reason)
 
     # What the scenario runner reads
 
@@ -139,16 +144,19 @@ class Ide:
     # Chat
 
     async def send(self, text: str) -> None:
+        self.chat.turn_started()
         try:
             await self.protocol.send_user_message(text)
         except SocketError as exc:
-            self.chat.fail(str(exc))
+            # Once per turn, whether the send or the reader hears of the close first.
+            self.chat.socket_closed(str(exc))
 
     async def switch_agent(self, agent: str, content: str) -> None:
+        self.chat.turn_started()
         try:
             await self.protocol.send_switch_agent(agent, content)
         except SocketError as exc:
-            self.chat.fail(str(exc))
+            self.chat.socket_closed(str(exc))
 
     async def _outcome(self) -> Outcome:
         async with asyncio.timeout(self.settings.scaled(self.settings.turn_timeout)):

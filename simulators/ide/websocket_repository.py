@@ -16,6 +16,7 @@ from simulators.ide.settings import IdeSettings
 from simulators.ide.trace import Trace
 
 FrameHandler = Callable[[str], Awaitable[None]]
+ClosedHandler = Callable[[str], None]
 
 
 class SocketError(Exception):
@@ -23,10 +24,17 @@ class SocketError(Exception):
 
 
 class WebSocketRepository:
-    def __init__(self, settings: IdeSettings, trace: Trace, on_text: FrameHandler) -> None:
+    def __init__(
+        self,
+        settings: IdeSettings,
+        trace: Trace,
+        on_text: FrameHandler,
+        on_closed: ClosedHandler | None = None,
+    ) -> None:
         self.settings = settings
         self.trace = trace
         self.on_text = on_text
+        self.on_closed = on_closed
         self.session_id: str | None = None
         self.connection: ClientConnection | None = None
         self.closed_session_ids: list[str] = []
@@ -61,10 +69,19 @@ class WebSocketRepository:
         )
 
     async def _read(self, connection: ClientConnection) -> None:
-        with contextlib.suppress(ConnectionClosed):
+        reason = f"code {connection.close_code}"
+        try:
             async for message in connection:
                 text = message if isinstance(message, str) else message.decode("utf-8", "replace")
                 await self.on_text(text)
+            reason = f"code {connection.close_code} {connection.close_reason or ''}".strip()
+        except ConnectionClosed as exc:
+            reason = str(exc)
+        # Closed by the other side (our own disconnect clears self.connection first): a turn
+        # waiting on this socket will never be answered, and must hear so.
+        if connection is self.connection and self.on_closed is not None:
+            self.trace.traffic(f"WS closed by the gateway: {reason}")
+            self.on_closed(f"the WebSocket closed: {reason}")
 
     async def disconnect(self) -> None:
         connection, reader, session_id = self.connection, self._reader, self.session_id
