@@ -56,8 +56,9 @@ from .support import compact, user_message
 pytestmark = pytest.mark.asyncio
 
 T = TypeVar("T")
-MODEL = Budget(examples=15, deep_examples=150, steps=12, deep_steps=30)
-WITH_RESTARTS = Budget(examples=5, deep_examples=40, steps=10, deep_steps=25)
+# Deep runs are bounded by the target's list, which every check's sessions make longer.
+MODEL = Budget(examples=15, deep_examples=60, steps=12, deep_steps=25)
+WITH_RESTARTS = Budget(examples=5, deep_examples=20, steps=10, deep_steps=20)
 # What every variant of the model checks; each variant adds the path its turns take.
 MODEL_IDS = ("R-CREATE-1", "R-CREATE-3", "R-LIST-1", "R-HIST-1", "R-HIST-3")
 CONTENTS = st.one_of(st.text(max_size=30), long_text(4096, min_bytes=1000)).filter(
