@@ -1,6 +1,6 @@
 # Two entry points, each doing all of its own set-up on a fresh machine:
 #   make verify  - start the reference stack and check it (the main job)
-#   make test    - lint and run the test suite
+#   make test    - lint, type-check and run the test suite
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -27,7 +27,7 @@ lint: $(STAMP)
 types: $(STAMP)
 	$(BIN)/mypy
 
-test: lint $(STAMP)
+test: lint types $(STAMP)
 	$(BIN)/sessionlab schemas --check
 	scripts/test.sh
 

@@ -486,7 +486,6 @@ def _context(
 
 @pytest.mark.req(*MODEL_IDS, "W-CONN-1", "W-TURN-2")
 async def test_sessions_chatted_over_sockets_behave_like_the_model(
-    sessions_api: httpx.AsyncClient,
     gateway: httpx.AsyncClient,
     open_ws: SocketOpener,
     sessionlab_target: TargetRunner,
@@ -494,8 +493,10 @@ async def test_sessions_chatted_over_sockets_behave_like_the_model(
     transcript: Transcript,
     deep: bool,
 ) -> None:
+    # Everything through the gateway, as the IDE does: with users, a session belongs to the
+    # user whose token created it, and only the gateway knows that user.
     context = _context(
-        api=sessions_api,
+        api=gateway,
         gateway=gateway,
         runtime=None,
         open_ws=open_ws,
@@ -532,7 +533,6 @@ async def test_sessions_chatted_over_the_runtime_stream_behave_like_the_model(
 
 @pytest.mark.req("R-CREATE-4", *MODEL_IDS, "W-CONN-1", "W-TURN-2")
 async def test_the_model_holds_across_runtime_restarts(
-    sessions_api: httpx.AsyncClient,
     gateway: httpx.AsyncClient,
     open_ws: SocketOpener,
     sessionlab_target: TargetRunner,
@@ -543,7 +543,7 @@ async def test_the_model_holds_across_runtime_restarts(
     if not sessionlab_target.supports("runtime", Capability.STOP):
         pytest.skip("the target offers no control of its runtime (stop/start)")
     context = _context(
-        api=sessions_api,
+        api=gateway,
         gateway=gateway,
         runtime=None,
         open_ws=open_ws,
