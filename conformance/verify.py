@@ -55,6 +55,10 @@ class VerifyOptions:
             str(Path(checks.__file__).resolve().parents[2]),
             "-p",
             "no:cacheprovider",
+            # Checking the target options has imported plugin modules (anyio) already; pytest's
+            # warning that it cannot rewrite their asserts says nothing about the target.
+            "-W",
+            "ignore::pytest.PytestAssertRewriteWarning",
             # Nor conftest.py files: pytest loads those of the working directory's test*/ folders
             # even for --pyargs, so a run from a project's root would pick up its fixtures.
             "--noconftest",
