@@ -28,6 +28,7 @@ from conformance.target_runner import TargetRunner
 from conformance.targets import Target, TargetError
 from conformance.transcript import Transcript
 from conformance.verdicts import (
+    HARNESS_FAILED,
     CheckResult,
     Outcome,
     apply_baseline,
@@ -39,6 +40,8 @@ from conformance.verdicts import (
 RESULTS = pytest.StashKey[dict[str, CheckResult]]()
 REPORT = pytest.StashKey[dict[str, Any]]()
 STARTED = pytest.StashKey[float]()
+# Why the run stopped before any check could judge the target (it did not start).
+STOPPED = pytest.StashKey[str]()
 MARKER = "req"
 TIMEOUT_SCALE = float(os.environ.get("SESSIONLAB_TIMEOUT_SCALE", "1"))
 
@@ -153,7 +156,7 @@ def pytest_collection_modifyitems(
 
 
 def _checks_run(config: pytest.Config) -> bool:
-    return bool(config.stash[RESULTS])
+    return bool(config.stash[RESULTS]) or STOPPED in config.stash
 
 
 # Target and profiles
@@ -187,7 +190,10 @@ def sessionlab_target(request: pytest.FixtureRequest) -> Iterator[TargetRunner]:
         runner.start(timeout=120 * TIMEOUT_SCALE)
     except (TargetError, OSError, TimeoutError) as exc:
         runner.close()
-        raise TargetError(f"the target did not start: {exc}") from exc
+        # Every check needs the target: one clear reason beats the same error under each check.
+        reason = f"the target did not start: {exc}"
+        request.config.stash[STOPPED] = reason
+        pytest.exit(reason, returncode=HARNESS_FAILED)
     request.config.stash[REPORT] = {"target": _describe(runner)}
     yield runner
     runner.close()
@@ -379,8 +385,12 @@ def pytest_runtest_makereport(
 def build_report(config: pytest.Config, target: dict[str, Any] | None) -> dict[str, Any]:
     claimed = frozenset((target or {}).get("claimed_profiles", ["core"]))
     chosen = selected_profiles(config, claimed)
+    stopped = config.stash.get(STOPPED, None)
     verdicts = judge_all(
-        config.stash[RESULTS].values(), chosen, only=config.getoption("sessionlab_only")
+        config.stash[RESULTS].values(),
+        chosen,
+        only=config.getoption("sessionlab_only"),
+        unjudged=None if stopped is None else f"not judged: {stopped}",
     )
     baseline_path = config.getoption("sessionlab_baseline")
     if baseline_path:
@@ -390,6 +400,7 @@ def build_report(config: pytest.Config, target: dict[str, Any] | None) -> dict[s
         "target": target,
         "profiles": sorted(chosen),
         "started_at": config.stash[STARTED],
+        "stopped": stopped,
         "duration": round(time.time() - config.stash[STARTED], 3),
         "conforms": conforms(verdicts),
         "summary": summary(verdicts),

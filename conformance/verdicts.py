@@ -59,11 +59,15 @@ def _unique(messages: Iterable[str]) -> str:
     return "; ".join(dict.fromkeys(message for message in messages if message))
 
 
+NO_CHECK = "no check covers this requirement"
+
+
 def judge(
     requirement: Requirement,
     profiles: frozenset[str],
     checks: list[CheckResult],
     only: Sequence[str] | None = None,
+    unjudged: str = NO_CHECK,
 ) -> Verdict:
     level, profile = requirement.effective(profiles)
 
@@ -75,7 +79,7 @@ def judge(
     if profile not in profiles:
         return verdict("skipped", f"profile {profile!r} is not selected")
     if not checks:
-        return verdict("error", "no check covers this requirement")
+        return verdict("error", unjudged)
     failed = [check for check in checks if check.outcome == "failed"]
     if failed:
         # SHOULD and MAY are reported, never fatal: a warning is not a failure of conformance.
@@ -94,13 +98,22 @@ def judge_all(
     results: Iterable[CheckResult],
     profiles: frozenset[str],
     only: Sequence[str] | None = None,
+    unjudged: str | None = None,
 ) -> list[Verdict]:
+    """Verdicts for every requirement; `unjudged` says why requirements without a result have
+    none when the run stopped early (by default: no check covers them)."""
     by_requirement: dict[str, list[CheckResult]] = {}
     for result in results:
         for requirement_id in result.requirement_ids:
             by_requirement.setdefault(requirement_id, []).append(result)
     return [
-        judge(requirement, profiles, by_requirement.get(requirement.id, []), only)
+        judge(
+            requirement,
+            profiles,
+            by_requirement.get(requirement.id, []),
+            only,
+            unjudged or NO_CHECK,
+        )
         for requirement in catalogue().values()
         if requirement.profile != CLIENT_PROFILE
     ]
@@ -147,10 +160,13 @@ CONFORMS, DOES_NOT_CONFORM, HARNESS_FAILED = 0, 1, 3
 def exit_status(report: dict[str, Any]) -> int:
     """The exit status of a verify run, from its report: the one place this rule lives.
 
+    A run that stopped before judging anything (the target did not start) broke: 3.
     A MUST failure (not a known one) is the target's: 1. Otherwise a requirement that could not be
     judged means the run itself broke: 3. A run in which nothing passed proves nothing: 1.
     """
     requirements: list[dict[str, Any]] = report["requirements"]
+    if report.get("stopped"):
+        return HARNESS_FAILED
     if any(r["status"] == "failed" and not r.get("known_failure") for r in requirements):
         return DOES_NOT_CONFORM
     if any(r["status"] == "error" for r in requirements):

@@ -155,4 +155,6 @@ def run_verify(options: VerifyOptions) -> int:
             return HARNESS_FAILED
         report = json.loads(report_path.read_text(encoding="utf-8"))
     write_reports(report, options)
+    if report.get("stopped"):
+        print(f"sessionlab verify: {report['stopped']}", file=sys.stderr)
     return exit_status(report)

@@ -275,6 +275,34 @@ def test_verify_names_the_line_of_a_bad_target_file(tmp_path: Path) -> None:
     assert f"{bad}:2 services.gateway: field required" in result.stderr
 
 
+def test_verify_of_a_target_that_does_not_start_says_why_once(tmp_path: Path) -> None:
+    thirdparty = Path(__file__).parent / "fixtures" / "thirdparty"
+    report_path = tmp_path / "report.json"
+    result = subprocess.run(
+        [
+            *CLI,
+            "verify",
+            "--target",
+            str(thirdparty / "acme-exits.yaml"),
+            "--json",
+            str(report_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=deadline(60),
+        check=False,
+        env={**os.environ, "ACME_PYTHON": sys.executable, "ACME_TEST_INTERNAL_KEY": "k"},
+    )
+    assert result.returncode == 3, result.stdout + result.stderr
+    reason = "the target did not start: the runtime exited with status 2 before"
+    assert f"sessionlab verify: {reason}" in result.stderr
+    # Said once, not under each of the checks.
+    assert (result.stdout + result.stderr).count(reason) <= 2
+    report = json.loads(report_path.read_text())
+    assert report["stopped"].startswith(reason)
+    assert not report["conforms"]
+
+
 def r_profile(report: dict[str, object], requirement_id: str) -> str:
     requirements = report["requirements"]
     assert isinstance(requirements, list)

@@ -137,14 +137,23 @@ import pytest
 @pytest.mark.req("R-HEALTH-1")
 def test_core(sessionlab_target):
     pass
+
+@pytest.mark.req("R-LIST-1")
+def test_list(sessionlab_target):
+    pass
 """,
     )
     report_path = checks.path / "report.json"
     result = checks.runpytest_subprocess(
         "--target-factory", "broken_factory:make", "--sessionlab-json", str(report_path)
     )
-    result.assert_outcomes(errors=1)
+    # The run stops at the first check: one reason, not the same error under every check.
+    assert result.ret == 3
+    result.assert_outcomes()
+    result.stdout.fnmatch_lines(["*the target did not start: port 1 never opened*"])
     report = json.loads(report_path.read_text())
-    health = verdict(report, "R-HEALTH-1")
-    assert health["status"] == "error"
-    assert "the target did not start: port 1 never opened" in str(health["message"])
+    assert report["stopped"] == "the target did not start: port 1 never opened"
+    for requirement_id in ("R-HEALTH-1", "R-LIST-1"):
+        judged = verdict(report, requirement_id)
+        assert judged["status"] == "error"
+        assert judged["message"] == "not judged: the target did not start: port 1 never opened"

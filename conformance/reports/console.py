@@ -15,6 +15,10 @@ def render_console(report: dict[str, Any], verbose: bool = False) -> str:
         f" (gateway {target.get('gateway_url')}, runtime {runtime})",
         f"profiles checked: {', '.join(report['profiles'])}",
     ]
+    if report.get("stopped"):
+        # Nothing was judged: a row per requirement would repeat the reason forty times.
+        lines += ["", f"the run stopped: {report['stopped']}"]
+        return "\n".join([*lines, "", _totals(report), "NOT VERIFIED"])
     every: list[dict[str, Any]] = report["requirements"]
     requirements = [r for r in every if not r["message"].startswith("not selected by --only")]
     left_out = len(every) - len(requirements)
@@ -42,12 +46,16 @@ def render_console(report: dict[str, Any], verbose: bool = False) -> str:
         lines.append(f"not selected: {', '.join(skipped_profiles)}")
     if left_out:
         lines.append(f"left out by --only: {left_out} requirements")
-    counts = report["summary"]
     lines.append("")
-    lines.append(
+    lines.append(_totals(report))
+    lines.append("CONFORMS" if report["conforms"] else "DOES NOT CONFORM")
+    return "\n".join(lines)
+
+
+def _totals(report: dict[str, Any]) -> str:
+    counts = report["summary"]
+    return (
         f"requirements: {counts['passed']} passed, {counts['failed']} failed, "
         f"{counts['warning']} warnings, {counts['skipped']} skipped, {counts['error']} errors"
         f" in {report['duration']:.1f} s"
     )
-    lines.append("CONFORMS" if report["conforms"] else "DOES NOT CONFORM")
-    return "\n".join(lines)

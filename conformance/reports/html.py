@@ -43,6 +43,8 @@ def exit_code(report: dict[str, Any]) -> tuple[int, str]:
     counts = report["summary"]
     known = sum(_known(r) for r in report["requirements"])
     aside = f", apart from {known} known failure(s) listed in the baseline" if known else ""
+    if code == 3 and report.get("stopped"):
+        return 3, f"the run stopped before anything was judged: {report['stopped']}"
     if code == 3:
         return 3, (
             f"the run is incomplete: {counts['error']} requirement(s) could not be judged "

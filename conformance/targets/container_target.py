@@ -160,7 +160,9 @@ class ContainerRunner(ServiceRunner):
         try:
             container = container_class(self.image)
         except DockerException as exc:
-            raise TargetError(f"no Docker engine answers: {exc}") from None
+            raise TargetError(
+                f"no Docker engine answers (is dockerd running, DOCKER_HOST right?): {exc}"
+            ) from None
         kwargs: dict[str, Any] = {"network_mode": "host", "labels": self.labels}
         if self.entrypoint is not None:
             kwargs["entrypoint"] = self.entrypoint
