@@ -29,6 +29,7 @@ from conformance.targets import Target, TargetError
 from conformance.transcript import Transcript
 from conformance.verdicts import (
     HARNESS_FAILED,
+    NO_CHECK,
     CheckResult,
     Outcome,
     apply_baseline,
@@ -390,7 +391,7 @@ def build_report(config: pytest.Config, target: dict[str, Any] | None) -> dict[s
         config.stash[RESULTS].values(),
         chosen,
         only=config.getoption("sessionlab_only"),
-        unjudged=None if stopped is None else f"not judged: {stopped}",
+        unjudged=NO_CHECK if stopped is None else f"not judged: {stopped}",
     )
     baseline_path = config.getoption("sessionlab_baseline")
     if baseline_path:

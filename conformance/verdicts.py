@@ -98,7 +98,7 @@ def judge_all(
     results: Iterable[CheckResult],
     profiles: frozenset[str],
     only: Sequence[str] | None = None,
-    unjudged: str | None = None,
+    unjudged: str = NO_CHECK,
 ) -> list[Verdict]:
     """Verdicts for every requirement; `unjudged` says why requirements without a result have
     none when the run stopped early (by default: no check covers them)."""
@@ -112,7 +112,7 @@ def judge_all(
             profiles,
             by_requirement.get(requirement.id, []),
             only,
-            unjudged or NO_CHECK,
+            unjudged,
         )
         for requirement in catalogue().values()
         if requirement.profile != CLIENT_PROFILE
@@ -160,13 +160,11 @@ CONFORMS, DOES_NOT_CONFORM, HARNESS_FAILED = 0, 1, 3
 def exit_status(report: dict[str, Any]) -> int:
     """The exit status of a verify run, from its report: the one place this rule lives.
 
-    A run that stopped before judging anything (the target did not start) broke: 3.
     A MUST failure (not a known one) is the target's: 1. Otherwise a requirement that could not be
-    judged means the run itself broke: 3. A run in which nothing passed proves nothing: 1.
+    judged (also every one of a run that stopped because the target did not start) means the run
+    itself broke: 3. A run in which nothing passed proves nothing: 1.
     """
     requirements: list[dict[str, Any]] = report["requirements"]
-    if report.get("stopped"):
-        return HARNESS_FAILED
     if any(r["status"] == "failed" and not r.get("known_failure") for r in requirements):
         return DOES_NOT_CONFORM
     if any(r["status"] == "error" for r in requirements):
