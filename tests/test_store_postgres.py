@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 
 from conformance.contract import sse
 from reference.runtime.app import create_app
@@ -114,3 +115,62 @@ def test_reference_on_postgres_conforms(tmp_path: Path) -> None:
     }
     assert failing == {}
     assert result.returncode == 0, result.stdout[-3000:]
+
+
+# PostgreSQL's text type refuses NUL, which a JSON string may carry; the escape the store uses for
+# it must not be mistaken for the user's own text either.
+ODD_TEXTS = ["a\x00b", "\ue000", "\ue0000", "\x00\ue000\x00", "plain"]
+TOOL = "t\x00" * 200
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'sessions.db'}"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
+def test_text_with_nul_travels_intact_and_is_found(store_url: str, tmp_path: Path) -> None:
+    server = runtime_on(store_url, tmp_path)
+    try:
+        with httpx.Client(base_url=server.url, headers=HEADERS, timeout=deadline(10)) as client:
+            session_id = client.post("/sessions").json()["session_id"]
+            for text in ODD_TEXTS:
+                say(client, session_id, text)
+            call = say(client, session_id, f'/tool {TOOL} {{"path": "\\u0000"}}')[0].json()
+            result = {"type": "tool_result", "call_id": call["call_id"], "result": "\x00"}
+            answer = client.post(
+                "/agent/message/stream", json={"session_id": session_id, "message": result}
+            )
+            assert answer.status_code == 200, answer.text
+            switch = {
+                "type": "switch_agent",
+                "agent_type": "coder",
+                "content": "",
+                "reason": "\x00",
+            }
+            answer = client.post(
+                "/agent/message/stream", json={"session_id": session_id, "message": switch}
+            )
+            assert answer.status_code == 200, answer.text
+            renamed = client.patch(f"/sessions/{session_id}", json={"title": "t\x00"})
+            assert renamed.status_code == 200, renamed.text
+            history = client.get(f"/sessions/{session_id}/history").json()
+            listed = client.get("/sessions").json()["sessions"]
+            current = client.get(f"/agents/{session_id}/current").json()
+            found = client.get("/sessions/search", params={"q": "\x00\ue000"}).json()
+            # Escaped for PostgreSQL, "\x00\ue000\x00" holds this needle escaped; no text holds it.
+            unfound = client.get("/sessions/search", params={"q": "0\ue000"}).json()
+    finally:
+        server.stop()
+    users = [m["content"] for m in history["messages"] if m["role"] == "user"]
+    assert users[: len(ODD_TEXTS)] == ODD_TEXTS
+    assert call["tool_name"] == TOOL
+    assert call["arguments"] == {"path": "\x00"}
+    tool = next(m for m in history["messages"] if m["role"] == "tool")
+    assert tool["name"] == TOOL
+    assert [info["title"] for info in listed] == ["t\x00"]
+    assert [record["reason"] for record in current["agent_history"]] == ["\x00"]
+    assert [hit["session_id"] for hit in found["results"]] == [session_id]
+    assert unfound["results"] == []

@@ -19,13 +19,13 @@ import asyncio
 import json
 import os
 import secrets
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Any, TypeVar
 from urllib.parse import quote
 
-from hypothesis import HealthCheck, Phase, Verbosity, given, seed, settings
+from hypothesis import HealthCheck, Phase, Verbosity, example, given, seed, settings
 from hypothesis import strategies as st
 from hypothesis.errors import FlakyFailure
 
@@ -143,15 +143,17 @@ async def for_all(
     deep: bool,
     transcript: Transcript,
     timeout: float,
+    always: Sequence[T] = (),
 ) -> None:
-    """Run `check` on generated examples; a failure is shrunk to a minimal example.
+    """Run `check` on generated examples, and first on each of `always`; a failure is shrunk to a
+    minimal example.
 
     The transcript restarts with every example, so a failure's transcript is the minimal example's
     (hypothesis runs it last).
     """
     loop = asyncio.get_running_loop()
 
-    def example(value: T) -> None:
+    def run_example(value: T) -> None:
         transcript.entries.clear()
         transcript.note(f"generated example {shown(value, 200)} (seed {run_seed()})")
 
@@ -160,7 +162,10 @@ async def for_all(
 
         on_loop(loop, checked(), timeout)
 
-    test = seed(run_seed())(budget.settings(deep)(given(strategy)(example)))
+    test = given(strategy)(run_example)
+    for value in always:
+        test = example(value)(test)
+    test = seed(run_seed())(budget.settings(deep)(test))
     await run_in_worker(test)
 
 
@@ -231,6 +236,10 @@ def session_ids() -> st.SearchStrategy[str]:
 
 def is_directive(content: str) -> bool:
     return content.partition(" ")[0] in DIRECTIVES
+
+
+# Contents some stores cannot hold as they are (PostgreSQL's text refuses NUL): sent every run.
+EDGE_CONTENTS = ("", "\x00", "nul \x00 inside")
 
 
 def message_contents(max_bytes: int = LARGE_CONTENT_BYTES) -> st.SearchStrategy[str]:

@@ -22,12 +22,13 @@ from conformance.contract.frames import FrameError, ServerFrame
 from conformance.contract.ids import SERVER_ID_PATTERN
 from conformance.failures import Expect
 from conformance.plugin import SocketOpener, deadline
-from conformance.probes import Socket
+from conformance.probes import Socket, describe_close
 from conformance.target_runner import TargetRunner
 from conformance.transcript import Transcript
 
 from .generation import (
     CLIENT_TYPES,
+    EDGE_CONTENTS,
     Budget,
     create_bodies,
     first_difference,
@@ -214,6 +215,7 @@ async def test_generated_contents_streamed_to_the_runtime_are_stored_exactly(
         deep=deep,
         transcript=transcript,
         timeout=deadline(EXAMPLE_SECONDS),
+        always=EDGE_CONTENTS,
     )
 
 
@@ -232,14 +234,8 @@ async def _turn(
     except FrameError as exc:
         expect.fail(f"valid frames answering {what}", str(exc))
     except ConnectionClosed as closed:
-        expect.fail(f"the socket to stay open for {what}", _closed(closed))
+        expect.fail(f"the socket to stay open for {what}", describe_close(closed))
     raise AssertionError("unreachable")
-
-
-def _closed(closed: ConnectionClosed) -> str:
-    frame = closed.rcvd
-    # No close frame at all is an abnormal closure, 1006.
-    return f"close {frame.code} {frame.reason!r}" if frame else "close 1006 (no close frame)"
 
 
 @pytest.mark.req("W-TURN-2")
@@ -272,6 +268,7 @@ async def test_generated_contents_sent_over_the_socket_come_back_exactly(
         deep=deep,
         transcript=transcript,
         timeout=deadline(EXAMPLE_SECONDS),
+        always=EDGE_CONTENTS,
     )
 
 
@@ -279,7 +276,7 @@ async def _error_frame_for(socket: Socket, expect: Expect, what: str) -> ServerF
     try:
         answer = await socket.recv_frame()
     except ConnectionClosed as closed:
-        expect.fail(f"an error frame for {what}", _closed(closed))
+        expect.fail(f"an error frame for {what}", describe_close(closed))
     except TimeoutError:
         expect.fail(f"an error frame for {what}", "silence")
     except FrameError as exc:

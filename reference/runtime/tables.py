@@ -2,8 +2,10 @@
 
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from reference.runtime.portable_text import PortableText
 
 
 class Base(DeclarativeBase):
@@ -17,7 +19,7 @@ class SessionRow(Base):
     created_at: Mapped[str] = mapped_column(String(40))
     last_activity: Mapped[str] = mapped_column(String(40), index=True)
     current_agent: Mapped[str] = mapped_column(String(64))
-    title: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    title: Mapped[str | None] = mapped_column(PortableText, nullable=True)
     # User auth (X-AUTH-1): who created it; null when made with user auth off.
     owner: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     # Kept on the session row so an append never counts the messages it follows.
@@ -33,8 +35,8 @@ class MessageRow(Base):
     )
     seq: Mapped[int] = mapped_column(Integer, primary_key=True)
     role: Mapped[str] = mapped_column(String(16))
-    content: Mapped[str | None] = mapped_column(Text, nullable=True)
-    name: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    content: Mapped[str | None] = mapped_column(PortableText, nullable=True)
+    name: Mapped[str | None] = mapped_column(PortableText, nullable=True)
     tool_call_id: Mapped[str | None] = mapped_column(String(256), nullable=True)
     tool_calls: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[str] = mapped_column(String(40))
@@ -49,7 +51,7 @@ class AgentSwitchRow(Base):
     seq: Mapped[int] = mapped_column(Integer, primary_key=True)
     from_agent: Mapped[str] = mapped_column(String(64))
     to_agent: Mapped[str] = mapped_column(String(64))
-    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    reason: Mapped[str | None] = mapped_column(PortableText, nullable=True)
     switched_at: Mapped[str] = mapped_column(String(40))
 
 
@@ -62,13 +64,13 @@ class ToolCallRow(Base):
     session_id: Mapped[str] = mapped_column(
         ForeignKey("sessions.id", ondelete="CASCADE"), index=True
     )
-    tool_name: Mapped[str] = mapped_column(String(256))
+    tool_name: Mapped[str] = mapped_column(PortableText)
     arguments: Mapped[dict[str, Any]] = mapped_column(JSON)
     requires_approval: Mapped[bool] = mapped_column(Boolean)
     # awaiting_approval -> awaiting_result -> done
     state: Mapped[str] = mapped_column(String(32))
     decision: Mapped[str | None] = mapped_column(String(16), nullable=True)
-    feedback: Mapped[str | None] = mapped_column(Text, nullable=True)
+    feedback: Mapped[str | None] = mapped_column(PortableText, nullable=True)
 
 
 class SessionShareRow(Base):
