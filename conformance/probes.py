@@ -45,6 +45,14 @@ def http_probe(
     )
 
 
+def describe_close(closed: ConnectionClosed) -> str:
+    """How a socket closed, as a report shows it."""
+    # `rcvd`: ConnectionClosed.code and .reason are deprecated (websockets 13.1).
+    frame = closed.rcvd
+    # No close frame at all is an abnormal closure, 1006.
+    return f"close {frame.code} {frame.reason!r}" if frame else "close 1006 (no close frame)"
+
+
 class Socket:
     """A WebSocket to the gateway whose frames land in the transcript; every wait has a deadline."""
 
@@ -69,10 +77,7 @@ class Socket:
             try:
                 message = await self.connection.recv()
             except ConnectionClosed as closed:
-                # `rcvd`: ConnectionClosed.code and .reason are deprecated (websockets 13.1).
-                frame = closed.rcvd
-                code, reason = (frame.code, frame.reason) if frame else (None, "")
-                self.transcript.record("ws-close", f"code {code} {reason!r}")
+                self.transcript.record("ws-close", describe_close(closed))
                 raise
         text = message if isinstance(message, str) else message.decode("utf-8", "replace")
         self.transcript.record("ws-recv", text)

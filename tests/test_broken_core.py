@@ -30,6 +30,7 @@ CASES = [
     ("tolerant_gateway", ["W-CONN"], {"W-CONN-2": "failed"}, "close code 4404"),
     ("turns_never_end", ["W-TURN"], {"W-TURN-1": "failed"}, "final assistant_message"),
     ("closes_on_bad_json", ["W-BAD"], {"W-BAD-1": "failed"}, "close 1011"),
+    ("crashes_on_lone_surrogate", ["W-BAD"], {"W-BAD-1": "failed"}, "lone surrogate"),
     ("closes_when_runtime_down", ["W-DOWN"], {"W-DOWN-1": "failed"}, "stay open"),
     ("leaks_across_sessions", ["W-ISO"], {"W-ISO-1": "failed"}, "on session_"),
 ]

@@ -24,6 +24,11 @@ from conformance.contract.schema_export import render_schemas, stale_schemas
             "not json", "Invalid JSON: Expecting value: line 1 column 1 (char 0)", id="text"
         ),
         pytest.param("[1]", "Invalid message: a frame must be a JSON object", id="array"),
+        pytest.param(
+            '{"type": "user_message", "content": "\\udc00", "role": "user"}',
+            "Invalid JSON: a \\u escape names a lone surrogate, which is not a character",
+            id="lone-surrogate",
+        ),
         pytest.param("{}", "Invalid message: missing message type", id="no-type"),
         pytest.param('{"type": 3}', "Invalid message: type must be a string", id="int-type"),
         pytest.param('{"type": "foo"}', "Unknown message type: foo", id="unknown-type"),

@@ -153,6 +153,11 @@ async def test_fail_directive_gives_an_error_frame(ws: ClientConnection) -> None
         ),
         pytest.param("[1, 2]", "Invalid message: a frame must be a JSON object", id="array"),
         pytest.param(
+            '{"type": "user_message", "content": "\\udc00", "role": "user"}',
+            "Invalid JSON: a \\u escape names a lone surrogate, which is not a character",
+            id="lone-surrogate",
+        ),
+        pytest.param(
             '"user_message"', "Invalid message: a frame must be a JSON object", id="string"
         ),
         pytest.param('{"content": "hi"}', "Invalid message: missing message type", id="no-type"),

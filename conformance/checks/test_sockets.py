@@ -16,7 +16,7 @@ from conformance.contract.frames import AssistantMessageFrame, FrameError, Serve
 from conformance.contract.requirements import Level, catalogue
 from conformance.failures import Expect
 from conformance.plugin import deadline
-from conformance.probes import Socket
+from conformance.probes import Socket, describe_close
 from conformance.target_runner import TargetRunner
 from conformance.targets import Capability
 
@@ -49,7 +49,7 @@ async def _turn(socket: Socket, text: str, expect: Expect) -> list[ServerFrame]:
     except FrameError as exc:
         expect.fail("valid frames", str(exc))
     except ConnectionClosed as closed:
-        expect.fail("the socket to stay open", f"close {closed.code} {closed.reason!r}")
+        expect.fail("the socket to stay open", describe_close(closed))
     raise AssertionError("unreachable")
 
 
@@ -172,7 +172,7 @@ async def test_a_bad_frame_gets_an_error_frame_and_the_socket_stays_usable(
         try:
             answer = await socket.recv_frame()
         except ConnectionClosed as closed:
-            expect.fail(f"an error frame for {what}", f"close {closed.code} {closed.reason!r}")
+            expect.fail(f"an error frame for {what}", describe_close(closed))
         except (TimeoutError, FrameError) as exc:
             expect.fail(f"an error frame for {what}", repr(exc))
         expect.that(answer.type == "error", f"an error frame for {what}", answer)
@@ -201,6 +201,30 @@ async def test_a_binary_frame_gets_an_error_frame(
             expect.fail("an error frame for a binary frame", repr(exc))
         expect.that(answer.type == "error", "an error frame for a binary frame", answer)
         await _turn(socket, "after binary", expect)
+
+
+# JSON's grammar allows a lone surrogate escape, yet no Unicode text holds one: whether the
+# frame is refused or its turn answered, the gateway must not drop the connection
+# (docs/decisions.md).
+LONE_SURROGATE = '{"type": "user_message", "role": "user", "content": "half \\ud800 a pair"}'
+
+
+@pytest.mark.req("W-BAD-1")
+async def test_a_lone_surrogate_escape_gets_an_answer_on_a_socket_that_stays_open(
+    gateway: httpx.AsyncClient, open_ws: Opener
+) -> None:
+    expect = Expect("W-BAD-1")
+    what = "an error frame or a reply for a user_message holding a lone surrogate \\ud800"
+    session_id = await create_session(gateway, expect)
+    async with open_ws(session_id) as socket:
+        await socket.send_text(LONE_SURROGATE)
+        try:
+            await socket.turn()
+        except ConnectionClosed as closed:
+            expect.fail(what, describe_close(closed))
+        except (TimeoutError, FrameError) as exc:
+            expect.fail(what, repr(exc))
+        await _turn(socket, "after a lone surrogate", expect)
 
 
 @pytest.mark.req("W-ISO-1")

@@ -159,11 +159,25 @@ _CLIENT_TYPES = {model.model_fields["type"].default for model in CLIENT_FRAME_TY
 _SERVER_TYPES = {model.model_fields["type"].default for model in SERVER_FRAME_TYPES}
 
 
+LONE_SURROGATE = "Invalid JSON: a \\u escape names a lone surrogate, which is not a character"
+
+
+def _is_unicode(data: Any) -> bool:
+    """False where a \\u escape left half a surrogate pair, which no UTF-8 text can carry on."""
+    try:
+        json.dumps(data, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _parse(text: str | bytes, adapter: TypeAdapter[Any], known: set[str]) -> Any:
     try:
         data = json.loads(text)
     except (ValueError, UnicodeDecodeError) as exc:
         raise FrameError(f"Invalid JSON: {exc}") from None
+    if not _is_unicode(data):
+        raise FrameError(LONE_SURROGATE)
     frame_type = _frame_type_of(data, known)
     try:
         return adapter.validate_python(data)

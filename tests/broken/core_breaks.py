@@ -229,6 +229,23 @@ def closes_on_bad_json() -> ReferenceTarget:
     return ReferenceTarget(gateway_wrapper=intercept_socket(incoming=_close_on_text))
 
 
+async def _crash_on_lone_surrogate(message: Message, _send: Send) -> bool:
+    text = message.get("text")
+    if message["type"] == "websocket.receive" and text is not None:
+        try:
+            data = json.loads(text)
+        except ValueError:
+            return False
+        # As a gateway that forwards the decoded frame as UTF-8 does: the handler dies.
+        json.dumps(data, ensure_ascii=False).encode()
+    return False
+
+
+def crashes_on_lone_surrogate() -> ReferenceTarget:
+    """W-BAD-1: a frame holding a lone surrogate escape kills the socket's handler."""
+    return ReferenceTarget(gateway_wrapper=intercept_socket(incoming=_crash_on_lone_surrogate))
+
+
 async def _close_on_outage(message: Message, send: Send) -> bool:
     text = message.get("text") or ""
     if message["type"] == "websocket.send" and "runtime unavailable" in text:
