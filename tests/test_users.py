@@ -622,6 +622,16 @@ async def test_access_route_tells_the_gateway_what_a_user_may_do(
     assert proxied.status_code == 404
 
 
+@pytest.mark.parametrize("user", ["x" * 65, "ann ben", "-ann", ""])
+async def test_runtime_refuses_a_user_name_the_gateway_never_sends(
+    runtime: httpx.AsyncClient, user: str
+) -> None:
+    created = await runtime.post("/sessions", headers={USER_HEADER: user})
+    assert created.status_code == 422, created.text
+    assert USER_HEADER in created.text
+    assert (await runtime.get("/sessions")).json()["total"] == 0
+
+
 def test_tolerant_stream_creates_the_session_for_its_user(tmp_path: Path) -> None:
     settings = runtime_settings(tmp_path, strict=False)
     with ThreadedServer(create_runtime_app(settings)) as server:

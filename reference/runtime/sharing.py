@@ -17,7 +17,8 @@ from reference.users import USER_HEADER, USER_NAME, Access
 READ_ONLY = "read-only: this session is shared with you; only its owner can change it"
 NO_USERS = "sharing needs user auth, which is off"
 
-User = Annotated[str | None, Header(alias=USER_HEADER)]
+# The gateway sends only names of this form; anything else is refused before it reaches the store.
+User = Annotated[str | None, Header(alias=USER_HEADER, pattern=USER_NAME.pattern)]
 
 
 def _store(request: Request) -> Store:
