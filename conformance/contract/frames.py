@@ -1,6 +1,7 @@
 """WebSocket frames of PROTOCOL.md section 5, as one discriminated union per direction."""
 
 import json
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
@@ -160,10 +161,14 @@ _SERVER_TYPES = {model.model_fields["type"].default for model in SERVER_FRAME_TY
 
 
 LONE_SURROGATE = "Invalid JSON: a \\u escape names a lone surrogate, which is not a character"
+# Only a \u escape into the surrogate range can leave half a pair; most frames hold none.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
-def _is_unicode(data: Any) -> bool:
+def _is_unicode(text: str | bytes, data: Any) -> bool:
     """False where a \\u escape left half a surrogate pair, which no UTF-8 text can carry on."""
+    if isinstance(text, str) and _SURROGATE_ESCAPE.search(text) is None:
+        return True
     try:
         json.dumps(data, ensure_ascii=False).encode()
     except UnicodeEncodeError:
@@ -176,7 +181,7 @@ def _parse(text: str | bytes, adapter: TypeAdapter[Any], known: set[str]) -> Any
         data = json.loads(text)
     except (ValueError, UnicodeDecodeError) as exc:
         raise FrameError(f"Invalid JSON: {exc}") from None
-    if not _is_unicode(data):
+    if not _is_unicode(text, data):
         raise FrameError(LONE_SURROGATE)
     frame_type = _frame_type_of(data, known)
     try:

@@ -19,7 +19,7 @@ from conformance.contract.bodies import AgentSwitchRecord, Message
 from conformance.contract.ids import new_server_session_id
 from reference.clock import utc_now
 from reference.runtime.agents import DEFAULT_AGENT
-from reference.runtime.portable_text import PortableText
+from reference.runtime.portable_text import PORTABLE_TEXT
 from reference.runtime.script_agent import PendingCall, Turn
 from reference.runtime.tables import (
     AgentSwitchRow,
@@ -311,17 +311,18 @@ class Store:
         With a user, only sessions the user may see: a hit would show another user's text.
         """
         async with self._sessions() as db:
+            folded = needle.lower()
             # Typed as the column, so that the needle is stored-escaped as the content is.
-            lowered = func.lower(MessageRow.content, type_=PortableText)
+            lowered = func.lower(MessageRow.content, type_=PORTABLE_TEXT)
             matches = await db.execute(
                 select(MessageRow.session_id, MessageRow.content)
-                .where(lowered.contains(needle.lower(), autoescape=True))
+                .where(lowered.contains(folded, autoescape=True))
                 .order_by(MessageRow.session_id, MessageRow.seq.desc())
             )
             latest: dict[str, str] = {}
             for session_id, content in matches:
                 # An escaped needle can match across an escape ("0" in an escaped NUL): recheck.
-                if content is not None and needle.lower() in content.lower():
+                if content is not None and folded in content.lower():
                     latest.setdefault(session_id, content)
             if not latest:
                 return []

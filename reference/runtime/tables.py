@@ -5,7 +5,7 @@ from typing import Any
 from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from reference.runtime.portable_text import PortableText
+from reference.runtime.portable_text import PORTABLE_TEXT
 
 
 class Base(DeclarativeBase):
@@ -19,7 +19,7 @@ class SessionRow(Base):
     created_at: Mapped[str] = mapped_column(String(40))
     last_activity: Mapped[str] = mapped_column(String(40), index=True)
     current_agent: Mapped[str] = mapped_column(String(64))
-    title: Mapped[str | None] = mapped_column(PortableText, nullable=True)
+    title: Mapped[str | None] = mapped_column(PORTABLE_TEXT, nullable=True)
     # User auth (X-AUTH-1): who created it; null when made with user auth off.
     owner: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     # Kept on the session row so an append never counts the messages it follows.
@@ -35,8 +35,8 @@ class MessageRow(Base):
     )
     seq: Mapped[int] = mapped_column(Integer, primary_key=True)
     role: Mapped[str] = mapped_column(String(16))
-    content: Mapped[str | None] = mapped_column(PortableText, nullable=True)
-    name: Mapped[str | None] = mapped_column(PortableText, nullable=True)
+    content: Mapped[str | None] = mapped_column(PORTABLE_TEXT, nullable=True)
+    name: Mapped[str | None] = mapped_column(PORTABLE_TEXT, nullable=True)
     tool_call_id: Mapped[str | None] = mapped_column(String(256), nullable=True)
     tool_calls: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[str] = mapped_column(String(40))
@@ -51,7 +51,7 @@ class AgentSwitchRow(Base):
     seq: Mapped[int] = mapped_column(Integer, primary_key=True)
     from_agent: Mapped[str] = mapped_column(String(64))
     to_agent: Mapped[str] = mapped_column(String(64))
-    reason: Mapped[str | None] = mapped_column(PortableText, nullable=True)
+    reason: Mapped[str | None] = mapped_column(PORTABLE_TEXT, nullable=True)
     switched_at: Mapped[str] = mapped_column(String(40))
 
 
@@ -64,13 +64,13 @@ class ToolCallRow(Base):
     session_id: Mapped[str] = mapped_column(
         ForeignKey("sessions.id", ondelete="CASCADE"), index=True
     )
-    tool_name: Mapped[str] = mapped_column(PortableText)
+    tool_name: Mapped[str] = mapped_column(PORTABLE_TEXT)
     arguments: Mapped[dict[str, Any]] = mapped_column(JSON)
     requires_approval: Mapped[bool] = mapped_column(Boolean)
     # awaiting_approval -> awaiting_result -> done
     state: Mapped[str] = mapped_column(String(32))
     decision: Mapped[str | None] = mapped_column(String(16), nullable=True)
-    feedback: Mapped[str | None] = mapped_column(PortableText, nullable=True)
+    feedback: Mapped[str | None] = mapped_column(PORTABLE_TEXT, nullable=True)
 
 
 class SessionShareRow(Base):
