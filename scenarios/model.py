@@ -10,7 +10,7 @@
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from conformance.contract.requirements import PROFILES
 
@@ -44,6 +44,9 @@ class SecondsArg(_Args):
 
 
 class ReplyExpect(_Args):
+    """With no argument: a final reply with non-empty text, whatever the agent says. The text
+    checks suit only an agent whose wording is known (profile `scripted`)."""
+
     equals: str | None = None
     contains: str | None = None
     matches: str | None = None
@@ -95,6 +98,9 @@ class MessageExpect(_Args):
 
 
 class HistoryExpect(_Args):
+    """`messages` are looked for in order; other messages may come between them, since an agent
+    may add tool calls and their results to a turn. `count` pins the total."""
+
     session: str | None = None
     count: int | None = Field(default=None, ge=0)
     messages: list[MessageExpect] | None = None
@@ -102,9 +108,26 @@ class HistoryExpect(_Args):
 
 
 class LogExpect(_Args):
+    """`contains`: one line holding every one of these texts, in any order and place (the contract
+    says what a line mentions, rarely where). `line`: a regular expression a line must match."""
+
     service: Service
-    line: str
+    line: str | None = None
+    contains: list[str] | None = None
     within: float = Field(default=5, gt=0)
+
+    @field_validator("contains", mode="before")
+    @classmethod
+    def _one_text(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _line_or_contains(self) -> "LogExpect":
+        if (self.line is None) == (self.contains is None):
+            raise ValueError("give either `contains` (texts a line holds) or `line` (a regex)")
+        if self.contains is not None and not (self.contains and all(self.contains)):
+            raise ValueError("`contains` needs at least one non-empty text, and no empty ones")
+        return self
 
 
 class ErrorExpect(_Args):

@@ -7,9 +7,10 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import httpx
+from websockets.exceptions import WebSocketException
 
 from conformance.target_runner import TargetRunner
 from conformance.targets import Capability, Service
@@ -20,6 +21,7 @@ from scenarios.model import (
     ErrorExpect,
     HistoryExpect,
     LogExpect,
+    MessageExpect,
     NetworkArgs,
     RejectArgs,
     ReplyExpect,
@@ -44,15 +46,26 @@ class StepFailed(AssertionError):
     """An expectation of the plan did not hold; the message says what, in the plan's words."""
 
 
+@dataclass(frozen=True)
+class TurnEnd:
+    """How a turn ended for the user: a final reply, or an error (frame or lost socket)."""
+
+    kind: Literal["reply", "error"]
+    text: str
+
+
+@dataclass(frozen=True)
+class Frame:
+    at: float  # time.monotonic() when it arrived
+    text: str
+
+
 class Ide(Protocol):
-    """What a scenario drives: one simulated IDE (see simulators/ide)."""
+    """What a scenario drives: one simulated IDE (see simulators/ide and ide_adapter)."""
 
     async def new_session(self) -> str: ...
     async def switch_to(self, session_id: str) -> None: ...
     async def send(self, text: str) -> None: ...
-    async def final_reply(self) -> str: ...
-    async def next_tool_call(self) -> dict[str, Any]: ...
-    async def next_error(self) -> str: ...
     async def decide(
         self, decision: str, arguments: dict[str, Any] | None, feedback: str | None
     ) -> None: ...
@@ -60,6 +73,20 @@ class Ide(Protocol):
     async def restart(self) -> None: ...
     async def close(self) -> None: ...
     def put_file(self, path: str, content: str) -> None: ...
+    # What a turn brought, taken without waiting: the runner decides how long to wait.
+    def take_tool_call(self) -> dict[str, Any] | None: ...
+    def take_turn_end(self) -> TurnEnd | None: ...
+    @property
+    def open_turns(self) -> int:
+        """Turns started whose end has not been taken yet."""
+        ...
+
+    @property
+    def awaiting_approval(self) -> list[str]:
+        """Tools whose call waits for the plan's decision (approve, edit, reject)."""
+        ...
+
+    def frames_since(self, moment: float) -> list[Frame]: ...
     @property
     def state(self) -> str: ...
     @property
@@ -133,13 +160,112 @@ class _Run:
         self.variables["session"] = session_id
 
 
-async def _expect_text(text: str, args: ReplyExpect, what: str) -> None:
+def _expect_text(text: str, args: ReplyExpect) -> None:
+    if args.equals is None and args.contains is None and args.matches is None and not text:
+        raise StepFailed("the final reply came with empty text; expected a reply with text")
     if args.equals is not None and text != args.equals:
-        raise StepFailed(f"{what} was {text!r}, expected {args.equals!r}")
+        raise StepFailed(f"the reply was {text!r}, expected {args.equals!r}")
     if args.contains is not None and args.contains not in text:
-        raise StepFailed(f"{what} {text!r} does not contain {args.contains!r}")
+        raise StepFailed(f"the reply {text!r} does not contain {args.contains!r}")
     if args.matches is not None and not re.search(args.matches, text):
-        raise StepFailed(f"{what} {text!r} does not match /{args.matches}/")
+        raise StepFailed(f"the reply {text!r} does not match /{args.matches}/")
+
+
+# How often a wait on the IDE looks again: frames arrive on the IDE's reader task.
+POLL_SECONDS = 0.02
+TurnWanted = Literal["reply", "tool call", "error"]
+AWAITED: dict[TurnWanted, str] = {
+    "reply": "a final reply",
+    "tool call": "a tool call",
+    "error": "an error",
+}
+
+TURN_STEPS: dict[str, TurnWanted] = {
+    "expect_reply": "reply",
+    "expect_tool_call": "tool call",
+    "expect_error": "error",
+}
+
+
+def _ended(end: TurnEnd) -> str:
+    if end.kind == "reply":
+        return f"with the final reply {end.text!r}"
+    return f"in an error: {end.text}"
+
+
+async def _turn_event(run: _Run, wanted: TurnWanted, bound: float) -> dict[str, Any] | TurnEnd:
+    """The next tool call (when one is wanted) or turn end; fails at once when what is wanted can
+    no longer come, rather than waiting out the step's time."""
+    ide = run.ide
+    began = time.monotonic()
+    while True:
+        if wanted == "tool call":
+            call = ide.take_tool_call()
+            if call is not None:
+                return call
+        end = ide.take_turn_end()
+        if end is not None:
+            return end
+        expected = f"expected {AWAITED[wanted]} within {bound:g} s"
+        waiting = ide.awaiting_approval
+        if waiting:
+            raise StepFailed(
+                f"{expected}; after {time.monotonic() - began:.1f} s the agent is waiting for "
+                f"the plan to approve, edit or reject {', '.join(waiting)}, so nothing else can "
+                "come first"
+            )
+        if ide.open_turns == 0:
+            raise StepFailed(
+                f"{expected}; no turn is open: the plan sent nothing since the last turn ended"
+            )
+        await asyncio.sleep(POLL_SECONDS)
+
+
+async def _expect_turn(run: _Run, wanted: TurnWanted, bound: float) -> dict[str, Any] | TurnEnd:
+    began = time.monotonic()
+    event = await _turn_event(run, wanted, bound)
+    if isinstance(event, TurnEnd) and not (
+        (wanted == "reply" and event.kind == "reply")
+        or (wanted == "error" and event.kind == "error")
+    ):
+        after = time.monotonic() - began
+        without = " and no tool call" if wanted == "tool call" else ""
+        raise StepFailed(
+            f"expected {AWAITED[wanted]} within {bound:g} s; after {after:.1f} s the turn ended "
+            f"{_ended(event)}{without}"
+        )
+    return event
+
+
+def _timed_out(run: _Run, step: Step, bound: float, began: float) -> str:
+    """What a step that ran out of time awaited, and what came instead."""
+    if step.action in TURN_STEPS:
+        wanted = TURN_STEPS[step.action]
+        frames = run.ide.frames_since(began)
+        if not frames:
+            came = "no frame came from the gateway"
+        else:
+            last = frames[-1].text
+            shown = last if len(last) <= 200 else last[:200] + "…"
+            came = f"{len(frames)} frame(s) came, none ending the turn; the last: {shown}"
+        return f"waited {bound:g} s for {AWAITED[wanted]}; {came}"
+    return (
+        f"waited {bound:g} s for {step.action} to finish; it had not "
+        "(the IDE's trace below shows how far it got)"
+    )
+
+
+def _explain(exc: BaseException) -> str:
+    """An exception in words: its kind and message, the request it concerned, never a repr."""
+    kind = type(exc).__name__
+    if isinstance(exc, IdeError | StepFailed):
+        return str(exc)
+    if isinstance(exc, httpx.RequestError):
+        request = exc.request
+        detail = str(exc) or "no answer"
+        return f"{request.method} {request.url.path} failed ({kind}: {detail})"
+    detail = str(exc)
+    return f"{kind}: {detail}" if detail else f"{kind} (no detail given)"
 
 
 async def _history(run: _Run, session_id: str) -> dict[str, Any]:
@@ -150,6 +276,15 @@ async def _history(run: _Run, session_id: str) -> dict[str, Any]:
         )
     body: dict[str, Any] = response.json()
     return body
+
+
+def _matches(actual: dict[str, Any], expected: MessageExpect) -> bool:
+    content = actual.get("content") or ""
+    return (
+        actual.get("role") == expected.role
+        and (expected.content is None or content == expected.content)
+        and (expected.contains is None or expected.contains in content)
+    )
 
 
 async def _expect_history(run: _Run, args: HistoryExpect) -> None:
@@ -165,34 +300,46 @@ async def _expect_history(run: _Run, args: HistoryExpect) -> None:
         args.contains in (m.get("content") or "") for m in messages
     ):
         raise StepFailed(f"no message of {session_id} contains {args.contains!r}")
-    for index, expected in enumerate(args.messages or []):
-        if index >= len(messages):
-            raise StepFailed(f"history of {session_id} ends after {len(messages)} messages")
-        actual = messages[index]
-        content = actual.get("content") or ""
-        if (
-            actual.get("role") != expected.role
-            or (expected.content is not None and content != expected.content)
-            or (expected.contains is not None and expected.contains not in content)
-        ):
+    # In order, with anything between: a turn may hold tool calls and results besides the reply.
+    position = 0
+    for number, expected in enumerate(args.messages or [], start=1):
+        found = next(
+            (i for i in range(position, len(messages)) if _matches(messages[i], expected)), None
+        )
+        if found is None:
+            after = f" after message {position}" if position else ""
+            shown = [{key: m.get(key) for key in ("role", "content")} for m in messages[:8]]
+            holds = f"its {len(messages)} messages: {shown}" if messages else "it holds none"
             raise StepFailed(
-                f"message {index + 1} of {session_id} is {actual!r}, expected "
-                f"{expected.model_dump(exclude_none=True)!r}"
+                f"history of {session_id} has no message {expected.model_dump(exclude_none=True)!r}"
+                f"{after} (expected message {number} of {len(args.messages or [])}); {holds}"
             )
+        position = found + 1
+
+
+def _log_pattern(args: LogExpect) -> tuple[str, str]:
+    """The regular expression to wait for, and how the expectation reads in a failure."""
+    if args.contains is not None:
+        # One lookahead per text: all of them on one line, in any order.
+        pattern = "^" + "".join(f"(?=.*{re.escape(text)})" for text in args.contains)
+        return pattern, "containing all of " + ", ".join(repr(text) for text in args.contains)
+    assert args.line is not None
+    return args.line, f"matching /{args.line}/"
 
 
 async def _expect_log(run: _Run, args: LogExpect) -> None:
     if not run.target.supports(args.service, Capability.LOGS):
         raise StepFailed(f"the target offers no {args.service} logs")
     logs = run.target.logs(args.service)
+    pattern, wanted = _log_pattern(args)
     try:
         async with asyncio.timeout(args.within):
-            await logs.wait_for(args.line, since=run.log_marks[args.service])
+            await logs.wait_for(pattern, since=run.log_marks[args.service])
     except TimeoutError:
         tail = logs.lines()[-5:]
         raise StepFailed(
-            f"the {args.service} logged no line matching /{args.line}/ within {args.within} s; "
-            f"its last lines: {tail}"
+            f"waited {args.within:g} s for a {args.service} log line {wanted}; none came. "
+            f"Its last lines: {tail}"
         ) from None
 
 
@@ -246,7 +393,7 @@ async def _service(run: _Run, action: str, service: Service) -> None:
         run.paused.discard(service)
 
 
-async def _execute(run: _Run, step: Step) -> str | None:
+async def _execute(run: _Run, step: Step, bound: float) -> str | None:
     """Carry out one step; what it returns is what `as:` saves."""
     args = type(step.args).model_validate(run.resolved(step.args.model_dump(exclude_none=True)))
     ide = run.ide
@@ -257,9 +404,10 @@ async def _execute(run: _Run, step: Step) -> str | None:
         case TextArg():
             await ide.send(args.text)
         case ReplyExpect():
-            text = await ide.final_reply()
-            await _expect_text(text, args, "the reply")
-            return text
+            event = await _expect_turn(run, "reply", bound)
+            assert isinstance(event, TurnEnd)
+            _expect_text(event.text, args)
+            return event.text
         case SwitchAgentArgs():
             await ide.switch_agent(args.agent, args.content)
         case EditArgs():
@@ -287,7 +435,8 @@ async def _execute(run: _Run, step: Step) -> str | None:
                 raise StepFailed(f"the current session {current} does not match /{args.matches}/")
             return current
         case ToolCallExpect():
-            call = await ide.next_tool_call()
+            call = await _expect_turn(run, "tool call", bound)
+            assert isinstance(call, dict)
             if args.tool is not None and call.get("tool_name") != args.tool:
                 raise StepFailed(
                     f"a tool call for {call.get('tool_name')!r}, expected {args.tool!r}"
@@ -319,13 +468,11 @@ async def _execute(run: _Run, step: Step) -> str | None:
         case LogExpect():
             await _expect_log(run, args)
         case ErrorExpect():
-            try:
-                error = await ide.next_error()
-            except TimeoutError:
-                raise StepFailed("the IDE saw no error (the turn got no answer at all)") from None
-            if args.contains is not None and args.contains not in error:
-                raise StepFailed(f"the error {error!r} does not contain {args.contains!r}")
-            return error
+            event = await _expect_turn(run, "error", bound)
+            assert isinstance(event, TurnEnd)
+            if args.contains is not None and args.contains not in event.text:
+                raise StepFailed(f"the error {event.text!r} does not contain {args.contains!r}")
+            return event.text
         case _ if step.action == "new_session":
             session_id = await ide.new_session()
             run.remember_session(session_id)
@@ -346,18 +493,30 @@ async def _run_steps(run: _Run, result: ScenarioResult, step_timeout: float) -> 
         bound = step.within or step_timeout
         record = StepResult(step.index, step.line, step.action, step.describe(), "passed")
         result.steps.append(record)
+        began = time.monotonic()
         try:
-            async with asyncio.timeout(bound):
-                saved = await _execute(run, step)
-        except TimeoutError:
+            async with asyncio.timeout(bound) as clock:
+                saved = await _execute(run, step, bound)
+        except TimeoutError as exc:
             record.status = "failed"
-            record.message = f"did not complete within {bound:g} s"
+            if clock.expired():
+                record.message = _timed_out(run, step, bound, began)
+            else:
+                # A wait inside the step gave up before the step's own time was out.
+                record.message = f"{step.action} gave up waiting: {_explain(exc)}"
         except StepFailed as exc:
             record.status = "failed"
             record.message = str(exc)
-        except (IdeError, OSError, httpx.HTTPError, RuntimeError, ValueError) as exc:
+        except (
+            IdeError,
+            OSError,
+            httpx.HTTPError,
+            WebSocketException,
+            RuntimeError,
+            ValueError,
+        ) as exc:
             record.status = "failed"
-            record.message = f"{type(exc).__name__}: {exc}"
+            record.message = f"{step.action} failed: {_explain(exc)}"
         else:
             if step.save_as is not None and saved is not None:
                 run.variables[step.save_as] = saved

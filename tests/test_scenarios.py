@@ -85,7 +85,7 @@ def test_a_gateway_answering_an_empty_history_fails_the_switch_plan_at_its_step(
     failed = [step for step in scenario["steps"] if step["status"] == "failed"]
     assert [step["action"] for step in failed] == ["expect_history"]
     assert failed[0]["line"] == 25
-    assert "ends after 0 messages" in failed[0]["message"]
+    assert "(expected message 1 of 2); it holds none" in failed[0]["message"]
     assert any("switch step 8" in line for line in failed[0]["trace"])
     assert "FAIL step 15 (line 25): expect_history" in result.stdout
 
