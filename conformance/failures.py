@@ -30,13 +30,13 @@ class Expect:
         self, condition: bool, expected: str, received: object, reproduce: str | None = None
     ) -> None:
         if not condition:
-            raise CheckFailure(self.requirement, expected, _short(received), reproduce)
+            raise CheckFailure(self.requirement, expected, short(received), reproduce)
 
     def fail(self, expected: str, received: object, reproduce: str | None = None) -> None:
-        raise CheckFailure(self.requirement, expected, _short(received), reproduce)
+        raise CheckFailure(self.requirement, expected, short(received), reproduce)
 
 
-def _short(value: object, limit: int = 400) -> str:
+def short(value: object, limit: int = 400) -> str:
     if isinstance(value, str):
         text = value
     elif isinstance(value, dict | list):

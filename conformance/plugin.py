@@ -10,19 +10,22 @@ import os
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Generator, Iterator
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import pytest_asyncio
+from websockets.exceptions import InvalidHandshake
 
-from conformance import __version__
+from conformance import __version__, run_state
 from conformance.baseline import BaselineError, load_baseline
 from conformance.contract.requirements import CLIENT_PROFILE, PROFILES, catalogue
 from conformance.failures import CheckFailure
-from conformance.probes import TEST_HEADER, Socket, http_probe, open_socket
+from conformance.outcomes import classify, describe_refusal
+from conformance.probes import TEST_HEADER, Party, Socket, http_probe, open_socket
+from conformance.run_state import PrerequisiteFailure
 from conformance.target_options import TargetOptionError, TargetOptions, make_target
 from conformance.target_runner import TargetRunner
 from conformance.targets import Target, TargetError
@@ -89,6 +92,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="YAML of known failures and flaky requirements (see docs/conformance.md)",
     )
     group.addoption(
+        "--rate",
+        dest="sessionlab_rate",
+        type=float,
+        metavar="N",
+        help="at most N requests (and socket opens) per second, for targets that rate-limit",
+    )
+    group.addoption(
         "--sessionlab-json", dest="sessionlab_json", help="write the per-requirement report here"
     )
     group.addoption(
@@ -109,6 +119,12 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", f"{MARKER}(*ids): requirement ids the check verifies")
     config.stash[RESULTS] = {}
     config.stash[STARTED] = time.time()
+    rate = config.getoption("sessionlab_rate", None)
+    if rate is not None and rate <= 0:
+        raise pytest.UsageError(
+            f"--rate takes a positive number of requests per second, not {rate}"
+        )
+    run_state.reset(rate)
     hypothesis_dir = config.getoption("sessionlab_hypothesis_dir", None)
     if hypothesis_dir:
         # Imported here: plugins load before hypothesis's own, which pytest wants to rewrite.
@@ -139,6 +155,9 @@ def pytest_collection_modifyitems(
         for requirement_id in requirement_ids(item):
             if requirement_id not in known:
                 raise pytest.UsageError(f"{item.nodeid}: unknown requirement id {requirement_id!r}")
+    # Checks of prerequisites first: when one fails, the checks that stand on it are blocked at
+    # once instead of each failing (or timing out) the same way.
+    items.sort(key=lambda item: min((_depth(i) for i in requirement_ids(item)), default=0))
     only = config.getoption("sessionlab_only")
     if not only:
         return
@@ -154,6 +173,12 @@ def pytest_collection_modifyitems(
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = kept
+
+
+def _depth(requirement_id: str) -> int:
+    """How many prerequisites stand below a requirement, at most."""
+    needs = catalogue()[requirement_id].needs
+    return 1 + max((_depth(need) for need in needs), default=-1)
 
 
 def _checks_run(config: pytest.Config) -> bool:
@@ -225,6 +250,22 @@ def _requirement_gate(request: pytest.FixtureRequest) -> None:
     if not effective & chosen:
         missing = ", ".join(sorted(effective))
         pytest.skip(f"profile {missing} is not selected (checking {', '.join(sorted(chosen))})")
+    run = run_state.state()
+    for requirement_id in ids:
+        for need in catalogue()[requirement_id].needs:
+            if need not in ids:
+                run.require(need)
+
+
+PARTIAL = pytest.StashKey[list[str]]()
+
+
+@pytest.fixture
+def partial(request: pytest.FixtureRequest) -> Callable[[str], None]:
+    """Say what a passing check did not check, and what would check it: the verdict is then
+    `partial`, never a silent `passed`."""
+    notes = request.node.stash.setdefault(PARTIAL, [])
+    return notes.append
 
 
 # Per-check fixtures
@@ -261,7 +302,17 @@ async def gateway(
     endpoints = sessionlab_target.endpoints
     assert endpoints is not None
     headers = _headers(request, endpoints.client_headers())
-    async with http_probe(endpoints.gateway_url, transcript, headers, deadline(15)) as client:
+    # Through a gateway whose runtime is checked on its own, a failed create is the gateway's.
+    create = "G-PROXY-1" if endpoints.runtime_url else "R-CREATE-1"
+    async with http_probe(
+        endpoints.gateway_url,
+        transcript,
+        headers,
+        deadline(15),
+        "gateway",
+        endpoints.internal_key,
+        create,
+    ) as client:
         yield client
 
 
@@ -274,7 +325,9 @@ async def runtime(
     if endpoints.runtime_url is None:
         pytest.skip("no runtime URL given (--runtime-url or the target file)")
     headers = _headers(request, endpoints.runtime_headers())
-    async with http_probe(endpoints.runtime_url, transcript, headers, deadline(15)) as client:
+    async with http_probe(
+        endpoints.runtime_url, transcript, headers, deadline(15), "runtime", endpoints.internal_key
+    ) as client:
         yield client
 
 
@@ -286,12 +339,15 @@ async def sessions_api(
     hold through either."""
     endpoints = sessionlab_target.endpoints
     assert endpoints is not None
+    party: Party
     if endpoints.runtime_url is not None:
-        url, base = endpoints.runtime_url, endpoints.runtime_headers()
+        url, base, party = endpoints.runtime_url, endpoints.runtime_headers(), "runtime"
     else:
-        url, base = endpoints.gateway_url, endpoints.client_headers()
+        url, base, party = endpoints.gateway_url, endpoints.client_headers(), "gateway"
         transcript.note("no runtime URL: checking the runtime's API through the gateway")
-    async with http_probe(url, transcript, _headers(request, base), deadline(15)) as client:
+    async with http_probe(
+        url, transcript, _headers(request, base), deadline(15), party, endpoints.internal_key
+    ) as client:
         yield client
 
 
@@ -304,7 +360,31 @@ def open_ws(sessionlab_target: TargetRunner, transcript: Transcript) -> SocketOp
     assert endpoints is not None
     turn = deadline(sessionlab_target.turn_timeout)
     headers = endpoints.socket_headers()
-    return lambda session_id: open_socket(endpoints.ws_url, session_id, transcript, turn, headers)
+
+    @asynccontextmanager
+    async def opened(session_id: str) -> AsyncIterator[Socket]:
+        """A socket for a session the check made: the prerequisite W-CONN-1."""
+        run = run_state.state()
+        run.require("W-CONN-1")
+        what = f"a WebSocket on /ws/{session_id} for a created session"
+        async with AsyncExitStack() as stack:
+            try:
+                socket = await stack.enter_async_context(
+                    open_socket(
+                        endpoints.ws_url,
+                        session_id,
+                        transcript,
+                        turn,
+                        headers,
+                        endpoints.internal_key,
+                    )
+                )
+            except (InvalidHandshake, TimeoutError, OSError) as exc:
+                received = describe_refusal(exc, endpoints.ws_url, turn)
+                raise run.prerequisite_failed("W-CONN-1", what, received) from None
+            yield socket
+
+    return opened
 
 
 @pytest.fixture(scope="session")
@@ -315,38 +395,22 @@ def deep(request: pytest.FixtureRequest) -> bool:
 # Outcomes
 
 
-def _message(report: pytest.TestReport, call: pytest.CallInfo[None]) -> str:
-    if report.skipped:
-        longrepr = report.longrepr
-        if isinstance(longrepr, tuple):
-            return str(longrepr[2]).removeprefix("Skipped: ")
-        return str(longrepr)
-    if call.excinfo is not None:
-        error = call.excinfo.value
-        if isinstance(error, CheckFailure):
-            return str(error).splitlines()[0]
-        text = str(error).strip().splitlines()
-        first = text[0] if text else ""
-        return f"{type(error).__name__}: {first}".rstrip(": ")
-    return ""
+def _skip_reason(report: pytest.TestReport) -> str:
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple):
+        return str(longrepr[2]).removeprefix("Skipped: ")
+    return str(longrepr)
 
 
-def _outcome(report: pytest.TestReport) -> Outcome | None:
-    if report.skipped:
-        return "skipped"
-    if report.failed:
-        # Only the check's own body can fail the target; set-up and tear-down are the harness's.
-        return "failed" if report.when == "call" else "error"
-    return "passed" if report.when == "call" else None
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    run_state.state().current_check = item.nodeid
 
 
-def _blamed(ids: tuple[str, ...], call: pytest.CallInfo[None]) -> tuple[str, ...]:
-    """A check of several requirements (a state machine) that fails fails the one its failure
-    names; any other failure, or one naming no requirement of the check, counts against all."""
-    error = call.excinfo.value if call.excinfo is not None else None
-    if len(ids) > 1 and isinstance(error, CheckFailure) and error.requirement in ids:
-        return (error.requirement,)
-    return ids
+def _record(results: dict[str, CheckResult], result: CheckResult) -> None:
+    previous = results.get(result.nodeid)
+    # A failure or error in one phase stands, whatever a later phase (tear-down) says.
+    if previous is None or previous.outcome not in ("failed", "error", "blocked"):
+        results[result.nodeid] = result
 
 
 @pytest.hookimpl(wrapper=True)
@@ -355,31 +419,71 @@ def pytest_runtest_makereport(
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report: pytest.TestReport = yield
     ids = requirement_ids(item)
-    outcome = _outcome(report) if ids else None
-    results = item.config.stash[RESULTS]
-    previous = results.get(item.nodeid)
-    if outcome is None or (previous is not None and previous.outcome in ("failed", "error")):
+    if not ids:
         return report
-    blamed = _blamed(ids, call) if outcome == "failed" else ids
+    results = item.config.stash[RESULTS]
     transcript = getattr(item, "funcargs", {}).get("transcript")
     kept = transcript if isinstance(transcript, Transcript) else None
-    results[item.nodeid] = CheckResult(
-        nodeid=item.nodeid,
-        requirement_ids=blamed,
-        outcome=outcome,
-        message=_message(report, call),
-        duration=report.duration,
-        transcript=kept.as_list() if kept and outcome in ("failed", "error") else [],
-    )
-    unjudged = tuple(i for i in ids if i not in blamed)
-    if unjudged:
-        # Its other requirements were not seen through to the end: neither passed nor failed.
-        results[f"{item.nodeid} (stopped)"] = CheckResult(
+    if report.skipped:
+        _record(results, CheckResult(item.nodeid, ids, "skipped", _skip_reason(report)))
+        return report
+    error = call.excinfo.value if call.excinfo is not None else None
+    if error is None and report.when != "call":
+        return report
+    verdict = classify(error, ids)
+    if verdict.kind == "failed" and report.when != "call":
+        # Only the check's own body can fail the target; set-up and tear-down are sessionlab's.
+        verdict = classify(RuntimeError(verdict.message), ids)
+    if (
+        isinstance(error, CheckFailure)
+        and not isinstance(error, PrerequisiteFailure)
+        and verdict.kind == "blocked"
+    ):
+        run_state.state().found(error.requirement, str(error).splitlines()[0])
+    outcome: Outcome = verdict.kind
+    message = verdict.message
+    notes = item.stash.get(PARTIAL, [])
+    if outcome == "passed" and notes:
+        outcome, message = "partial", "; ".join(dict.fromkeys(notes))
+    if kept is not None and verdict.traceback:
+        kept.note(kept.redact(verdict.traceback))
+    _record(
+        results,
+        CheckResult(
             nodeid=item.nodeid,
-            requirement_ids=unjudged,
-            outcome="skipped",
-            message=f"not judged: the check stopped at its {blamed[0]} failure",
+            requirement_ids=verdict.blamed,
+            outcome=outcome,
+            message=message,
+            duration=report.duration,
+            transcript=kept.as_list() if kept and outcome in ("failed", "error") else [],
+            blocked_by=verdict.blocked_by if outcome == "blocked" else None,
+        ),
+    )
+    waiting = tuple(i for i in ids if i not in verdict.blamed)
+    if waiting:
+        # The check's other requirements were not seen through: the failure blocks them.
+        results[f"{item.nodeid} (blocked)"] = CheckResult(
+            nodeid=item.nodeid,
+            requirement_ids=waiting,
+            outcome="blocked",
+            message=f"blocked by {verdict.blamed[0]}: {message}",
+            blocked_by=verdict.blamed[0],
         )
+    own = set(verdict.blamed) if outcome == "failed" else set()
+    for number, finding in enumerate(run_state.state().take_findings()):
+        if finding.requirement in own:
+            continue
+        results[f"{item.nodeid} (found {number})"] = CheckResult(
+            nodeid=f"{item.nodeid} (seen while checking {', '.join(ids)})",
+            requirement_ids=(finding.requirement,),
+            outcome="failed",
+            message=finding.message,
+            transcript=kept.as_list() if kept else [],
+        )
+    if outcome == "blocked":
+        # To pytest a blocked check is skipped: it did not run to judge anything.
+        report.outcome = "skipped"
+        report.longrepr = (str(item.path), item.location[1] or 0, message)
     return report
 
 
@@ -405,7 +509,19 @@ def build_report(config: pytest.Config, target: dict[str, Any] | None) -> dict[s
         "duration": round(time.time() - config.stash[STARTED], 3),
         "conforms": conforms(verdicts),
         "summary": summary(verdicts),
+        "rate_limited": _rate_limited(),
         "requirements": [verdict.as_dict() for verdict in verdicts],
+    }
+
+
+def _rate_limited() -> dict[str, Any] | None:
+    pacing = run_state.state().pacing
+    if not pacing.limited:
+        return None
+    return {
+        "responses_429": pacing.limited,
+        "waited": round(pacing.waited, 1),
+        "final_rate": round(pacing.rate or 0, 2),
     }
 
 

@@ -6,9 +6,17 @@ from typing import Any, Literal
 
 from conformance.contract.requirements import CLIENT_PROFILE, Level, Requirement, catalogue
 
-Outcome = Literal["passed", "failed", "skipped", "error"]
-Status = Literal["passed", "failed", "warning", "skipped", "error"]
-STATUSES: tuple[Status, ...] = ("failed", "error", "warning", "passed", "skipped")
+Outcome = Literal["passed", "partial", "failed", "blocked", "skipped", "error"]
+Status = Literal["passed", "partial", "failed", "warning", "blocked", "skipped", "error"]
+STATUSES: tuple[Status, ...] = (
+    "failed",
+    "error",
+    "warning",
+    "blocked",
+    "partial",
+    "passed",
+    "skipped",
+)
 
 
 @dataclass
@@ -19,15 +27,20 @@ class CheckResult:
     message: str = ""
     duration: float = 0.0
     transcript: list[dict[str, Any]] = field(default_factory=list)
+    # The prerequisite whose failure kept a `blocked` check from running.
+    blocked_by: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        entry = {
             "nodeid": self.nodeid,
             "outcome": self.outcome,
             "message": self.message,
             "duration": round(self.duration, 4),
             "transcript": self.transcript,
         }
+        if self.blocked_by:
+            entry["blocked_by"] = self.blocked_by
+        return entry
 
 
 @dataclass
@@ -41,9 +54,10 @@ class Verdict:
     checks: list[CheckResult]
     # A failure the team listed as known: reported, but it does not fail the run.
     known_failure: bool = False
+    blocked_by: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        entry = {
             "id": self.id,
             "level": self.level.value,
             "profile": self.profile,
@@ -53,6 +67,9 @@ class Verdict:
             "known_failure": self.known_failure,
             "checks": [check.as_dict() for check in self.checks],
         }
+        if self.blocked_by:
+            entry["blocked_by"] = self.blocked_by
+        return entry
 
 
 def _unique(messages: Iterable[str]) -> str:
@@ -88,8 +105,20 @@ def judge(
     errors = [check for check in checks if check.outcome == "error"]
     if errors:
         return verdict("error", _unique(check.message for check in errors))
+    blocked = [check for check in checks if check.outcome == "blocked"]
+    if blocked:
+        judged = verdict("blocked", _unique(check.message for check in blocked))
+        judged.blocked_by = list(dict.fromkeys(c.blocked_by for c in blocked if c.blocked_by))
+        return judged
     if all(check.outcome == "skipped" for check in checks):
         return verdict("skipped", _unique(check.message for check in checks))
+    # What was not checked is said, never folded into a pass: a part skipped, a check partial.
+    unchecked = [
+        *(check.message for check in checks if check.outcome == "partial"),
+        *(f"not checked: {check.message}" for check in checks if check.outcome == "skipped"),
+    ]
+    if unchecked:
+        return verdict("partial", _unique(unchecked))
     passed = sum(check.outcome == "passed" for check in checks)
     return verdict("passed", f"{passed} check(s) passed")
 
@@ -133,7 +162,7 @@ def apply_baseline(verdicts: list[Verdict], baseline: Baseline) -> list[Verdict]
         if verdict.id in baseline.known_failures:
             if verdict.status == "failed":
                 verdict.known_failure = True
-            elif verdict.status in ("passed", "warning"):
+            elif verdict.status in ("passed", "partial", "warning"):
                 verdict.status = "error"
                 verdict.message = (
                     "listed as a known failure in the baseline, but it passed: remove it from "
@@ -151,7 +180,7 @@ def conforms(verdicts: Iterable[Verdict]) -> bool:
     fatal = [
         v for v in listed if v.status == "error" or (v.status == "failed" and not v.known_failure)
     ]
-    return not fatal and any(v.status == "passed" for v in listed)
+    return not fatal and any(v.status in ("passed", "partial") for v in listed)
 
 
 CONFORMS, DOES_NOT_CONFORM, HARNESS_FAILED = 0, 1, 3
@@ -162,19 +191,21 @@ def exit_status(report: dict[str, Any]) -> int:
 
     A MUST failure (not a known one) is the target's: 1. Otherwise a requirement that could not be
     judged (also every one of a run that stopped because the target did not start) means the run
-    itself broke: 3. A run in which nothing passed proves nothing: 1.
+    itself broke: 3. A run in which nothing passed proves nothing: 1. `partial` counts as passed
+    (what it left unchecked is in its message); `blocked` follows its prerequisite's failure.
     """
     requirements: list[dict[str, Any]] = report["requirements"]
     if any(r["status"] == "failed" and not r.get("known_failure") for r in requirements):
         return DOES_NOT_CONFORM
     if any(r["status"] == "error" for r in requirements):
         return HARNESS_FAILED
-    if not any(r["status"] == "passed" for r in requirements):
+    if not any(r["status"] in ("passed", "partial") for r in requirements):
         return DOES_NOT_CONFORM
     return CONFORMS
 
 
 def summary(verdicts: Iterable[Verdict]) -> dict[str, int]:
+    """Requirements per status; every status is present, zero or not."""
     counts: dict[str, int] = dict.fromkeys(STATUSES, 0)
     for verdict in verdicts:
         counts[verdict.status] += 1

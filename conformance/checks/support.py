@@ -2,11 +2,15 @@
 
 import json
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
 from conformance.contract import sse
+from conformance.contract.frames import FrameError, ServerFrame
 from conformance.failures import Expect
+from conformance.probes import Socket, SocketClosed, TurnDidNotEnd
+from conformance.run_state import state
 
 ODD_IDS = (
     "session_0000000000000000",
@@ -33,17 +37,44 @@ def json_object(response: httpx.Response, expect: Expect, what: str) -> dict[str
     return body
 
 
-async def create_session(client: httpx.AsyncClient, expect: Expect) -> str:
+def _answer(response: httpx.Response) -> str:
+    return f"{response.status_code} {response.text[:400]}"
+
+
+def _party(client: httpx.AsyncClient) -> str:
+    return "the runtime" if getattr(client, "party", "gateway") == "runtime" else "the gateway"
+
+
+async def create_session(client: httpx.AsyncClient) -> str:
+    """A new session's id: the prerequisite R-CREATE-1 (or, through a gateway whose runtime is
+    checked on its own, G-PROXY-1). A failure here blocks every check that needs a session."""
+    run = state()
+    run.require("R-CREATE-1")
+    blamed = getattr(client, "create_requirement", "R-CREATE-1")
+    run.require(blamed)
     response = await client.post("/sessions")
-    expect.that(
-        response.status_code in (200, 201),
-        "POST /sessions to answer 200 or 201",
-        f"{response.status_code} {response.text}",
-    )
-    body = json_object(response, expect, "POST /sessions")
+    return created_id(response, blamed, f"POST /sessions on {_party(client)}")
+
+
+def created_id(response: httpx.Response, blamed: str, where: str) -> str:
+    """The id a create answered, or the prerequisite failure of `blamed` saying what came."""
+    run = state()
+    if response.status_code not in (200, 201):
+        raise run.prerequisite_failed(blamed, f"{where} to answer 200 or 201", _answer(response))
+    try:
+        body = response.json()
+    except (ValueError, UnicodeDecodeError):
+        body = None
+    if not isinstance(body, dict):
+        raise run.prerequisite_failed(blamed, f"{where} to answer a JSON object", _answer(response))
     session_id = body.get("session_id")
-    expect.that(isinstance(session_id, str), "a string session_id", body)
-    assert isinstance(session_id, str)
+    if not isinstance(session_id, str) or not session_id:
+        keys = ", ".join(sorted(body)) or "none"
+        raise run.prerequisite_failed(
+            blamed,
+            f"{where} to answer a new session with a string session_id",
+            f"a body without one (its keys: {keys}): {response.text[:300]}",
+        )
     return session_id
 
 
@@ -54,24 +85,76 @@ def user_message(text: str) -> dict[str, Any]:
 async def stream_events(
     runtime: httpx.AsyncClient, session_id: str, message: dict[str, Any]
 ) -> tuple[httpx.Response, list[sse.SSEEvent]]:
+    """One POST to the agent stream, as it came: for checks that judge the stream themselves."""
     response = await runtime.post(
         "/agent/message/stream", json={"session_id": session_id, "message": message}
     )
     return response, sse.decode_events(response.text)
 
 
-async def history_messages(
-    client: httpx.AsyncClient, session_id: str, expect: Expect
-) -> list[dict[str, Any]]:
-    response = await client.get(f"/sessions/{session_id}/history")
-    expect.that(
-        response.status_code == 200, "history 200", f"{response.status_code} {response.text}"
-    )
-    body = json_object(response, expect, "history")
-    messages = body.get("messages")
-    expect.that(isinstance(messages, list), "a messages list", body)
-    assert isinstance(messages, list)
+async def stream_turn(
+    runtime: httpx.AsyncClient, session_id: str, message: dict[str, Any]
+) -> list[sse.SSEEvent]:
+    """A turn on the runtime's stream that ends (the prerequisite R-STREAM-1): its events."""
+    run = state()
+    run.require("R-STREAM-1")
+    what = f"a stream for a {message.get('type')} ending in a done or error event"
+    try:
+        response, events = await stream_events(runtime, session_id, message)
+    except httpx.TimeoutException:
+        raise run.prerequisite_failed(
+            "R-STREAM-1", what, f"no complete answer within {runtime.timeout.read:g} s"
+        ) from None
+    if response.status_code != 200:
+        raise run.prerequisite_failed("R-STREAM-1", what, _answer(response))
+    if not events or events[-1].event not in ("done", "error"):
+        last = events[-1].event if events else "no event at all"
+        raise run.prerequisite_failed("R-STREAM-1", what, f"a stream ending in {last}")
+    return events
+
+
+async def history_messages(client: httpx.AsyncClient, session_id: str) -> list[dict[str, Any]]:
+    """A session's messages (the prerequisite R-HIST-1)."""
+    run = state()
+    run.require("R-HIST-1")
+    where = f"GET /sessions/{session_id}/history on {_party(client)}"
+    response = await client.get(f"/sessions/{quote(session_id, safe='')}/history")
+    if response.status_code != 200:
+        raise run.prerequisite_failed("R-HIST-1", f"{where} to answer 200", _answer(response))
+    try:
+        body = response.json()
+    except (ValueError, UnicodeDecodeError):
+        body = None
+    messages = body.get("messages") if isinstance(body, dict) else None
+    if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
+        raise run.prerequisite_failed(
+            "R-HIST-1", f"{where} to answer a messages list of objects", _answer(response)
+        )
     return messages
+
+
+async def socket_turn(
+    socket: Socket, message: dict[str, Any], stays_open: Expect | None = None
+) -> list[ServerFrame]:
+    """Send a frame and read the turn it starts (the prerequisite W-TURN-1).
+
+    A socket that closes fails `stays_open` when the check is about the socket staying open (a bad
+    frame before it), else W-TURN-1 like a turn that never ends.
+    """
+    run = state()
+    run.require("W-TURN-1")
+    await socket.send_json(message)
+    what = "a turn ending in a final assistant_message, a tool_call or an error"
+    try:
+        return await socket.turn()
+    except TurnDidNotEnd as exc:
+        raise run.prerequisite_failed("W-TURN-1", what, str(exc)) from None
+    except FrameError as exc:
+        raise run.prerequisite_failed("W-TURN-1", f"{what}, in valid frames", str(exc)) from None
+    except SocketClosed as closed:
+        if stays_open is not None:
+            stays_open.fail("the socket to stay open", str(closed))
+        raise run.prerequisite_failed("W-TURN-1", what, str(closed)) from None
 
 
 def compact(value: Any) -> str:

@@ -73,7 +73,7 @@ async def _say(socket: Socket, text: str, expect: Expect) -> None:
 async def _session_with(
     gateway: httpx.AsyncClient, open_ws: SocketOpener, expect: Expect, *texts: str
 ) -> str:
-    session_id = await create_session(gateway, expect)
+    session_id = await create_session(gateway)
     await _write(open_ws, session_id, expect, *texts)
     return session_id
 
@@ -236,7 +236,7 @@ async def test_a_rename_answers_the_session_with_its_title_and_the_list_shows_it
     gateway: httpx.AsyncClient, run_id: str
 ) -> None:
     expect = Expect("X-REN-1")
-    session_id = await create_session(gateway, expect)
+    session_id = await create_session(gateway)
     path = f"/sessions/{session_id}"
     # Twice, so that a title kept only the first time, or never replaced, shows; the second one
     # is not ASCII, as titles typed by people often are not.
@@ -274,7 +274,7 @@ async def test_an_empty_or_over_long_title_is_refused_with_422_and_changes_nothi
     gateway: httpx.AsyncClient, what: str, title: str
 ) -> None:
     expect = Expect("X-REN-1")
-    session_id = await create_session(gateway, expect)
+    session_id = await create_session(gateway)
     before = (await _listed(gateway, expect)).get(session_id)
     path = f"/sessions/{session_id}"
     response = await gateway.patch(path, json={"title": title})
@@ -302,7 +302,7 @@ async def test_a_json_export_is_a_download_of_every_message_in_order(
     expect = Expect("X-EXP-1")
     texts = [f"export me first {run_id}", f"export me second {run_id}"]
     session_id = await _session_with(gateway, open_ws, expect, *texts)
-    history = await history_messages(gateway, session_id, expect)
+    history = await history_messages(gateway, session_id)
     path = f"/sessions/{session_id}/export?format=json"
     response = await gateway.get(path)
     expect.that(
@@ -346,7 +346,7 @@ async def test_a_markdown_export_is_text_markdown_holding_every_message_in_order
     expect = Expect("X-EXP-1")
     texts = [f"markdown first {run_id}", f"markdown second {run_id}"]
     session_id = await _session_with(gateway, open_ws, expect, *texts)
-    history = await history_messages(gateway, session_id, expect)
+    history = await history_messages(gateway, session_id)
     path = f"/sessions/{session_id}/export?format=markdown"
     response = await gateway.get(path)
     expect.that(

@@ -192,14 +192,14 @@ async def test_generated_contents_streamed_to_the_runtime_are_stored_exactly(
     expect = Expect("R-STREAM-2")
 
     async def check(content: str) -> None:
-        session_id = await create_session(runtime, expect)
+        session_id = await create_session(runtime)
         response, events = await stream_events(runtime, session_id, user_message(content))
         expect.that(
             response.status_code == 200,
             f"200 for a user_message with the content {shown(content)}",
             f"{response.status_code} {response.text[:300]}",
         )
-        messages = await history_messages(runtime, session_id, expect)
+        messages = await history_messages(runtime, session_id)
         index = _stored_user_message(messages, content, expect, "sent to the stream")
         if events and events[-1].event == "done":
             expect.that(
@@ -248,11 +248,11 @@ async def test_generated_contents_sent_over_the_socket_come_back_exactly(
     expect = Expect("W-TURN-2")
 
     async def check(content: str) -> None:
-        session_id = await create_session(gateway, expect)
+        session_id = await create_session(gateway)
         async with open_ws(session_id) as socket:
             await socket.send_json(user_message(content))
             frames = await _turn(socket, expect, f"the content {shown(content)}", True)
-        messages = await history_messages(gateway, session_id, expect)
+        messages = await history_messages(gateway, session_id)
         index = _stored_user_message(messages, content, expect, "sent over the socket")
         if frames[-1].type != "error":
             expect.that(
@@ -307,7 +307,7 @@ async def test_generated_text_that_is_not_json_gets_an_error_frame(
     deep: bool,
 ) -> None:
     expect = Expect("W-BAD-1")
-    session_id = await create_session(gateway, expect)
+    session_id = await create_session(gateway)
 
     async def check(texts: list[str]) -> None:
         async with open_ws(session_id) as socket:
@@ -334,7 +334,7 @@ async def test_generated_malformed_frames_get_an_error_frame(
     deep: bool,
 ) -> None:
     expect = Expect("W-BAD-2")
-    session_id = await create_session(gateway, expect)
+    session_id = await create_session(gateway)
 
     async def check(frames: list[Any]) -> None:
         async with open_ws(session_id) as socket:
@@ -412,7 +412,7 @@ async def test_generated_invalid_stream_bodies_are_refused_without_a_5xx(
     runtime: httpx.AsyncClient, transcript: Transcript, deep: bool
 ) -> None:
     expect = Expect("R-STREAM-1")
-    session_id = await create_session(runtime, expect)
+    session_id = await create_session(runtime)
 
     async def check(body: bytes) -> None:
         response = await runtime.post(

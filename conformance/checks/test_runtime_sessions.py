@@ -2,6 +2,7 @@
 
 import asyncio
 import re
+from typing import Any
 
 import httpx
 import pytest
@@ -12,7 +13,7 @@ from conformance.plugin import deadline
 from conformance.target_runner import TargetRunner
 from conformance.targets import Capability
 
-from .support import create_session, json_object
+from .support import create_session, created_id, json_object
 
 pytestmark = pytest.mark.asyncio
 
@@ -39,9 +40,17 @@ async def test_runtime_health_answers_without_a_key(runtime: httpx.AsyncClient) 
 async def test_create_answers_a_new_session(
     sessions_api: httpx.AsyncClient, body: bytes | None
 ) -> None:
+    """R-CREATE-1: "POST /sessions with no body (and with {}) -> 200 or 201 with {"session_id":
+    str, "message_count": 0, "current_agent": "orchestrator", "created_at": timestamp}."
+
+    The bodyless create is the prerequisite every session-making check stands on: its failure
+    blocks them. A create with `{}` failing fails this requirement alone.
+    """
     expect = Expect("R-CREATE-1")
     headers = {"Content-Type": "application/json"} if body else {}
     response = await sessions_api.post("/sessions", content=body, headers=headers)
+    if body is None:
+        created_id(response, "R-CREATE-1", "POST /sessions with no body")
     expect.that(
         response.status_code in (200, 201), "200 or 201", f"{response.status_code} {response.text}"
     )
@@ -61,7 +70,7 @@ async def test_create_answers_a_new_session(
 async def test_created_ids_have_the_server_format(sessions_api: httpx.AsyncClient) -> None:
     expect = Expect("R-CREATE-2")
     for _ in range(5):
-        session_id = await create_session(sessions_api, expect)
+        session_id = await create_session(sessions_api)
         expect.that(
             SERVER_ID_PATTERN.fullmatch(session_id) is not None,
             "an id matching ^session_[0-9a-f]{16}$",
@@ -82,13 +91,16 @@ async def test_a_thousand_creates_give_a_thousand_ids(
     async def create() -> str:
         async with gate:
             response = await sessions_api.post("/sessions")
-        expect.that(
-            response.status_code in (200, 201), "every create to succeed", response.status_code
-        )
-        return str(response.json()["session_id"])
+        answered.append(response.status_code)
+        return created_id(response, "R-CREATE-3", f"create {len(answered)} of {count}")
 
-    async with asyncio.timeout(deadline(count / 20)):
-        made = await asyncio.gather(*(create() for _ in range(count)))
+    answered: list[int] = []
+    seconds = deadline(count / 20)
+    try:
+        async with asyncio.timeout(seconds):
+            made = await asyncio.gather(*(create() for _ in range(count)))
+    except TimeoutError:
+        expect.fail(f"{count} creates within {seconds:g} s", f"{len(answered)} answered")
     duplicates = len(made) - len(set(made))
     expect.that(duplicates == 0, f"{count} distinct ids", f"{duplicates} duplicates")
 
@@ -100,11 +112,16 @@ async def test_created_session_survives_a_runtime_restart(
     if not sessionlab_target.supports("runtime", Capability.STOP):
         pytest.skip("the target offers no control of its runtime (stop/start)")
     expect = Expect("R-CREATE-4")
-    session_id = await create_session(sessions_api, expect)
+    session_id = await create_session(sessions_api)
     await sessionlab_target.restart_service("runtime")
     listed = json_object(await sessions_api.get("/sessions"), expect, "GET /sessions")
-    ids = {info.get("session_id") for info in listed.get("sessions", [])}
-    expect.that(session_id in ids, f"{session_id} listed after the restart", f"{len(ids)} others")
+    sessions = listed.get("sessions")
+    ids, difference = _listed_ids(sessions if isinstance(sessions, list) else [])
+    expect.that(
+        session_id in ids,
+        f"{session_id} listed after the restart",
+        f"{len(ids)} other sessions listed{difference}",
+    )
     history = await sessions_api.get(f"/sessions/{session_id}/history")
     expect.that(
         history.status_code == 200, "its history 200 after the restart", history.status_code
@@ -120,7 +137,7 @@ async def test_runtime_logs_the_creation(
     expect = Expect("R-CREATE-5")
     logs = sessionlab_target.logs("runtime")
     since = len(logs.lines())
-    session_id = await create_session(sessions_api, expect)
+    session_id = await create_session(sessions_api)
     try:
         async with asyncio.timeout(deadline(5)):
             created = await logs.wait_for(f"Created new session: {re.escape(session_id)}", since)
@@ -135,10 +152,22 @@ async def test_runtime_logs_the_creation(
     )
 
 
+def _listed_ids(sessions: list[Any]) -> tuple[set[str], str]:
+    """The ids a list names, and how its entries differ from SessionInfo when they name none."""
+    ids = {i["session_id"] for i in sessions if isinstance(i, dict) and "session_id" in i}
+    keys = sorted({key for info in sessions if isinstance(info, dict) for key in info})
+    without = sum(1 for info in sessions if not isinstance(info, dict) or "session_id" not in info)
+    note = f"; {without} of {len(sessions)} entries carry no session_id (their keys: "
+    return ids, (note + ", ".join(keys) + ")") if without else ""
+
+
 @pytest.mark.req("R-LIST-1")
 async def test_list_shows_every_created_session(sessions_api: httpx.AsyncClient) -> None:
+    """R-LIST-1: "GET /sessions -> 200 {"sessions": [SessionInfo], "total": int}; SessionInfo =
+    {"session_id", "message_count": int, "last_activity": timestamp, "current_agent": str or
+    null}; every created session appears; total equals the number of sessions listed"."""
     expect = Expect("R-LIST-1")
-    made = {await create_session(sessions_api, expect) for _ in range(3)}
+    made = {await create_session(sessions_api) for _ in range(3)}
     response = await sessions_api.get("/sessions")
     expect.that(response.status_code == 200, "200", f"{response.status_code} {response.text}")
     body = json_object(response, expect, "GET /sessions")
@@ -146,14 +175,29 @@ async def test_list_shows_every_created_session(sessions_api: httpx.AsyncClient)
     expect.that(isinstance(sessions, list), "a sessions list", body)
     assert isinstance(sessions, list)
     expect.that(body.get("total") == len(sessions), f"total == {len(sessions)}", body.get("total"))
-    listed = {info.get("session_id") for info in sessions if isinstance(info, dict)}
-    expect.that(made <= listed, "every created session listed", sorted(made - listed))
+    listed, difference = _listed_ids(sessions)
+    missing = sorted(made - listed)
+    expect.that(
+        not missing,
+        "every created session listed by its session_id",
+        f"{len(missing)} of {len(made)} not found: {', '.join(missing)}{difference}",
+    )
     for info in sessions:
-        ok = (
-            isinstance(info, dict)
-            and isinstance(info.get("session_id"), str)
-            and isinstance(info.get("message_count"), int)
-            and isinstance(info.get("last_activity"), str)
-            and (info.get("current_agent") is None or isinstance(info.get("current_agent"), str))
-        )
-        expect.that(ok, "each entry a SessionInfo", info)
+        wrong = _session_info_problems(info)
+        expect.that(not wrong, "each entry a SessionInfo", f"{'; '.join(wrong)}: {info}")
+
+
+def _session_info_problems(info: object) -> list[str]:
+    if not isinstance(info, dict):
+        return ["not an object"]
+    problems = []
+    if not isinstance(info.get("session_id"), str):
+        problems.append("no string session_id")
+    if not isinstance(info.get("message_count"), int):
+        problems.append("no integer message_count")
+    if not isinstance(info.get("last_activity"), str):
+        problems.append("no last_activity timestamp")
+    agent = info.get("current_agent")
+    if agent is not None and not isinstance(agent, str):
+        problems.append("current_agent neither a string nor null")
+    return problems

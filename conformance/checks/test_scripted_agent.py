@@ -46,7 +46,7 @@ async def test_tool_result_continues_the_turn_and_is_stored(
     gateway: httpx.AsyncClient, open_ws: Opener, run_id: str
 ) -> None:
     expect = Expect("W-TOOL-1")
-    session_id = await create_session(gateway, expect)
+    session_id = await create_session(gateway)
     async with open_ws(session_id) as socket:
         call = _tool_call(
             await _send(socket, user_message('/tool read_file {"path": "a.txt"}')), expect, False
@@ -64,7 +64,7 @@ async def test_tool_result_continues_the_turn_and_is_stored(
             "the turn to continue with a final reply quoting the result",
             frames,
         )
-    messages = await history_messages(gateway, session_id, expect)
+    messages = await history_messages(gateway, session_id)
     tools = [m for m in messages if m.get("role") == "tool"]
     expect.that(
         len(tools) == 1 and tools[0].get("tool_call_id") == call.call_id,
@@ -79,7 +79,7 @@ async def test_each_decision_continues_an_approval_turn(
     gateway: httpx.AsyncClient, open_ws: Opener, decision: str
 ) -> None:
     expect = Expect("W-HITL-1")
-    session_id = await create_session(gateway, expect)
+    session_id = await create_session(gateway)
     async with open_ws(session_id) as socket:
         call = _tool_call(
             await _send(socket, user_message('/approve write_file {"path": "a.txt"}')),
@@ -119,7 +119,7 @@ async def test_a_decision_for_an_unknown_call_gets_an_error_frame(
     gateway: httpx.AsyncClient, open_ws: Opener
 ) -> None:
     expect = Expect("W-HITL-1")
-    session_id = await create_session(gateway, expect)
+    session_id = await create_session(gateway)
     async with open_ws(session_id) as socket:
         frames = await _send(
             socket, {"type": "hitl_decision", "call_id": "call_unknown", "decision": "approve"}
@@ -134,7 +134,7 @@ async def test_switch_agent_is_announced_and_reported(
     gateway: httpx.AsyncClient, open_ws: Opener
 ) -> None:
     expect = Expect("W-AGENT-1")
-    session_id = await create_session(gateway, expect)
+    session_id = await create_session(gateway)
     async with open_ws(session_id) as socket:
         frames = await _send(
             socket, {"type": "switch_agent", "agent_type": "coder", "content": "write it"}

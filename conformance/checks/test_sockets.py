@@ -65,7 +65,7 @@ def _reply_text(frames: list[ServerFrame]) -> str:
 async def test_socket_opens_for_a_created_session(
     gateway: httpx.AsyncClient, open_ws: Opener, sessionlab_target: TargetRunner
 ) -> None:
-    session_id = await create_session(gateway, Expect("W-CONN-1"))
+    session_id = await create_session(gateway)
     logs = (
         sessionlab_target.logs("gateway")
         if sessionlab_target.supports("gateway", Capability.LOGS)
@@ -120,7 +120,7 @@ async def test_a_message_gets_a_complete_turn(
     gateway: httpx.AsyncClient, open_ws: Opener, run_id: str
 ) -> None:
     expect = Expect("W-TURN-1")
-    session_id = await create_session(gateway, expect)
+    session_id = await create_session(gateway)
     async with open_ws(session_id) as socket:
         frames = await _turn(socket, f"turn check {run_id}", expect)
     expect.that(frames[-1].type != "error", "a turn that does not end in an error", frames)
@@ -131,7 +131,7 @@ async def test_a_turn_lands_in_the_history(
     gateway: httpx.AsyncClient, open_ws: Opener, run_id: str
 ) -> None:
     expect = Expect("W-TURN-2")
-    session_id = await create_session(gateway, expect)
+    session_id = await create_session(gateway)
     text = f"history check {run_id}"
     roles: list[tuple[object, object]] = []
     async with open_ws(session_id) as socket:
@@ -140,7 +140,7 @@ async def test_a_turn_lands_in_the_history(
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(socket.timeout):
                 while True:
-                    messages = await history_messages(gateway, session_id, expect)
+                    messages = await history_messages(gateway, session_id)
                     roles = [(m.get("role"), m.get("content")) for m in messages]
                     if ("user", text) in roles and any(
                         role in ("assistant", "tool")
@@ -166,7 +166,7 @@ async def test_a_bad_frame_gets_an_error_frame_and_the_socket_stays_usable(
 ) -> None:
     requirement = "W-BAD-1" if what == "not JSON" else "W-BAD-2"
     expect = Expect(requirement)
-    session_id = await create_session(gateway, expect)
+    session_id = await create_session(gateway)
     async with open_ws(session_id) as socket:
         await socket.send_text(frame)
         try:
@@ -192,7 +192,7 @@ async def test_a_binary_frame_gets_an_error_frame(
     gateway: httpx.AsyncClient, open_ws: Opener
 ) -> None:
     expect = Expect("W-BAD-1")
-    session_id = await create_session(gateway, expect)
+    session_id = await create_session(gateway)
     async with open_ws(session_id) as socket:
         await socket.send_bytes(b"\xff\x00binary")
         try:
@@ -215,7 +215,7 @@ async def test_a_lone_surrogate_escape_gets_an_answer_on_a_socket_that_stays_ope
 ) -> None:
     expect = Expect("W-BAD-1")
     what = "an error frame or a reply for a user_message holding a lone surrogate \\ud800"
-    session_id = await create_session(gateway, expect)
+    session_id = await create_session(gateway)
     async with open_ws(session_id) as socket:
         await socket.send_text(LONE_SURROGATE)
         try:
@@ -232,8 +232,8 @@ async def test_frames_never_cross_to_another_sessions_socket(
     gateway: httpx.AsyncClient, open_ws: Opener, run_id: str
 ) -> None:
     expect = Expect("W-ISO-1")
-    first = await create_session(gateway, expect)
-    second = await create_session(gateway, expect)
+    first = await create_session(gateway)
+    second = await create_session(gateway)
     async with open_ws(first) as one, open_ws(second) as two:
         for round_ in range(3):
             text_one, text_two = f"alpha{round_} {run_id}", f"omega{round_} {run_id}"
@@ -256,7 +256,7 @@ async def test_runtime_down_gives_an_error_frame_and_the_socket_recovers(
     if not sessionlab_target.supports("runtime", Capability.STOP):
         pytest.skip("the target offers no control of its runtime (stop/start)")
     expect = Expect("W-DOWN-1")
-    session_id = await create_session(gateway, expect)
+    session_id = await create_session(gateway)
     async with open_ws(session_id) as socket:
         await _turn(socket, "before", expect)
         await sessionlab_target.stop_service("runtime")

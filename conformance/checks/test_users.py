@@ -89,7 +89,7 @@ async def _session_with_text(
     owner: httpx.AsyncClient, open_ws: SocketOpener, expect: Expect, text: str
 ) -> str:
     """A session of the first user holding `text`, seen in the owner's own history."""
-    session_id = await create_session(owner, expect)
+    session_id = await create_session(owner)
     async with open_ws(session_id) as ws:
         await ws.send_json(user_message(text))
         frames = await ws.turn()
@@ -358,7 +358,7 @@ async def test_socket_takes_the_token_as_a_query_parameter(
 ) -> None:
     owner = _users(sessionlab_target, 2)[0]
     expect = Expect("X-AUTH-1")
-    session_id = await create_session(gateway, expect)
+    session_id = await create_session(gateway)
     query = f"?token={quote(users.token(owner), safe='')}"
     url = _socket_url(users.endpoints.ws_url, session_id, query)
     timeout = deadline(sessionlab_target.turn_timeout)

@@ -27,6 +27,8 @@ class Requirement(BaseModel):
     profile: str
     title: str
     raised_in: dict[str, Level] = Field(default_factory=dict)
+    # Prerequisites: requirements whose failure leaves this one unjudgeable (`blocked`).
+    needs: tuple[str, ...] = ()
 
     @field_validator("profile")
     @classmethod
@@ -54,6 +56,10 @@ def catalogue() -> dict[str, Requirement]:
     by_id = {entry.id: entry for entry in entries}
     if len(by_id) != len(entries):
         raise ValueError("requirements.yaml lists an id twice")
+    for entry in entries:
+        unknown = [need for need in entry.needs if need not in by_id or need == entry.id]
+        if unknown:
+            raise ValueError(f"requirements.yaml: {entry.id} needs {unknown}, not a prerequisite")
     return by_id
 
 

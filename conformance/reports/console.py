@@ -2,8 +2,24 @@
 
 from typing import Any
 
-MARKS = {"passed": "ok  ", "failed": "FAIL", "warning": "warn", "skipped": "skip", "error": "ERR "}
-ORDER = {"failed": 0, "error": 1, "warning": 2, "passed": 3, "skipped": 4}
+MARKS = {
+    "passed": "ok  ",
+    "partial": "part",
+    "failed": "FAIL",
+    "warning": "warn",
+    "blocked": "blkd",
+    "skipped": "skip",
+    "error": "ERR ",
+}
+ORDER = {
+    "failed": 0,
+    "error": 1,
+    "warning": 2,
+    "blocked": 3,
+    "partial": 4,
+    "passed": 5,
+    "skipped": 6,
+}
 LEVELS = ("MUST", "SHOULD", "MAY")
 
 
@@ -46,6 +62,20 @@ def render_console(report: dict[str, Any], verbose: bool = False) -> str:
         lines.append(f"not selected: {', '.join(skipped_profiles)}")
     if left_out:
         lines.append(f"left out by --only: {left_out} requirements")
+    paced = report.get("rate_limited")
+    if paced:
+        lines.append("")
+        lines.append(
+            f"the target rate-limited the run: {paced['responses_429']} answer(s) 429, "
+            f"{paced['waited']:.1f} s waited as asked, requests then paced at "
+            f"{paced['final_rate']:g}/s; --rate N sets a pace from the start"
+        )
+    if any(r["status"] == "error" for r in requirements):
+        lines.append("")
+        lines.append(
+            "ERR marks sessionlab's own errors, not the target's: please report them with the "
+            "JSON report (--json)"
+        )
     lines.append("")
     lines.append(_totals(report))
     lines.append("CONFORMS" if report["conforms"] else "DOES NOT CONFORM")
@@ -55,7 +85,8 @@ def render_console(report: dict[str, Any], verbose: bool = False) -> str:
 def _totals(report: dict[str, Any]) -> str:
     counts = report["summary"]
     return (
-        f"requirements: {counts['passed']} passed, {counts['failed']} failed, "
-        f"{counts['warning']} warnings, {counts['skipped']} skipped, {counts['error']} errors"
-        f" in {report['duration']:.1f} s"
+        f"requirements: {counts['passed']} passed, {counts.get('partial', 0)} partial, "
+        f"{counts['failed']} failed, {counts['warning']} warnings, "
+        f"{counts.get('blocked', 0)} blocked, {counts['skipped']} skipped, "
+        f"{counts['error']} errors in {report['duration']:.1f} s"
     )

@@ -13,13 +13,29 @@ from typing import Any
 
 from conformance.verdicts import exit_status
 
-STATUS_ORDER = {"failed": 0, "error": 1, "warning": 2, "passed": 3, "skipped": 4}
+STATUS_ORDER = {
+    "failed": 0,
+    "error": 1,
+    "warning": 2,
+    "blocked": 3,
+    "partial": 4,
+    "passed": 5,
+    "skipped": 6,
+}
 LEVELS = ("MUST", "SHOULD", "MAY")
 # The symbol is decoration; the word next to it carries the meaning (colour is never alone).
-SYMBOLS = {"passed": "✓", "failed": "✗", "warning": "!", "skipped": "○", "error": "⚠"}
+SYMBOLS = {
+    "passed": "✓",
+    "partial": "◐",
+    "failed": "✗",
+    "warning": "!",
+    "blocked": "⊘",
+    "skipped": "○",
+    "error": "⚠",
+}
 PLURALS = {"warning": "warnings", "error": "errors"}
 # Statuses a reader has to act on; their rows carry the failing checks' transcripts.
-EXPANDED = ("failed", "error", "warning")
+EXPANDED = ("failed", "error", "warning", "blocked", "partial")
 ONLY_PREFIX = "not selected by --only"
 
 # C0 and C1 controls (tab, newline and carriage return aside) and lone surrogates cannot be
@@ -48,7 +64,7 @@ def exit_code(report: dict[str, Any]) -> tuple[int, str]:
     if code == 3:
         return 3, (
             f"the run is incomplete: {counts['error']} requirement(s) could not be judged "
-            "(no check covers them, or their checks could not run)"
+            "(no check covers them, or sessionlab's own code failed: please report it)"
         )
     if code == 0:
         return 0, f"no MUST requirement of the checked profiles failed{aside}, and checks passed"
@@ -128,8 +144,11 @@ a { color: inherit; }
 .status-warning {
   background: var(--warn-bg); color: var(--warn-ink); border-color: var(--warn-edge);
 }
-.status-skipped {
+.status-skipped, .status-blocked {
   background: var(--skip-bg); color: var(--skip-ink); border-color: var(--skip-edge);
+}
+.status-partial {
+  background: var(--pass-bg); color: var(--pass-ink); border: 1px dashed var(--pass-edge);
 }
 
 table.requirements { width: 100%; border-collapse: collapse; table-layout: fixed; }
