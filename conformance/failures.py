@@ -3,6 +3,8 @@
 import json
 from dataclasses import dataclass
 
+from pydantic import BaseModel
+
 
 class CheckFailure(AssertionError):
     """`W-BAD-1 failed: expected an error frame, received close 1011`."""
@@ -37,6 +39,13 @@ class Expect:
 
 
 def short(value: object, limit: int = 400) -> str:
+    if isinstance(value, BaseModel):
+        value = value.model_dump(mode="json", exclude_none=True)
+    elif isinstance(value, list) and any(isinstance(item, BaseModel) for item in value):
+        value = [
+            item.model_dump(mode="json", exclude_none=True) if isinstance(item, BaseModel) else item
+            for item in value
+        ]
     if isinstance(value, str):
         text = value
     elif isinstance(value, dict | list):

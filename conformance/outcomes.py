@@ -95,9 +95,10 @@ def _where(exc: BaseException) -> str:
     """The innermost line of sessionlab's own code the exception passed through."""
     frames = traceback.extract_tb(exc.__traceback__)
     ours = [f for f in frames if Path(f.filename).resolve().is_relative_to(PACKAGE)]
-    frame = (ours or frames or [None])[-1]
-    if frame is None:
+    chosen = ours or list(frames)
+    if not chosen:
         return "unknown place"
+    frame = chosen[-1]
     return f"{Path(frame.filename).name}:{frame.lineno} in {frame.name}"
 
 

@@ -264,7 +264,7 @@ PARTIAL = pytest.StashKey[list[str]]()
 def partial(request: pytest.FixtureRequest) -> Callable[[str], None]:
     """Say what a passing check did not check, and what would check it: the verdict is then
     `partial`, never a silent `passed`."""
-    notes = request.node.stash.setdefault(PARTIAL, [])
+    notes: list[str] = request.node.stash.setdefault(PARTIAL, [])
     return notes.append
 
 

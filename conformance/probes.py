@@ -217,8 +217,13 @@ class Socket:
         return text
 
     async def recv_frame(self, timeout: float | None = None) -> ServerFrame:
-        """The next frame, validated; a malformed one raises FrameError naming the problem."""
-        return parse_server_frame(await self.recv_text(timeout))
+        """The next frame, validated; a malformed one raises FrameError naming the problem and
+        showing the frame."""
+        text = await self.recv_text(timeout)
+        try:
+            return parse_server_frame(text)
+        except FrameError as exc:
+            raise FrameError(f"{exc}, in the frame {_frame_shown(text)}") from None
 
     async def turn(self, timeout: float | None = None) -> list[ServerFrame]:
         """Frames up to the one that ends a turn: a final assistant chunk, a tool_call, an error."""

@@ -31,7 +31,7 @@ class CheckResult:
     blocked_by: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        entry = {
+        entry: dict[str, Any] = {
             "nodeid": self.nodeid,
             "outcome": self.outcome,
             "message": self.message,
@@ -57,7 +57,7 @@ class Verdict:
     blocked_by: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        entry = {
+        entry: dict[str, Any] = {
             "id": self.id,
             "level": self.level.value,
             "profile": self.profile,

@@ -8,7 +8,7 @@ import httpx
 
 from conformance.contract import sse
 from conformance.contract.frames import FrameError, ServerFrame
-from conformance.failures import Expect
+from conformance.failures import CheckFailure, Expect
 from conformance.probes import Socket, SocketClosed, TurnDidNotEnd
 from conformance.run_state import state
 
@@ -113,33 +113,44 @@ async def stream_turn(
     return events
 
 
-async def history_messages(client: httpx.AsyncClient, session_id: str) -> list[dict[str, Any]]:
-    """A session's messages (the prerequisite R-HIST-1)."""
+async def history_messages(
+    client: httpx.AsyncClient, session_id: str, odd: bool = False
+) -> list[dict[str, Any]]:
+    """A session's messages (the prerequisite R-HIST-1).
+
+    `odd`: the session holds content a check chose to be unusual. A history that then fails to
+    read fails R-HIST-1 all the same, but blocks nothing else: other sessions still read.
+    """
     run = state()
     run.require("R-HIST-1")
     where = f"GET /sessions/{session_id}/history on {_party(client)}"
+    if odd:
+        where += ", after unusual content"
+
+    def failure(expected: str, received: str) -> CheckFailure:
+        if odd:
+            return CheckFailure("R-HIST-1", expected, received)
+        return run.prerequisite_failed("R-HIST-1", expected, received)
+
     response = await client.get(f"/sessions/{quote(session_id, safe='')}/history")
     if response.status_code != 200:
-        raise run.prerequisite_failed("R-HIST-1", f"{where} to answer 200", _answer(response))
+        raise failure(f"{where} to answer 200", _answer(response))
     try:
         body = response.json()
     except (ValueError, UnicodeDecodeError):
         body = None
     messages = body.get("messages") if isinstance(body, dict) else None
     if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
-        raise run.prerequisite_failed(
-            "R-HIST-1", f"{where} to answer a messages list of objects", _answer(response)
-        )
+        raise failure(f"{where} to answer a messages list of objects", _answer(response))
     return messages
 
 
-async def socket_turn(
-    socket: Socket, message: dict[str, Any], stays_open: Expect | None = None
-) -> list[ServerFrame]:
-    """Send a frame and read the turn it starts (the prerequisite W-TURN-1).
+async def socket_turn(socket: Socket, message: dict[str, Any], expect: Expect) -> list[ServerFrame]:
+    """Send a frame and read the turn it starts.
 
-    A socket that closes fails `stays_open` when the check is about the socket staying open (a bad
-    frame before it), else W-TURN-1 like a turn that never ends.
+    A turn that does not end in time fails the prerequisite W-TURN-1 (and blocks every later
+    check that chats); an invalid frame or a socket that closes mid-turn fails `expect`, the
+    requirement the check is about.
     """
     run = state()
     run.require("W-TURN-1")
@@ -150,11 +161,10 @@ async def socket_turn(
     except TurnDidNotEnd as exc:
         raise run.prerequisite_failed("W-TURN-1", what, str(exc)) from None
     except FrameError as exc:
-        raise run.prerequisite_failed("W-TURN-1", f"{what}, in valid frames", str(exc)) from None
+        expect.fail(f"{what}, in valid frames", f"an invalid frame: {exc}")
     except SocketClosed as closed:
-        if stays_open is not None:
-            stays_open.fail("the socket to stay open", str(closed))
-        raise run.prerequisite_failed("W-TURN-1", what, str(closed)) from None
+        expect.fail(f"{what}, on a socket that stays open", str(closed))
+    raise AssertionError("unreachable: Expect.fail raises")
 
 
 def compact(value: Any) -> str:

@@ -13,16 +13,15 @@ from conformance.contract.frames import AgentSwitchedFrame, ServerFrame, ToolCal
 from conformance.failures import Expect
 from conformance.probes import Socket
 
-from .support import create_session, history_messages, json_object, user_message
+from .support import create_session, history_messages, json_object, socket_turn, user_message
 
 pytestmark = pytest.mark.asyncio
 
 Opener = Callable[[str], AbstractAsyncContextManager[Socket]]
 
 
-async def _send(socket: Socket, frame: dict[str, Any]) -> list[ServerFrame]:
-    await socket.send_json(frame)
-    return await socket.turn()
+async def _send(socket: Socket, frame: dict[str, Any], expect: Expect) -> list[ServerFrame]:
+    return await socket_turn(socket, frame, expect)
 
 
 def _tool_call(frames: list[ServerFrame], expect: Expect, approval: bool) -> ToolCallFrame:
@@ -49,7 +48,9 @@ async def test_tool_result_continues_the_turn_and_is_stored(
     session_id = await create_session(gateway)
     async with open_ws(session_id) as socket:
         call = _tool_call(
-            await _send(socket, user_message('/tool read_file {"path": "a.txt"}')), expect, False
+            await _send(socket, user_message('/tool read_file {"path": "a.txt"}'), expect),
+            expect,
+            False,
         )
         expect.that(call.tool_name == "read_file", "the tool named in the directive", call)
         result = {
@@ -58,7 +59,7 @@ async def test_tool_result_continues_the_turn_and_is_stored(
             "tool_name": "read_file",
             "result": f"contents {run_id}",
         }
-        frames = await _send(socket, result)
+        frames = await _send(socket, result, expect)
         expect.that(
             frames[-1].type == "assistant_message" and run_id in _final_text(frames),
             "the turn to continue with a final reply quoting the result",
@@ -82,7 +83,7 @@ async def test_each_decision_continues_an_approval_turn(
     session_id = await create_session(gateway)
     async with open_ws(session_id) as socket:
         call = _tool_call(
-            await _send(socket, user_message('/approve write_file {"path": "a.txt"}')),
+            await _send(socket, user_message('/approve write_file {"path": "a.txt"}'), expect),
             expect,
             True,
         )
@@ -95,7 +96,7 @@ async def test_each_decision_continues_an_approval_turn(
             frame["modified_arguments"] = {"path": "edited.txt"}
         if decision == "reject":
             frame["feedback"] = "not now"
-        frames = await _send(socket, frame)
+        frames = await _send(socket, frame, expect)
         expect.that(frames[-1].type != "error", f"the turn to continue after {decision}", frames)
         if decision == "reject":
             expect.that(
@@ -109,7 +110,7 @@ async def test_each_decision_continues_an_approval_turn(
                 again.arguments == {"path": "edited.txt"}, "the edited arguments", again.arguments
             )
         done = await _send(
-            socket, {"type": "tool_result", "call_id": call.call_id, "result": "written"}
+            socket, {"type": "tool_result", "call_id": call.call_id, "result": "written"}, expect
         )
         expect.that(done[-1].type == "assistant_message", "a final reply after the tool", done)
 
@@ -122,10 +123,12 @@ async def test_a_decision_for_an_unknown_call_gets_an_error_frame(
     session_id = await create_session(gateway)
     async with open_ws(session_id) as socket:
         frames = await _send(
-            socket, {"type": "hitl_decision", "call_id": "call_unknown", "decision": "approve"}
+            socket,
+            {"type": "hitl_decision", "call_id": "call_unknown", "decision": "approve"},
+            expect,
         )
         expect.that(frames[-1].type == "error", "an error frame for an unknown call_id", frames)
-        after = await _send(socket, user_message("still fine"))
+        after = await _send(socket, user_message("still fine"), expect)
         expect.that(after[-1].type != "error", "the socket to stay usable", after)
 
 
@@ -137,7 +140,7 @@ async def test_switch_agent_is_announced_and_reported(
     session_id = await create_session(gateway)
     async with open_ws(session_id) as socket:
         frames = await _send(
-            socket, {"type": "switch_agent", "agent_type": "coder", "content": "write it"}
+            socket, {"type": "switch_agent", "agent_type": "coder", "content": "write it"}, expect
         )
         switched = [f for f in frames if isinstance(f, AgentSwitchedFrame)]
         expect.that(
@@ -150,7 +153,7 @@ async def test_switch_agent_is_announced_and_reported(
         )
         expect.that(current.get("current_agent") == "coder", "current_agent coder", current)
         unknown = await _send(
-            socket, {"type": "switch_agent", "agent_type": "no_such_agent", "content": "x"}
+            socket, {"type": "switch_agent", "agent_type": "no_such_agent", "content": "x"}, expect
         )
         expect.that(unknown[-1].type == "error", "an error frame for an unknown agent", unknown)
     history = json.dumps(current.get("agent_history"))
