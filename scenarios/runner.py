@@ -249,6 +249,9 @@ def _timed_out(run: _Run, step: Step, bound: float, began: float) -> str:
             shown = last if len(last) <= 200 else last[:200] + "…"
             came = f"{len(frames)} frame(s) came, none ending the turn; the last: {shown}"
         return f"waited {bound:g} s for {AWAITED[wanted]}; {came}"
+    if isinstance(step.args, LogExpect):
+        resolved = LogExpect.model_validate(run.resolved(step.args.model_dump(exclude_none=True)))
+        return _log_missing(run, resolved, bound)
     return (
         f"waited {bound:g} s for {step.action} to finish; it had not "
         "(the IDE's trace below shows how far it got)"
@@ -327,20 +330,25 @@ def _log_pattern(args: LogExpect) -> tuple[str, str]:
     return args.line, f"matching /{args.line}/"
 
 
-async def _expect_log(run: _Run, args: LogExpect) -> None:
+def _log_missing(run: _Run, args: LogExpect, seconds: float) -> str:
+    _, wanted = _log_pattern(args)
+    tail = run.target.logs(args.service).lines()[-5:]
+    return (
+        f"waited {seconds:g} s for a {args.service} log line {wanted}; none came. "
+        f"Its last lines: {tail}"
+    )
+
+
+async def _expect_log(run: _Run, args: LogExpect, bound: float) -> None:
     if not run.target.supports(args.service, Capability.LOGS):
         raise StepFailed(f"the target offers no {args.service} logs")
-    logs = run.target.logs(args.service)
-    pattern, wanted = _log_pattern(args)
+    pattern, _ = _log_pattern(args)
+    seconds = min(args.within, bound)
     try:
-        async with asyncio.timeout(args.within):
-            await logs.wait_for(pattern, since=run.log_marks[args.service])
+        async with asyncio.timeout(seconds):
+            await run.target.logs(args.service).wait_for(pattern, since=run.log_marks[args.service])
     except TimeoutError:
-        tail = logs.lines()[-5:]
-        raise StepFailed(
-            f"waited {args.within:g} s for a {args.service} log line {wanted}; none came. "
-            f"Its last lines: {tail}"
-        ) from None
+        raise StepFailed(_log_missing(run, args, seconds)) from None
 
 
 async def _network(run: _Run, args: NetworkArgs) -> None:
@@ -466,7 +474,7 @@ async def _execute(run: _Run, step: Step, bound: float) -> str | None:
             if args.session not in ids:
                 raise StepFailed(f"{args.session} is not in the session list ({len(ids)} listed)")
         case LogExpect():
-            await _expect_log(run, args)
+            await _expect_log(run, args, bound)
         case ErrorExpect():
             event = await _expect_turn(run, "error", bound)
             assert isinstance(event, TurnEnd)
