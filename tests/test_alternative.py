@@ -1,0 +1,139 @@
+"""The independently written aiohttp + sqlite3 stack runs as a process target and speaks the
+protocol in its own way: 201 on create, `detail` errors passed on as `error`, a fixed reply that
+is no echo, the gateway under /api/v1 with one key for both sides, strict refusals."""
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import websockets
+
+from conformance.targets.loader import load_target
+from conformance.targets.process_target import ProcessTarget
+from tests.fixtures.alternative.agent import ACKNOWLEDGEMENT
+from tests.fixtures.alternative.harness import TARGET_FILE, alternative_environment
+from tests.fixtures.stack import deadline
+from tests.fixtures.thirdparty.harness import assert_nothing_left, client
+
+
+@pytest.fixture
+async def alternative(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> AsyncIterator[ProcessTarget]:
+    for name, value in alternative_environment({}).items():
+        monkeypatch.setenv(name, value)
+    target = load_target(TARGET_FILE, run_dir=tmp_path / "run")
+    assert isinstance(target, ProcessTarget)
+    await target.start()
+    try:
+        yield target
+    finally:
+        await target.close()
+    assert_nothing_left(target)
+
+
+async def turn(socket: Any) -> list[dict[str, Any]]:
+    """Frames up to the final reply or an error."""
+    frames = []
+    async with asyncio.timeout(deadline(10)):
+        while True:
+            frame = json.loads(await socket.recv())
+            frames.append(frame)
+            if frame["type"] == "error" or frame.get("is_final"):
+                return frames
+
+
+async def test_rest_through_the_gateway_under_its_base_path_with_the_shared_key(
+    alternative: ProcessTarget,
+) -> None:
+    endpoints = alternative.endpoints
+    assert endpoints.gateway_url.endswith("/api/v1")
+    assert endpoints.client_key == endpoints.internal_key
+    async with client(endpoints) as gateway:
+        created = await gateway.post("/sessions")
+        assert created.status_code == 201
+        session_id = created.json()["session_id"]
+        assert created.json()["current_agent"] == "orchestrator"
+        assert (await gateway.get(f"/sessions/{session_id}/history")).json()["messages"] == []
+        assert (await gateway.get(f"/agents/{session_id}/current")).status_code == 200
+        unknown = await gateway.get("/sessions/session_0000000000000000/history")
+        assert unknown.status_code == 404
+        assert unknown.json()["error"] == "session not found"
+        assert (
+            await gateway.get("/sessions", headers={"X-Internal-Auth": "no"})
+        ).status_code == 401
+    async with httpx.AsyncClient(base_url=endpoints.runtime_url or "", trust_env=False) as runtime:
+        refused = await runtime.get("/sessions")
+        assert refused.status_code == 401
+        assert refused.json() == {"detail": "unauthorized"}
+        assert (await runtime.get("/health")).json()["status"] == "healthy"
+    async with asyncio.timeout(deadline(5)):
+        await alternative.logs("runtime").wait_for(f"Created new session: {session_id}")
+
+
+async def test_a_turn_over_the_socket_is_a_fixed_reply_stored_with_the_message(
+    alternative: ProcessTarget,
+) -> None:
+    endpoints = alternative.endpoints
+    async with client(endpoints) as gateway:
+        session_id = (await gateway.post("/sessions")).json()["session_id"]
+        async with websockets.connect(f"{endpoints.ws_url}/ws/{session_id}") as socket:
+            await socket.send(
+                json.dumps({"type": "user_message", "content": "ping", "role": "user"})
+            )
+            frames = await turn(socket)
+            assert [frame["content"] for frame in frames] == list(ACKNOWLEDGEMENT)
+            assert frames[-1]["is_final"] is True
+            await socket.send(b"\x00binary")
+            assert (await turn(socket))[0]["type"] == "error"
+            await socket.send(json.dumps({"type": "teleport"}))
+            assert await turn(socket) == [
+                {"type": "error", "content": "Unknown message type: teleport"}
+            ]
+        history = (await gateway.get(f"/sessions/{session_id}/history")).json()
+    assert history["messages"] == [
+        {"role": "user", "content": "ping"},
+        {"role": "assistant", "content": "".join(ACKNOWLEDGEMENT)},
+    ]
+    async with asyncio.timeout(deadline(5)):
+        await alternative.logs("gateway").wait_for(rf"\[{session_id}\] WebSocket connected")
+
+
+async def test_strict_refusals_and_tool_fields_kept_across_a_runtime_restart(
+    alternative: ProcessTarget,
+) -> None:
+    endpoints = alternative.endpoints
+    with pytest.raises(websockets.ConnectionClosed) as closed:
+        async with websockets.connect(f"{endpoints.ws_url}/ws/session_0000000000000000") as socket:
+            await asyncio.wait_for(socket.recv(), deadline(5))
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == 4404
+    async with httpx.AsyncClient(
+        base_url=endpoints.runtime_url or "",
+        headers=endpoints.runtime_headers(),
+        timeout=deadline(10),
+        trust_env=False,
+    ) as runtime:
+        unknown = await runtime.post(
+            "/agent/message/stream",
+            json={
+                "session_id": "session_0000000000000000",
+                "message": {"type": "user_message", "content": "hi", "role": "user"},
+            },
+        )
+        assert unknown.status_code == 404
+        session_id = (await runtime.post("/sessions")).json()["session_id"]
+        tool_result = {"type": "tool_result", "call_id": "call-7", "tool_name": "ls", "result": [1]}
+        streamed = await runtime.post(
+            "/agent/message/stream", json={"session_id": session_id, "message": tool_result}
+        )
+        assert streamed.headers["content-type"].startswith("text/event-stream")
+        assert 'event:done\r\ndata:{"status": "completed"}\r\n\r\n' in streamed.text
+        await alternative.restart_service("runtime")
+        messages = (await runtime.get(f"/sessions/{session_id}/history")).json()["messages"]
+    assert messages[0] == {"role": "tool", "content": "[1]", "tool_call_id": "call-7", "name": "ls"}
+    assert messages[1]["role"] == "assistant"
