@@ -410,6 +410,14 @@ def test_a_gateway_that_drops_every_socket_fails_tp1_at_its_first_chat(
             "id: x\ntitle: t\nsteps:\n  - send: a\n    wait: 1\n",
             "4: a step names exactly one action",
         ),
+        (
+            "id: x\ntitle: t\nsteps:\n  - expect_log: {service: gateway}\n",
+            "4: expect_log: Value error, give either `contains` (texts a line holds) or `line`",
+        ),
+        (
+            "id: x\ntitle: t\nsteps:\n  - expect_log: {service: gateway, contains: []}\n",
+            "4: expect_log: Value error, `contains` needs at least one non-empty text",
+        ),
     ],
     ids=[
         "typo",
@@ -420,6 +428,8 @@ def test_a_gateway_that_drops_every_socket_fails_tp1_at_its_first_chat(
         "no-title",
         "yaml-syntax",
         "two-actions",
+        "log-without-text",
+        "log-with-no-texts",
     ],
 )
 def test_a_bad_plan_gets_its_file_line_and_reason(tmp_path: Path, text: str, reason: str) -> None:
