@@ -130,6 +130,16 @@ def _add_target_options(parser: argparse.ArgumentParser) -> None:
     where.add_argument("--turn-timeout", type=float, help="seconds one agent turn may take")
 
 
+def _positive_rate(value: str) -> float:
+    try:
+        rate = float(value)
+    except ValueError:
+        rate = 0.0
+    if not rate > 0:
+        raise argparse.ArgumentTypeError(f"a positive number of requests a second, not {value!r}")
+    return rate
+
+
 def _smoke(args: argparse.Namespace) -> int:
     from conformance.smoke import run_smoke
 
@@ -156,6 +166,7 @@ def _verify(args: argparse.Namespace) -> int:
             html_path=args.html,
             verbose=args.verbose,
             baseline=args.baseline,
+            rate=args.rate,
         )
     )
 
@@ -232,6 +243,13 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--deep", action="store_true", help="many more generated examples")
     what.add_argument(
         "--baseline", type=Path, help="YAML of known failures and flaky requirement IDs"
+    )
+    what.add_argument(
+        "--rate",
+        type=_positive_rate,
+        metavar="N",
+        help="at most N requests (and socket opens) a second, for a target that rate-limits "
+        "(a 429 slows the run down by itself)",
     )
     out = verify.add_argument_group("reports")
     out.add_argument("--json", type=Path, help="write the JSON report here")

@@ -114,7 +114,7 @@ def classify(exc: BaseException | None, ids: tuple[str, ...]) -> Classified:
     if isinstance(exc, CheckFailure):
         if exc.requirement in ids:
             # A check of several requirements stops at the first failure: the others wait on it.
-            return Classified("failed", (exc.requirement,), _first_line(exc), exc.requirement)
+            return Classified("failed", (exc.requirement,), _first_line(exc))
         # A failure of a requirement the check stands on (a prerequisite, a profile feature): that
         # requirement fails (the run records it); this check's own are blocked by it.
         kind = "prerequisite" if isinstance(exc, PrerequisiteFailure) else "requirement"

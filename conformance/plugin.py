@@ -11,6 +11,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -179,6 +180,14 @@ def _depth(requirement_id: str) -> int:
     """How many prerequisites stand below a requirement, at most."""
     needs = catalogue()[requirement_id].needs
     return 1 + max((_depth(need) for need in needs), default=-1)
+
+
+def _all_needs(requirement_id: str) -> set[str]:
+    """Every prerequisite a requirement stands on, directly or through another."""
+    needs = set(catalogue()[requirement_id].needs)
+    for need in list(needs):
+        needs |= _all_needs(need)
+    return needs
 
 
 def _checks_run(config: pytest.Config) -> bool:
@@ -424,13 +433,16 @@ def pytest_runtest_makereport(
     results = item.config.stash[RESULTS]
     transcript = getattr(item, "funcargs", {}).get("transcript")
     kept = transcript if isinstance(transcript, Transcript) else None
-    if report.skipped:
+    error = call.excinfo.value if call.excinfo is not None else None
+    if report.skipped and not isinstance(error, run_state.Blocked):
         _record(results, CheckResult(item.nodeid, ids, "skipped", _skip_reason(report)))
         return report
-    error = call.excinfo.value if call.excinfo is not None else None
     if error is None and report.when != "call":
         return report
     verdict = classify(error, ids)
+    if verdict.kind == "blocked" and len(ids) > 1 and verdict.blocked_by:
+        standing = tuple(i for i in ids if verdict.blocked_by in _all_needs(i)) or ids
+        verdict = replace(verdict, blamed=standing)
     if verdict.kind == "failed" and report.when != "call":
         # Only the check's own body can fail the target; set-up and tear-down are sessionlab's.
         verdict = classify(RuntimeError(verdict.message), ids)
@@ -461,13 +473,13 @@ def pytest_runtest_makereport(
     )
     waiting = tuple(i for i in ids if i not in verdict.blamed)
     if waiting:
-        # The check's other requirements were not seen through: the failure blocks them.
-        results[f"{item.nodeid} (blocked)"] = CheckResult(
+        # A check of several requirements stopped early: its other requirements were not seen
+        # through by it. They stay unjudged by this check (their own checks judge them).
+        results[f"{item.nodeid} (unjudged)"] = CheckResult(
             nodeid=item.nodeid,
             requirement_ids=waiting,
-            outcome="blocked",
-            message=f"blocked by {verdict.blamed[0]}: {message}",
-            blocked_by=verdict.blamed[0],
+            outcome="unjudged",
+            message=f"not judged: the check stopped at {verdict.blamed[0]}: {message}",
         )
     own = set(verdict.blamed) if outcome == "failed" else set()
     for number, finding in enumerate(run_state.state().take_findings()):

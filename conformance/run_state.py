@@ -16,15 +16,18 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+import pytest
+
 from conformance.contract.requirements import catalogue
 from conformance.failures import CheckFailure, short
 
 
-class Blocked(BaseException):
+class Blocked(pytest.skip.Exception):
     """The check cannot run: a prerequisite failed earlier in the run.
 
-    A BaseException, like pytest's skip, so that it passes straight through hypothesis (which would
-    otherwise shrink it as a failure) and through the checks' `except Exception` clauses.
+    A kind of pytest's skip: it passes straight through hypothesis (which would otherwise shrink
+    it as a failure), the checks' `except Exception` clauses and fixtures; the plugin tells it
+    from a plain skip and reports it as `blocked`.
     """
 
     def __init__(self, prerequisite: str, message: str) -> None:

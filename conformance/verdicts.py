@@ -6,7 +6,9 @@ from typing import Any, Literal
 
 from conformance.contract.requirements import CLIENT_PROFILE, Level, Requirement, catalogue
 
-Outcome = Literal["passed", "partial", "failed", "blocked", "skipped", "error"]
+# `unjudged`: a check of several requirements stopped before it judged this one; it counts
+# neither way unless nothing else judged the requirement.
+Outcome = Literal["passed", "partial", "failed", "blocked", "skipped", "error", "unjudged"]
 Status = Literal["passed", "partial", "failed", "warning", "blocked", "skipped", "error"]
 STATUSES: tuple[Status, ...] = (
     "failed",
@@ -97,6 +99,9 @@ def judge(
         return verdict("skipped", f"profile {profile!r} is not selected")
     if not checks:
         return verdict("error", unjudged)
+    if all(check.outcome == "unjudged" for check in checks):
+        return verdict("skipped", _unique(check.message for check in checks))
+    checks = [check for check in checks if check.outcome != "unjudged"]
     failed = [check for check in checks if check.outcome == "failed"]
     if failed:
         # SHOULD and MAY are reported, never fatal: a warning is not a failure of conformance.

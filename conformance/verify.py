@@ -41,6 +41,7 @@ class VerifyOptions:
     html_path: Path | None = None
     verbose: bool = False
     baseline: Path | None = None
+    rate: float | None = None
 
     def pytest_args(self, report_path: Path) -> list[str]:
         args = [
@@ -78,6 +79,7 @@ class VerifyOptions:
             ("--internal-key", self.internal_key),
             ("--turn-timeout", None if self.turn_timeout is None else str(self.turn_timeout)),
             ("--baseline", None if self.baseline is None else str(self.baseline)),
+            ("--rate", None if self.rate is None else str(self.rate)),
         ]
         for flag, value in pairs:
             if value is not None:

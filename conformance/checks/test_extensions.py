@@ -14,12 +14,18 @@ from pydantic import BaseModel, ValidationError
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from conformance.contract.bodies import SearchResults, SessionExport, SessionInfo
-from conformance.contract.frames import FrameError
 from conformance.failures import Expect
 from conformance.plugin import SocketOpener
 from conformance.probes import Socket
 
-from .support import compact, create_session, history_messages, json_object, user_message
+from .support import (
+    compact,
+    create_session,
+    history_messages,
+    json_object,
+    socket_turn,
+    user_message,
+)
 
 pytestmark = pytest.mark.asyncio
 
@@ -48,21 +54,7 @@ def _curl(client: httpx.AsyncClient, method: str, path: str) -> str:
 async def _say(socket: Socket, text: str, expect: Expect) -> None:
     """One user message and the whole turn it starts; a turn that ends in an error frame means
     the message may not have been stored, and every check here needs it stored."""
-    await socket.send_json(user_message(text))
-    try:
-        frames = await socket.turn()
-    except TimeoutError:
-        frames = None
-        received = "no end of turn in time"
-    except FrameError as exc:
-        frames = None
-        received = f"an invalid frame: {exc}"
-    except ConnectionClosed as closed:
-        frames = None
-        received = f"the socket closed ({closed.rcvd.code if closed.rcvd else 1006})"
-    if frames is None:
-        expect.fail(f"a complete turn for the message {text!r}", received)
-        return
+    frames = await socket_turn(socket, user_message(text), expect)
     expect.that(
         frames[-1].type != "error",
         f"the message {text!r} answered without an error",

@@ -276,14 +276,14 @@ async def test_a_turn_is_appended_to_the_history(
     text = f"append {run_id}"
     await stream_turn(runtime, session_id, user_message(text))
     messages = await history_messages(runtime, session_id)
-    first = messages[0] if messages else {}
+    # Where each message stands is R-HIST-3's: here only that both were appended.
     expect.that(
-        first.get("role") == "user" and first.get("content") == text,
-        f"the user message {text!r} first",
+        any(m.get("role") == "user" and m.get("content") == text for m in messages),
+        f"the user message {text!r} as role user",
         messages,
     )
     expect.that(
-        any(m.get("role") == "assistant" for m in messages[1:]),
+        any(m.get("role") == "assistant" for m in messages),
         "the reply as role assistant",
         messages,
     )

@@ -22,7 +22,7 @@ from conformance.probes import TEST_HEADER, Socket, http_probe
 from conformance.target_runner import TargetRunner
 from conformance.transcript import Transcript
 
-from .support import compact, create_session, json_object, user_message
+from .support import compact, create_session, json_object, socket_turn, user_message
 
 pytestmark = pytest.mark.asyncio
 
@@ -91,8 +91,7 @@ async def _session_with_text(
     """A session of the first user holding `text`, seen in the owner's own history."""
     session_id = await create_session(owner)
     async with open_ws(session_id) as ws:
-        await ws.send_json(user_message(text))
-        frames = await ws.turn()
+        frames = await socket_turn(ws, user_message(text), expect)
     expect.that(
         frames[-1].type != "error",
         "the owner's message to its own session to be answered",

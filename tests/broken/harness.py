@@ -73,3 +73,24 @@ def failing_transcript(report: dict[str, Any], requirement_id: str) -> list[dict
                 if check["outcome"] == "failed":
                     return list(check["transcript"])
     return []
+
+
+# A timing SHOULD (R-AUTH-2) measures a few milliseconds: on a busy machine it may warn by noise.
+NOISY = frozenset({"R-AUTH-2"})
+
+
+def collateral(report: dict[str, Any], cause: str, *also_failing: str) -> dict[str, str]:
+    """Requirements that moved for a reason other than `cause`: neither passed (fully or in
+    part), nor blocked by the cause, nor skipped with a stated reason. Empty when the verdicts
+    point at the cause alone."""
+    moved: dict[str, str] = {}
+    for requirement in report["requirements"]:
+        identity, status = requirement["id"], requirement["status"]
+        if identity in (cause, *also_failing) or (identity in NOISY and status == "warning"):
+            continue
+        if status in ("passed", "partial") or (status == "skipped" and requirement["message"]):
+            continue
+        if status == "blocked" and set(requirement.get("blocked_by", [])) <= {cause, *also_failing}:
+            continue
+        moved[identity] = f"{status}: {requirement['message'][:300]}"
+    return moved

@@ -1,0 +1,134 @@
+"""Reference variants whose one defect used to fail many requirements, or none visibly.
+
+Each proves that the verdicts point at the cause: the defect's own requirement fails, the checks
+that stand on it are `blocked` by it, and nothing else moves.
+"""
+
+import itertools
+import json
+import time
+from typing import Any
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from conformance.targets.reference_target import ReferenceTarget
+from tests.broken.asgi import Wrapper, intercept_socket, rewrite_json
+from tests.broken.core_breaks import _is, _never_final
+
+
+def create_answers_id() -> ReferenceTarget:
+    """R-CREATE-1: the new session's id comes back as `id`, not `session_id`."""
+
+    def rename(body: dict[str, Any]) -> dict[str, Any]:
+        return {("id" if key == "session_id" else key): value for key, value in body.items()}
+
+    return ReferenceTarget(runtime_wrapper=rewrite_json(_is("POST", "/sessions"), rename))
+
+
+TURN_TIMEOUT = 20.0
+
+
+def turns_never_end_slowly() -> ReferenceTarget:
+    """W-TURN-1, with a long turn timeout: a run that waited it out per check would take minutes."""
+    return ReferenceTarget(
+        turn_timeout=TURN_TIMEOUT, gateway_wrapper=intercept_socket(outgoing=_never_final)
+    )
+
+
+def list_names_ids_id() -> ReferenceTarget:
+    """R-LIST-1: the listed sessions carry `id` instead of `session_id`."""
+
+    def rename(body: dict[str, Any]) -> dict[str, Any]:
+        sessions = [
+            {("id" if key == "session_id" else key): value for key, value in info.items()}
+            for info in body["sessions"]
+        ]
+        return {**body, "sessions": sessions}
+
+    return ReferenceTarget(runtime_wrapper=rewrite_json(_is("GET", "/sessions"), rename))
+
+
+LIMIT_PER_SECOND = 60
+
+
+def rate_limited(limit: int = LIMIT_PER_SECOND) -> Wrapper:
+    """A fixed window of `limit` requests a second; over it, 429 with Retry-After. The agent
+    stream is exempt, as chat often is behind such limits."""
+    window = {"second": 0, "count": 0}
+    body = json.dumps({"detail": "rate limit exceeded"}).encode()
+
+    def wrap(app: ASGIApp) -> ASGIApp:
+        async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
+            exempt = scope["type"] != "http" or scope["path"] in (
+                "/health",
+                "/agent/message/stream",
+            )
+            if not exempt:
+                second = int(time.monotonic())
+                if window["second"] != second:
+                    window.update(second=second, count=0)
+                window["count"] += 1
+                if window["count"] > limit:
+                    headers = [(b"content-type", b"application/json"), (b"retry-after", b"1")]
+                    await send({"type": "http.response.start", "status": 429, "headers": headers})
+                    await send({"type": "http.response.body", "body": body})
+                    return
+            await app(scope, receive, send)
+
+        return wrapped
+
+    return wrap
+
+
+def runtime_rate_limits() -> ReferenceTarget:
+    """No defect: a runtime that allows so many requests a second and answers 429 beyond."""
+    return ReferenceTarget(runtime_wrapper=rate_limited())
+
+
+def tool_directive_ignored() -> ReferenceTarget:
+    """W-TOOL-1 (scripted): the `/tool` directive is treated as plain text."""
+    counter = itertools.count()
+
+    def plain(body: dict[str, Any]) -> dict[str, Any]:
+        message = body.get("message")
+        if isinstance(message, dict) and str(message.get("content", "")).startswith("/tool"):
+            message = {**message, "content": f"no tools here {next(counter)}"}
+        return {**body, "message": message}
+
+    return ReferenceTarget(runtime_wrapper=rewrite_request_json("/agent/message/stream", plain))
+
+
+def rewrite_request_json(path: str, change: Any) -> Wrapper:
+    """Rewrite the JSON body of requests to one path before the service reads it."""
+
+    def wrap(app: ASGIApp) -> ASGIApp:
+        async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] != "http" or scope["path"] != path:
+                await app(scope, receive, send)
+                return
+            chunks = []
+            while True:
+                message = await receive()
+                chunks.append(message.get("body", b""))
+                if not message.get("more_body"):
+                    break
+            try:
+                body = json.dumps(change(json.loads(b"".join(chunks)))).encode()
+            except ValueError:
+                body = b"".join(chunks)
+            headers = [(k, v) for k, v in scope["headers"] if k != b"content-length"]
+            headers.append((b"content-length", str(len(body)).encode()))
+            sent = False
+
+            async def replay() -> dict[str, Any]:
+                nonlocal sent
+                if sent:
+                    return await receive()
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+
+            await app({**scope, "headers": headers}, replay, send)
+
+        return wrapped
+
+    return wrap

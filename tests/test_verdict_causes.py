@@ -1,0 +1,95 @@
+"""One defect, one failed requirement: the checks that stand on it are blocked by it, nothing else
+moves, no message shows a raw exception, and a target that rate-limits is honoured."""
+
+import re
+from typing import Any
+
+import pytest
+
+from tests.broken.cause_breaks import TURN_TIMEOUT
+from tests.broken.harness import collateral, message, statuses, verify
+
+FACTORY = "tests.broken.cause_breaks:"
+RAW = re.compile(r"\b(KeyError|TimeoutError\(\)|ConnectionClosed\w*\(|FrameError\b)")
+
+
+def _raw_exceptions(report: dict[str, Any]) -> list[str]:
+    return [
+        f"{r['id']}: {r['message']}" for r in report["requirements"] if RAW.search(r["message"])
+    ]
+
+
+def test_a_create_without_session_id_fails_r_create_1_and_blocks_what_needs_a_session() -> None:
+    report = verify(FACTORY + "create_answers_id")
+    verdicts = statuses(report)
+    assert verdicts["R-CREATE-1"] == "failed"
+    assert "keys: created_at, current_agent, id, message_count" in message(report, "R-CREATE-1")
+    assert collateral(report, "R-CREATE-1") == {}
+    for blocked in ("W-TURN-1", "W-ISO-1", "G-PROXY-2", "R-HIST-3", "R-CREATE-3"):
+        assert verdicts[blocked] == "blocked", blocked
+        assert message(report, blocked).startswith("blocked by")
+        assert "R-CREATE-1" in message(report, blocked)
+    assert _raw_exceptions(report) == []
+    assert report["exit_code"] == 1
+
+
+def test_turns_that_never_end_fail_w_turn_1_once_within_one_timeout() -> None:
+    report = verify(FACTORY + "turns_never_end_slowly")
+    verdicts = statuses(report)
+    assert verdicts["W-TURN-1"] == "failed"
+    said = message(report, "W-TURN-1")
+    assert f"within {TURN_TIMEOUT:g} s" in said
+    assert "none ending it" in said
+    assert collateral(report, "W-TURN-1") == {}
+    for blocked in ("W-ISO-1", "W-BAD-1", "W-TURN-2", "W-AGENT-1"):
+        assert verdicts[blocked] == "blocked", blocked
+    for unaffected in ("W-CONN-1", "G-AUTH-1", "R-STREAM-2"):
+        assert verdicts[unaffected] == "passed", unaffected
+    assert _raw_exceptions(report) == []
+    # Waited out once (twice at most, by the socket model), not once per check that chats.
+    assert report["duration"] < 2 * TURN_TIMEOUT + 90, report["duration"]
+    assert report["exit_code"] == 1
+
+
+def test_a_list_naming_ids_id_says_so_and_fails_r_list_1_alone() -> None:
+    report = verify(FACTORY + "list_names_ids_id", "R-LIST", "R-CREATE-4")
+    assert statuses(report)["R-LIST-1"] == "failed"
+    said = message(report, "R-LIST-1")
+    assert "carry no session_id (their keys:" in said
+    assert "id," in said
+    assert "not listed" not in said
+    assert statuses(report)["R-CREATE-4"] in ("passed", "blocked")
+    assert collateral(report, "R-LIST-1") == {}
+
+
+def test_unordered_history_fails_r_hist_3_alone() -> None:
+    report = verify("tests.broken.core_breaks:history_reversed")
+    assert statuses(report)["R-HIST-3"] == "failed"
+    assert collateral(report, "R-HIST-3") == {}
+    assert statuses(report)["R-STREAM-2"] == "passed"
+    assert statuses(report)["W-TURN-2"] == "passed"
+
+
+def test_a_runtime_that_rate_limits_is_honoured_and_the_report_says_so() -> None:
+    report = verify(FACTORY + "runtime_rate_limits")
+    assert collateral(report, "none") == {}, report["stdout"][-3000:]
+    limited = report["rate_limited"]
+    assert limited["responses_429"] > 0
+    assert "the target rate-limited the run" in report["stdout"]
+    assert report["exit_code"] == 0
+
+
+def test_a_profile_feature_that_does_not_answer_blames_the_profiles_requirement() -> None:
+    report = verify(FACTORY + "tool_directive_ignored", "R-HIST", "R-STREAM", "W-TOOL")
+    verdicts = statuses(report)
+    assert verdicts["W-TOOL-1"] == "failed"
+    assert verdicts["R-HIST-3"] == "partial"
+    assert "the /tool directive gave no call" in message(report, "R-HIST-3")
+    assert verdicts["R-STREAM-2"] == "partial"
+    assert collateral(report, "W-TOOL-1") == {}
+
+
+@pytest.mark.parametrize("rate", ["0", "-1", "x"])
+def test_rate_takes_a_positive_number(rate: str) -> None:
+    with pytest.raises(AssertionError, match="wrote no report"):
+        verify(FACTORY + "runtime_rate_limits", extra=("--rate", rate))
