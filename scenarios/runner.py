@@ -261,7 +261,7 @@ def _timed_out(run: _Run, step: Step, bound: float, began: float) -> str:
 def _explain(exc: BaseException) -> str:
     """An exception in words: its kind and message, the request it concerned, never a repr."""
     kind = type(exc).__name__
-    if isinstance(exc, IdeError | StepFailed):
+    if isinstance(exc, IdeError):
         return str(exc)
     if isinstance(exc, httpx.RequestError):
         request = exc.request
@@ -469,8 +469,13 @@ async def _execute(run: _Run, step: Step, bound: float) -> str | None:
                     f"(closed: {ide.closed_session_ids or 'none'})"
                 )
         case SessionArg() if step.action == "expect_listed":
-            listed = (await run.http.get("/sessions")).json()
-            ids = [info.get("session_id") for info in listed.get("sessions", [])]
+            response = await run.http.get("/sessions")
+            if response.status_code != 200:
+                # A failed list is not an empty one: say what the gateway answered.
+                raise StepFailed(
+                    f"the session list answered {response.status_code}: {response.text[:200]}"
+                )
+            ids = [info.get("session_id") for info in response.json().get("sessions", [])]
             if args.session not in ids:
                 raise StepFailed(f"{args.session} is not in the session list ({len(ids)} listed)")
         case LogExpect():
@@ -511,7 +516,10 @@ async def _run_steps(run: _Run, result: ScenarioResult, step_timeout: float) -> 
                 record.message = _timed_out(run, step, bound, began)
             else:
                 # A wait inside the step gave up before the step's own time was out.
-                record.message = f"{step.action} gave up waiting: {_explain(exc)}"
+                record.message = (
+                    f"{step.action} gave up waiting after {time.monotonic() - began:.1f} s "
+                    f"of its {bound:g} s: {_explain(exc)}"
+                )
         except StepFailed as exc:
             record.status = "failed"
             record.message = str(exc)
