@@ -188,7 +188,11 @@ class Socket:
         self.transcript.record("ws-send", text)
         self.last_sent = f"the frame {_frame_shown(text, 80)}"
         self._sent.append(text)
-        await self.connection.send(text)
+        try:
+            await self.connection.send(text)
+        except ConnectionClosed as closed:
+            self.transcript.record("ws-close", describe_close(closed))
+            raise SocketClosed(closed, f"a chance to send {self.last_sent}") from None
 
     async def send_json(self, frame: dict[str, Any]) -> None:
         await self.send_text(json.dumps(frame))
@@ -196,7 +200,11 @@ class Socket:
     async def send_bytes(self, data: bytes) -> None:
         self.transcript.record("ws-send", f"<binary {len(data)} bytes>")
         self.last_sent = f"a binary frame of {len(data)} bytes"
-        await self.connection.send(data)
+        try:
+            await self.connection.send(data)
+        except ConnectionClosed as closed:
+            self.transcript.record("ws-close", describe_close(closed))
+            raise SocketClosed(closed, f"a chance to send {self.last_sent}") from None
 
     async def recv_text(self, timeout: float | None = None) -> str:
         seconds = timeout or self.timeout
