@@ -4,6 +4,8 @@ is no echo, the gateway under /api/v1 with one key for both sides, strict refusa
 
 import asyncio
 import json
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -14,10 +16,19 @@ import websockets
 
 from conformance.targets.loader import load_target
 from conformance.targets.process_target import ProcessTarget
+from scenarios.loader import load_scenarios
+from tests.broken.harness import message, statuses
 from tests.fixtures.alternative.agent import ACKNOWLEDGEMENT
-from tests.fixtures.alternative.harness import TARGET_FILE, alternative_environment
+from tests.fixtures.alternative.harness import (
+    REPO,
+    TARGET_FILE,
+    alternative_environment,
+    verify_alternative,
+)
 from tests.fixtures.stack import deadline
 from tests.fixtures.thirdparty.harness import assert_nothing_left, client
+
+PLANS = REPO / "scenarios" / "plans"
 
 
 @pytest.fixture
@@ -137,3 +148,62 @@ async def test_strict_refusals_and_tool_fields_kept_across_a_runtime_restart(
         messages = (await runtime.get(f"/sessions/{session_id}/history")).json()["messages"]
     assert messages[0] == {"role": "tool", "content": "[1]", "tool_call_id": "call-7", "name": "ls"}
     assert messages[1]["role"] == "assistant"
+
+
+def test_verify_in_the_strict_profile_says_it_conforms() -> None:
+    report = verify_alternative(extra=("--profile", "strict"))
+    assert report["exit_code"] == 0, report["stdout"][-3000:]
+    assert "\nCONFORMS\n" in report["stdout"]
+    found = statuses(report)
+    # A fixed reply that quotes nothing can only be told apart by count: partial, by design.
+    assert found.pop("W-ISO-1") == "partial", message(report, "W-ISO-1")
+    # A timing SHOULD measured in milliseconds may warn on a busy machine.
+    if found["R-AUTH-2"] == "warning":
+        del found["R-AUTH-2"]
+    claimed = {r["id"] for r in report["requirements"] if r["profile"] in ("core", "strict")}
+    assert {k: v for k, v in found.items() if k in claimed and v != "passed"} == {}
+    assert {k: v for k, v in found.items() if v not in ("passed", "skipped")} == {}
+
+
+def test_every_core_plan_passes_and_the_scripted_ones_skip(tmp_path: Path) -> None:
+    report_path = tmp_path / "plans.json"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "conformance.cli",
+            "run",
+            str(PLANS),
+            "--target",
+            str(TARGET_FILE),
+            "--junit-xml",
+            str(tmp_path / "plans.xml"),
+            "--json",
+            str(report_path),
+        ],
+        cwd=REPO,
+        env=alternative_environment(),
+        capture_output=True,
+        text=True,
+        timeout=deadline(300),
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    outcomes = {
+        s["id"]: (s["status"], s["message"])
+        for s in json.loads(report_path.read_text())["scenarios"]
+    }
+    plans = load_scenarios(sorted(PLANS.glob("*.yaml")))
+    scripted = {plan.id for plan in plans if "scripted" in plan.profiles}
+    assert scripted
+    assert {
+        plan
+        for plan, (status, reason) in outcomes.items()
+        if status == "skipped" and "does not claim profile 'scripted'" in reason
+    } == scripted
+    # Launched as processes behind a fault proxy, it can be killed, frozen and cut: nothing else
+    # is skipped.
+    assert {plan for plan, (status, _) in outcomes.items() if status == "passed"} == {
+        plan.id for plan in plans
+    } - scripted
+    assert (tmp_path / "plans.xml").read_text().count("<testcase") == len(plans)
