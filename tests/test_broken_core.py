@@ -1,9 +1,12 @@
 """The suite proves itself: against servers that each break one requirement, exactly that
 requirement fails (a SHOULD as a warning), with a message a tester understands."""
 
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
 import pytest
 
-from tests.broken.harness import message, not_passing, verify
+from tests.broken.harness import collateral, message, not_passing, statuses, verify
 
 FACTORY = "tests.broken.core_breaks:"
 
@@ -36,17 +39,43 @@ CASES = [
 ]
 
 
+# Variants whose break cannot stay in one requirement when every check runs: run only with
+# their family, and why.
+FAMILY_ONLY = {
+    # The wrapper answers ids in the local format that name no stored session: every check
+    # after a create would fail for a reason that is not R-CREATE-2's.
+    "create_with_local_ids": "the answered ids name no session",
+}
+
+
+@pytest.fixture(scope="module")
+def reports() -> dict[str, dict[str, Any]]:
+    """Every variant verified over the whole of its profiles, a few at a time."""
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        futures = {
+            name: pool.submit(verify, FACTORY + name, *(only if name in FAMILY_ONLY else ()))
+            for name, only, _, _ in CASES
+        }
+        return {name: future.result() for name, future in futures.items()}
+
+
 @pytest.mark.parametrize(
-    ("factory", "only", "broken", "says"), CASES, ids=[case[0] for case in CASES]
+    ("factory", "broken", "says"),
+    [(name, broken, says) for name, _, broken, says in CASES],
+    ids=[case[0] for case in CASES],
 )
 def test_exactly_the_broken_requirement_fails(
-    factory: str, only: list[str], broken: dict[str, str], says: str
+    reports: dict[str, dict[str, Any]], factory: str, broken: dict[str, str], says: str
 ) -> None:
-    report = verify(FACTORY + factory, *only)
-    assert not_passing(report) == broken, report["stdout"][-3000:]
+    """The break fails its requirement; every other requirement of the checked profiles is
+    passed, blocked by it, or skipped for a stated reason."""
+    report = reports[factory]
     (requirement_id,) = broken
+    moved = {k: v for k, v in not_passing(report).items() if k not in broken}
+    assert statuses(report)[requirement_id] == broken[requirement_id], report["stdout"][-3000:]
     assert requirement_id in message(report, requirement_id)
     assert says in message(report, requirement_id)
+    assert collateral(report, requirement_id) == {}, moved
     failing_must = "failed" in broken.values()
     assert report["exit_code"] == (1 if failing_must else 0)
 

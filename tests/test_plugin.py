@@ -157,3 +157,88 @@ def test_list(sessionlab_target):
         judged = verdict(report, requirement_id)
         assert judged["status"] == "error"
         assert judged["message"] == "not judged: the target did not start: port 1 never opened"
+
+
+def test_an_exception_in_a_checks_own_code_is_sessionlabs_error(checks: pytest.Pytester) -> None:
+    checks.makepyfile(
+        test_x="""
+import pytest
+
+pytestmark = pytest.mark.asyncio
+
+@pytest.mark.req("R-LIST-1")
+async def test_list(gateway):
+    body = (await gateway.get("/sessions")).json()
+    body["no such field"]
+"""
+    )
+    _, report = run(checks, "--only", "R-LIST")
+    listed = verdict(report, "R-LIST-1")
+    assert listed["status"] == "error"
+    said = str(listed["message"])
+    assert said.startswith("sessionlab's own error, not the target's: KeyError")
+    assert "test_x.py" in said
+    assert "please report it" in said
+    check = listed["checks"][0]  # type: ignore[index]
+    assert check["outcome"] == "error"
+    assert "Traceback" in check["transcript"][-1]["text"]
+    assert report["conforms"] is False
+
+
+def test_a_check_that_leaves_part_unchecked_is_partial_everywhere(
+    checks: pytest.Pytester,
+) -> None:
+    checks.makepyfile(
+        test_x="""
+import pytest
+
+pytestmark = pytest.mark.asyncio
+
+@pytest.mark.req("R-LIST-1")
+async def test_list(gateway, partial):
+    assert (await gateway.get("/sessions")).status_code == 200
+    partial("the order was not checked: no second session")
+"""
+    )
+    _, report = run(checks, "--only", "R-LIST")
+    listed = verdict(report, "R-LIST-1")
+    assert listed["status"] == "partial"
+    assert listed["message"] == "the order was not checked: no second session"
+    assert report["conforms"] is True
+    from conformance.reports.console import render_console
+    from conformance.reports.html import render_html
+    from conformance.reports.junit import render_junit
+
+    assert "part MUST   R-LIST-1" in render_console(report)
+    assert "partial: the order was not checked" in render_junit(report)
+    assert "status-partial" in render_html(report)
+
+
+def test_a_prerequisite_that_failed_blocks_the_checks_standing_on_it(
+    checks: pytest.Pytester,
+) -> None:
+    checks.makepyfile(
+        test_x="""
+import pytest
+from conformance.run_state import state
+
+pytestmark = pytest.mark.asyncio
+
+@pytest.mark.req("W-TURN-1")
+async def test_turn(gateway):
+    raise state().prerequisite_failed("W-TURN-1", "a turn that ends", "silence")
+
+@pytest.mark.req("W-ISO-1")
+async def test_isolation(gateway):
+    raise AssertionError("never reached: blocked before it runs")
+"""
+    )
+    result, report = run(checks, "--only", "W-")
+    assert verdict(report, "W-TURN-1")["status"] == "failed"
+    isolated = verdict(report, "W-ISO-1")
+    assert isolated["status"] == "blocked"
+    assert isolated["blocked_by"] == ["W-TURN-1"]
+    assert str(isolated["message"]).startswith(
+        "blocked by W-TURN-1: W-TURN-1 failed: expected a turn that ends, received silence"
+    )
+    assert result.ret == 1
