@@ -2,12 +2,14 @@
 moves, no message shows a raw exception, and a target that rate-limits is honoured."""
 
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.broken.cause_breaks import TURN_TIMEOUT
-from tests.broken.harness import collateral, message, statuses, verify
+from tests.broken.harness import collateral, message, statuses, verify, verify_target
+from tests.fixtures.stack import start_stack
 
 FACTORY = "tests.broken.cause_breaks:"
 RAW = re.compile(r"\b(KeyError|TimeoutError\(\)|ConnectionClosed\w*\(|FrameError\b)")
@@ -93,3 +95,69 @@ def test_a_profile_feature_that_does_not_answer_blames_the_profiles_requirement(
 def test_rate_takes_a_positive_number(rate: str) -> None:
     with pytest.raises(AssertionError, match="wrote no report"):
         verify(FACTORY + "runtime_rate_limits", extra=("--rate", rate))
+
+
+# False failures that must not come back: a right implementation, or one whose defect is another
+# requirement's, is judged right.
+
+
+def test_a_runtime_404_the_gateway_passes_on_fails_r_agents_2_alone() -> None:
+    report = verify(FACTORY + "current_agent_404_for_new_sessions")
+    assert statuses(report)["R-AGENTS-2"] == "failed"
+    assert collateral(report, "R-AGENTS-2") == {}
+    assert statuses(report)["G-PROXY-1"] == "passed"
+    assert statuses(report)["G-PROXY-2"] == "passed"
+
+
+@pytest.mark.parametrize(
+    "factory", ["odd_stream_bodies_streamed", "chunks_without_spaces"], ids=str
+)
+def test_what_the_contract_allows_is_not_failed(factory: str) -> None:
+    report = verify(FACTORY + factory)
+    assert collateral(report, "none") == {}
+    assert report["exit_code"] == 0
+
+
+def test_a_binary_frame_answered_by_silence_is_w_bad_3_and_says_so() -> None:
+    report = verify(FACTORY + "binary_frames_ignored", "W-BAD")
+    assert statuses(report)["W-BAD-3"] == "warning"
+    assert statuses(report)["W-BAD-1"] == "passed"
+    said = message(report, "W-BAD-3")
+    assert "after a binary frame of 8 bytes; the socket is still open but answers nothing" in said
+    assert report["exit_code"] == 0
+
+
+# Silent passes that must not come back: a defect the run could see is reported.
+
+
+def test_a_history_that_breaks_after_odd_content_fails_r_hist_1() -> None:
+    report = verify(FACTORY + "history_500_after_a_lone_surrogate")
+    assert statuses(report)["R-HIST-1"] == "failed"
+    assert "after unusual content" in message(report, "R-HIST-1")
+    assert collateral(report, "R-HIST-1") == {}
+
+
+def test_a_key_in_a_502_body_fails_g_proxy_2() -> None:
+    report = verify(FACTORY + "gateway_5xx_carries_the_key")
+    assert statuses(report)["G-PROXY-2"] == "failed"
+    assert "received it in the answer to" in message(report, "G-PROXY-2")
+    assert collateral(report, "G-PROXY-2") == {}
+
+
+def test_a_url_target_checks_logs_and_restarts_only_in_part(tmp_path: Path) -> None:
+    stack = start_stack(tmp_path, client_key="url-client-key")
+    try:
+        target = (
+            *("--gateway-url", stack.gateway_url, "--runtime-url", stack.runtime_url),
+            *("--internal-key", stack.internal_key, "--client-key", "url-client-key"),
+        )
+        report = verify_target(target, "R-AUTH-3", "R-HIST-3")
+    finally:
+        stack.gateway.stop()
+        stack.runtime.stop()
+    assert statuses(report)["R-AUTH-3"] == "partial"
+    assert "use a process or container target" in message(report, "R-AUTH-3")
+    assert statuses(report)["R-HIST-3"] == "partial"
+    assert "not checked across a runtime restart" in message(report, "R-HIST-3")
+    assert "partial" in report["stdout"]
+    assert report["exit_code"] == 0

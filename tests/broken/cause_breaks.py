@@ -12,7 +12,7 @@ from typing import Any
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from conformance.targets.reference_target import ReferenceTarget
-from tests.broken.asgi import Wrapper, intercept_socket, rewrite_json
+from tests.broken.asgi import Wrapper, intercept_socket, rewrite_http, rewrite_json
 from tests.broken.core_breaks import _is, _never_final
 
 
@@ -132,3 +132,123 @@ def rewrite_request_json(path: str, change: Any) -> Wrapper:
         return wrapped
 
     return wrap
+
+
+def current_agent_404_for_new_sessions() -> ReferenceTarget:
+    """R-AGENTS-2, as the described system behaves: 404 until a session's first message. The
+    gateway passes that 404 on faithfully: G-PROXY-1 and G-PROXY-2 must not fail for it."""
+
+    def missing(status: int, body: bytes) -> tuple[int, bytes]:
+        if status == 200 and b'"switch_count":0' in body.replace(b" ", b""):
+            return 404, json.dumps({"detail": "no agent yet"}).encode()
+        return status, body
+
+    return ReferenceTarget(
+        runtime_wrapper=rewrite_http(_is("GET", "/agents/[^/]+/current"), missing)
+    )
+
+
+def odd_stream_bodies_streamed() -> ReferenceTarget:
+    """No defect: a body outside the contract (`type: null`, no message) gets a 200 and a
+    well-formed stream ending in done; the contract defines answers to valid bodies only."""
+
+    def done_for_invalid(scope: Scope, body: bytes) -> bytes | None:
+        try:
+            data = json.loads(body)
+        except ValueError:
+            return None
+        message = data.get("message") if isinstance(data, dict) else None
+        valid = isinstance(message, dict) and isinstance(message.get("type"), str)
+        return None if valid else b'event: done\ndata: {"status": "completed"}\n\n'
+
+    return ReferenceTarget(runtime_wrapper=answer_stream("/agent/message/stream", done_for_invalid))
+
+
+def answer_stream(path: str, decide: Any) -> Wrapper:
+    """Answer a request to `path` with the event stream `decide` returns, or pass it on."""
+
+    def wrap(app: ASGIApp) -> ASGIApp:
+        async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] != "http" or scope["path"] != path:
+                await app(scope, receive, send)
+                return
+            chunks = []
+            while True:
+                message = await receive()
+                chunks.append(message.get("body", b""))
+                if not message.get("more_body"):
+                    break
+            body = b"".join(chunks)
+            stream = decide(scope, body)
+            if stream is None:
+                sent = False
+
+                async def replay() -> dict[str, Any]:
+                    nonlocal sent
+                    if sent:
+                        return await receive()
+                    sent = True
+                    return {"type": "http.request", "body": body, "more_body": False}
+
+                await app(scope, replay, send)
+                return
+            headers = [(b"content-type", b"text/event-stream")]
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            await send({"type": "http.response.body", "body": stream})
+
+        return wrapped
+
+    return wrap
+
+
+async def _ignore_binary(message: Any, _send: Send) -> bool:
+    return message["type"] == "websocket.receive" and message.get("bytes") is not None
+
+
+def binary_frames_ignored() -> ReferenceTarget:
+    """W-BAD-3 (a SHOULD): a binary frame is swallowed; the socket goes silent about it."""
+    return ReferenceTarget(gateway_wrapper=intercept_socket(incoming=_ignore_binary))
+
+
+async def _chunks_without_spaces(message: Any, send: Send) -> bool:
+    text = message.get("text")
+    if message["type"] != "websocket.send" or not text or "assistant_message" not in text:
+        return False
+    frame = json.loads(text)
+    if isinstance(frame.get("content"), str):
+        frame["content"] = frame["content"].strip()
+    await send({"type": "websocket.send", "text": json.dumps(frame)})
+    return True
+
+
+def chunks_without_spaces() -> ReferenceTarget:
+    """No defect: chunks "hello", "world" stream what is stored as "hello world"."""
+    return ReferenceTarget(gateway_wrapper=intercept_socket(outgoing=_chunks_without_spaces))
+
+
+def history_500_after_a_lone_surrogate() -> ReferenceTarget:
+    """R-HIST-1: a session that holds a lone surrogate no longer reads (500)."""
+
+    def fail(status: int, body: bytes) -> tuple[int, bytes]:
+        if status == 200 and b"\\ud800" in body:
+            return 500, json.dumps({"error": "cannot encode the history"}).encode()
+        return status, body
+
+    return ReferenceTarget(
+        runtime_wrapper=rewrite_http(_is("GET", r"/sessions/[^/]+/history"), fail)
+    )
+
+
+def gateway_5xx_carries_the_key() -> ReferenceTarget:
+    """G-PROXY-2: with the runtime down, the gateway's 502 body shows the internal key."""
+    target = ReferenceTarget()
+
+    def leak(status: int, body: bytes) -> tuple[int, bytes]:
+        if status >= 500:
+            # The key is made when the target is; read it when the answer is made.
+            key = target._internal_key
+            return status, json.dumps({"error": f"runtime refused key {key}"}).encode()
+        return status, body
+
+    target._gateway_wrapper = rewrite_http(lambda method, path: True, leak)
+    return target

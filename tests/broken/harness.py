@@ -14,6 +14,13 @@ REPO = Path(__file__).resolve().parents[2]
 
 def verify(factory: str, *only: str, extra: tuple[str, ...] = ()) -> dict[str, Any]:
     """The JSON report of a verify run against `tests.broken.<module>:<callable>`."""
+    return verify_target(("--target-factory", factory), *only, extra=extra)
+
+
+def verify_target(
+    target: tuple[str, ...], *only: str, extra: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """The JSON report of a verify run against the target the options name."""
     with tempfile.TemporaryDirectory(prefix="sessionlab-broken-") as scratch:
         report_path = Path(scratch) / "report.json"
         command = [
@@ -21,8 +28,7 @@ def verify(factory: str, *only: str, extra: tuple[str, ...] = ()) -> dict[str, A
             "-m",
             "conformance.cli",
             "verify",
-            "--target-factory",
-            factory,
+            *target,
             "--json",
             str(report_path),
             *(arg for prefix in only for arg in ("--only", prefix)),
