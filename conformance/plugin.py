@@ -7,6 +7,7 @@ at the end judges every requirement: console summary, and a JSON report with `--
 
 import json
 import os
+import re
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Generator, Iterator
@@ -267,6 +268,8 @@ def _requirement_gate(request: pytest.FixtureRequest) -> None:
 
 
 PARTIAL = pytest.StashKey[list[str]]()
+# How a check says it does not apply: the profile it belongs to is not checked.
+NOT_SELECTED = re.compile(r"profiles? [\w, ]+ (is|are) not selected")
 
 
 @pytest.fixture
@@ -435,7 +438,13 @@ def pytest_runtest_makereport(
     kept = transcript if isinstance(transcript, Transcript) else None
     error = call.excinfo.value if call.excinfo is not None else None
     if report.skipped and not isinstance(error, run_state.Blocked):
-        _record(results, CheckResult(item.nodeid, ids, "skipped", _skip_reason(report)))
+        # A check of several requirements that skips leaves each to its own checks; a check
+        # that does not apply to the selected profiles leaves nothing unchecked: neither makes a
+        # requirement whose other checks passed `partial`.
+        reason = _skip_reason(report)
+        applies = not NOT_SELECTED.match(reason)
+        outcome: Outcome = "skipped" if len(ids) == 1 and applies else "unjudged"
+        _record(results, CheckResult(item.nodeid, ids, outcome, reason))
         return report
     if error is None and report.when != "call":
         return report
@@ -452,7 +461,7 @@ def pytest_runtest_makereport(
         and verdict.kind == "blocked"
     ):
         run_state.state().found(error.requirement, str(error).splitlines()[0])
-    outcome: Outcome = verdict.kind
+    outcome = verdict.kind
     message = verdict.message
     notes = item.stash.get(PARTIAL, [])
     if outcome == "passed" and notes:

@@ -58,6 +58,7 @@ class PacedTransport(httpx.AsyncBaseTransport):
         pacing = state().pacing
         for _ in range(MAX_RETRIES):
             await pacing.wait_turn()
+            pacing.sent()
             response = await self.inner.handle_async_request(request)
             if response.status_code != 429:
                 return response

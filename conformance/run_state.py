@@ -14,15 +14,17 @@ One run is one pytest session in one process, so the state is module-level and r
 import asyncio
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 
-import pytest
+# pytest.skip.Exception, by the name a type checker can follow.
+from _pytest.outcomes import Skipped
 
 from conformance.contract.requirements import catalogue
 from conformance.failures import CheckFailure, short
 
 
-class Blocked(pytest.skip.Exception):
+class Blocked(Skipped):
     """The check cannot run: a prerequisite failed earlier in the run.
 
     A kind of pytest's skip: it passes straight through hypothesis (which would otherwise shrink
@@ -56,6 +58,7 @@ class Pacing:
     limited: int = 0
     waited: float = 0.0
     _next: float = 0.0
+    _recent: deque[float] = field(default_factory=deque)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def _slot(self) -> float:
@@ -73,13 +76,24 @@ class Pacing:
         if delay > 0:
             await asyncio.sleep(delay)
 
+    def sent(self) -> None:
+        """Note a request, so that a first 429 can tell the pace the target stood."""
+        with self._lock:
+            now = time.monotonic()
+            self._recent.append(now)
+            while self._recent and self._recent[0] < now - 1:
+                self._recent.popleft()
+
     def rate_limited(self, retry_after: float) -> None:
-        """A 429 came: wait as asked (the caller does), and halve the pace from now on."""
+        """A 429 came: wait as asked (the caller does), and slow down from now on: to a little
+        under the pace of the last second at the first 429, by half at each later one."""
         with self._lock:
             self.limited += 1
             self.waited += retry_after
-            current = self.rate or 20.0
-            self.rate = max(current / 2, 0.5)
+            if self.rate is None:
+                self.rate = max(len(self._recent) * 0.8, 1.0)
+            else:
+                self.rate = max(self.rate / 2, 0.5)
             self._next = max(self._next, time.monotonic() + retry_after)
 
 

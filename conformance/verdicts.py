@@ -101,30 +101,31 @@ def judge(
         return verdict("error", unjudged)
     if all(check.outcome == "unjudged" for check in checks):
         return verdict("skipped", _unique(check.message for check in checks))
-    checks = [check for check in checks if check.outcome != "unjudged"]
-    failed = [check for check in checks if check.outcome == "failed"]
+    # Every check stays in the report; the unjudged ones count neither way.
+    counted = [check for check in checks if check.outcome != "unjudged"]
+    failed = [check for check in counted if check.outcome == "failed"]
     if failed:
         # SHOULD and MAY are reported, never fatal: a warning is not a failure of conformance.
         status: Status = "failed" if level is Level.MUST else "warning"
         return verdict(status, _unique(check.message for check in failed))
-    errors = [check for check in checks if check.outcome == "error"]
+    errors = [check for check in counted if check.outcome == "error"]
     if errors:
         return verdict("error", _unique(check.message for check in errors))
-    blocked = [check for check in checks if check.outcome == "blocked"]
+    blocked = [check for check in counted if check.outcome == "blocked"]
     if blocked:
         judged = verdict("blocked", _unique(check.message for check in blocked))
         judged.blocked_by = list(dict.fromkeys(c.blocked_by for c in blocked if c.blocked_by))
         return judged
-    if all(check.outcome == "skipped" for check in checks):
-        return verdict("skipped", _unique(check.message for check in checks))
+    if all(check.outcome == "skipped" for check in counted):
+        return verdict("skipped", _unique(check.message for check in counted))
     # What was not checked is said, never folded into a pass: a part skipped, a check partial.
     unchecked = [
-        *(check.message for check in checks if check.outcome == "partial"),
-        *(f"not checked: {check.message}" for check in checks if check.outcome == "skipped"),
+        *(check.message for check in counted if check.outcome == "partial"),
+        *(f"not checked: {check.message}" for check in counted if check.outcome == "skipped"),
     ]
     if unchecked:
         return verdict("partial", _unique(unchecked))
-    passed = sum(check.outcome == "passed" for check in checks)
+    passed = sum(check.outcome == "passed" for check in counted)
     return verdict("passed", f"{passed} check(s) passed")
 
 

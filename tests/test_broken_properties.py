@@ -46,7 +46,7 @@ CASES = [
         "W-BAD-2",
         [
             r'an error frame for the frame \{"type": "user_message", "content": \[\], '
-            r'"role": "user"\}, received close 1011'
+            r'"role": "user"\}, received the socket closed \(close 1011'
         ],
         id="gateway_crashes_on_structured_content",
     ),

@@ -198,7 +198,8 @@ def test_verify_finds_the_reference_conforming(tmp_path: Path) -> None:
 def assert_every_must_passed(
     report_path: Path, result: subprocess.CompletedProcess[str], may_skip: tuple[str, ...] = ()
 ) -> None:
-    """Every requirement of core, strict and scripted passed, or skipped for a reason named."""
+    """Every requirement of core, strict and scripted passed, or skipped or passed in part for a
+    reason named."""
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     report = json.loads(report_path.read_text())
     for profile in ("core", "strict", "scripted"):
@@ -208,7 +209,10 @@ def assert_every_must_passed(
         r["id"]: r["message"]
         for r in checked
         if r["status"] != "passed"
-        and not (r["status"] == "skipped" and any(reason in r["message"] for reason in may_skip))
+        and not (
+            r["status"] in ("skipped", "partial")
+            and any(reason in r["message"] for reason in may_skip)
+        )
     }
     assert failing == {}
 
@@ -255,7 +259,8 @@ def test_verify_passes_a_running_reference_named_by_its_urls(
         str(report_path),
         timeout=180,
     )
-    # Nothing stops a target sessionlab only talks to, nor reads its logs: those skip, saying why.
+    # Nothing stops a target sessionlab only talks to, nor reads its logs: those skip or pass in
+    # part, saying why.
     assert_every_must_passed(
         report_path,
         result,
@@ -263,6 +268,8 @@ def test_verify_passes_a_running_reference_named_by_its_urls(
             "the target offers no control of its runtime",
             "the target offers no runtime logs",
             "the target offers no gateway logs",
+            "the runtime's logs were not checked: the target offers none",
+            "not checked across a runtime restart",
         ),
     )
 

@@ -1,6 +1,8 @@
 """The contract as code: frame parsing, SSE framing, the requirement catalogue, the schemas."""
 
 import json
+import re
+from pathlib import Path
 
 import pytest
 
@@ -123,7 +125,25 @@ def test_catalogue_holds_every_protocol_id_once() -> None:
         "C-WS",
         "X-DEL",
     } <= families
-    assert len(entries) == 51
+    assert len(entries) == 52
+
+
+def test_every_requirement_in_the_contract_document_is_in_the_catalogue() -> None:
+    document = (Path(__file__).parents[1] / "docs" / "protocol.md").read_text()
+    listed = set(re.findall(r"^\| ([RGWCX]-[A-Z]+-\d+) \|", document, re.MULTILINE))
+    assert listed == set(catalogue())
+
+
+def test_prerequisites_name_requirements_and_never_form_a_circle() -> None:
+    entries = catalogue()
+
+    def below(requirement_id: str, seen: tuple[str, ...] = ()) -> None:
+        assert requirement_id not in seen, f"a circle: {seen}"
+        for need in entries[requirement_id].needs:
+            below(need, (*seen, requirement_id))
+
+    for requirement_id in entries:
+        below(requirement_id)
 
 
 def test_strict_profile_raises_the_level_of_tolerant_requirements() -> None:

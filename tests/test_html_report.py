@@ -18,7 +18,7 @@ import pytest
 
 from conformance.contract.requirements import CLIENT_PROFILE, catalogue
 from conformance.reports.html import exit_code, render_html
-from conformance.verdicts import CheckResult, conforms, judge_all, summary
+from conformance.verdicts import STATUSES, CheckResult, conforms, judge_all, summary
 from tests.fixtures.stack import deadline
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -68,7 +68,7 @@ def requirement(
 def report_of(
     requirements: list[dict[str, Any]], profiles: tuple[str, ...] = ("core",)
 ) -> dict[str, Any]:
-    counts = dict.fromkeys(("failed", "error", "warning", "passed", "skipped"), 0)
+    counts = dict.fromkeys(STATUSES, 0)
     for entry in requirements:
         counts[entry["status"]] += 1
     return {
@@ -346,7 +346,15 @@ def test_the_header_names_the_target_profiles_and_counts() -> None:
     assert pairs["Started"] == "2023-11-14 22:13:20 UTC"
     (counts,) = root.find_all("ul", class_="summary")
     shown = {" ".join(li.text().split()) for li in counts.find_all("li")}
-    assert shown == {"✗ 1 failed", "⚠ 2 errors", "! 1 warning", "✓ 2 passed", "○ 4 skipped"}
+    assert shown == {
+        "✗ 1 failed",
+        "⚠ 2 errors",
+        "! 1 warning",
+        "⊘ 0 blocked",
+        "◐ 0 partial",
+        "✓ 2 passed",
+        "○ 4 skipped",
+    }
 
 
 def test_every_requirement_is_one_row_counted_by_status() -> None:

@@ -27,9 +27,10 @@ from urllib.parse import quote
 
 from hypothesis import HealthCheck, Phase, Verbosity, example, given, seed, settings
 from hypothesis import strategies as st
-from hypothesis.errors import FlakyFailure
+from hypothesis.errors import FlakyFailure, HypothesisException
 
 from conformance.failures import CheckFailure
+from conformance.run_state import Blocked, state
 from conformance.transcript import Transcript
 
 T = TypeVar("T")
@@ -119,17 +120,29 @@ def _first_check_failure(error: BaseException) -> CheckFailure | None:
 
 
 async def run_in_worker(test: Callable[[], None]) -> None:
-    """Run a hypothesis test in a worker thread; a failure comes back as its CheckFailure."""
+    """Run a hypothesis test in a worker thread; a failure comes back as its CheckFailure.
+
+    A prerequisite that failed during the run changes what every later example meets (it is
+    blocked at once), which hypothesis may take for flakiness of its own: then the check is
+    blocked by that prerequisite, as any other check standing on it.
+    """
+    run = state()
+    before = set(run.prerequisites)
     try:
         await asyncio.to_thread(test)
-    except FlakyFailure as flaky:
+    except HypothesisException as trouble:
+        failed = [name for name in run.prerequisites if name not in before]
+        if failed:
+            raise Blocked(failed[0], run.prerequisites[failed[0]].message) from None
+        if not isinstance(trouble, FlakyFailure):
+            raise
         # The target did not fail the same way twice (its state moved on): still a failure.
-        failure = _first_check_failure(flaky)
+        failure = _first_check_failure(trouble)
         if failure is None:
             raise
         failure.add_note("the target failed this example once but not on replay (flaky)")
         failure.add_note(replay_note())
-        raise failure from flaky
+        raise failure from trouble
     except CheckFailure as failure:
         failure.add_note(replay_note())
         raise

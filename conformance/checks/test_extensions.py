@@ -115,6 +115,16 @@ def _essentials(messages: list[Any]) -> list[dict[str, Any]]:
     ]
 
 
+def _history_in_order(history: list[dict[str, Any]], texts: list[str]) -> None:
+    """An export is compared with the history; a history out of order is R-HIST-3's failure,
+    and the export cannot be judged against it."""
+    Expect("R-HIST-3").that(
+        _user_texts(history) == texts,
+        f"the history's user messages in the order sent: {compact(texts)}",
+        compact(_user_texts(history)),
+    )
+
+
 def _user_texts(messages: list[dict[str, Any]]) -> list[Any]:
     return [message.get("content") for message in messages if message.get("role") == "user"]
 
@@ -295,6 +305,7 @@ async def test_a_json_export_is_a_download_of_every_message_in_order(
     texts = [f"export me first {run_id}", f"export me second {run_id}"]
     session_id = await _session_with(gateway, open_ws, expect, *texts)
     history = await history_messages(gateway, session_id)
+    _history_in_order(history, texts)
     path = f"/sessions/{session_id}/export?format=json"
     response = await gateway.get(path)
     expect.that(
@@ -339,6 +350,7 @@ async def test_a_markdown_export_is_text_markdown_holding_every_message_in_order
     texts = [f"markdown first {run_id}", f"markdown second {run_id}"]
     session_id = await _session_with(gateway, open_ws, expect, *texts)
     history = await history_messages(gateway, session_id)
+    _history_in_order(history, texts)
     path = f"/sessions/{session_id}/export?format=markdown"
     response = await gateway.get(path)
     expect.that(

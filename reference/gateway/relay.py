@@ -1,5 +1,6 @@
 """Runtime SSE events -> WebSocket frames, as pure functions over data (no I/O)."""
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +17,16 @@ class Step:
 
     frame: str | None
     final: bool = False
+
+
+def ends_turn(frame: str) -> bool:
+    """Whether the IDE reads this frame as the end of its turn (W-TURN-1)."""
+    data = json.loads(frame)
+    kind = data.get("type")
+    return (kind == "assistant_message" and data.get("is_final") is True) or kind in (
+        "tool_call",
+        "error",
+    )
 
 
 def error_frame(content: str) -> str:

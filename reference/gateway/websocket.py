@@ -15,7 +15,7 @@ from conformance.contract.sse import SSEDecoder
 from reference.gateway.deps import RuntimeClient, Settings
 from reference.gateway.errors import runtime_error, transport_failure
 from reference.gateway.proxy import quote_segment
-from reference.gateway.relay import STREAM_CUT, error_frame, relay
+from reference.gateway.relay import STREAM_CUT, ends_turn, error_frame, relay
 from reference.gateway.users import OTHER_USERS_SESSION, current_user, user_headers
 from reference.settings import GatewaySettings
 
@@ -183,13 +183,20 @@ async def stream_turn(
                 yield error_frame(f"runtime answered {response.status_code}: {body['error']}")
                 return
             decoder = SSEDecoder()
+            finished = False
             async for chunk in response.aiter_text():
                 frames, ended = relay(decoder.feed(chunk))
                 for text in frames:
+                    finished = finished or ends_turn(text)
                     yield text
                 if ended:
                     return
     except httpx.RequestError as exc:
         yield error_frame(transport_failure(exc)[1])
+        return
+    if finished:
+        # The IDE's turn is over: a frame after the last one would be read as the next turn's
+        # (W-TURN-1). The runtime's missing `done` is its own fault, logged here.
+        logger.warning("runtime stream for %s ended without done after the turn ended", session_id)
         return
     yield error_frame(STREAM_CUT)

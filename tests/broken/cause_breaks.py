@@ -89,7 +89,9 @@ def tool_directive_ignored() -> ReferenceTarget:
     """W-TOOL-1 (scripted): the `/tool` directive is treated as plain text."""
     counter = itertools.count()
 
-    def plain(body: dict[str, Any]) -> dict[str, Any]:
+    def plain(body: Any) -> Any:
+        if not isinstance(body, dict):
+            return body
         message = body.get("message")
         if isinstance(message, dict) and str(message.get("content", "")).startswith("/tool"):
             message = {**message, "content": f"no tools here {next(counter)}"}
@@ -226,11 +228,12 @@ def chunks_without_spaces() -> ReferenceTarget:
     return ReferenceTarget(gateway_wrapper=intercept_socket(outgoing=_chunks_without_spaces))
 
 
-def history_500_after_a_lone_surrogate() -> ReferenceTarget:
-    """R-HIST-1: a session that holds a lone surrogate no longer reads (500)."""
+def history_500_after_a_nul() -> ReferenceTarget:
+    """R-HIST-1: a session that holds a NUL character no longer reads (500), as a store that
+    cannot encode one answers; the checks that send unusual content must see it."""
 
     def fail(status: int, body: bytes) -> tuple[int, bytes]:
-        if status == 200 and b"\\ud800" in body:
+        if status == 200 and b"\\u0000" in body:
             return 500, json.dumps({"error": "cannot encode the history"}).encode()
         return status, body
 
