@@ -161,3 +161,12 @@ def test_a_url_target_checks_logs_and_restarts_only_in_part(tmp_path: Path) -> N
     assert "not checked across a runtime restart" in message(report, "R-HIST-3")
     assert "partial" in report["stdout"]
     assert report["exit_code"] == 0
+
+
+def test_an_invalid_frame_is_named_in_the_message_never_a_bare_frame_error() -> None:
+    report = verify(FACTORY + "error_frames_without_content", "W-BAD-2")
+    assert statuses(report)["W-BAD-2"] == "failed"
+    said = message(report, "W-BAD-2")
+    assert "an invalid frame: " in said
+    assert 'in the frame {"type": "error", "message": ' in said
+    assert _raw_exceptions(report) == []

@@ -255,3 +255,20 @@ def gateway_5xx_carries_the_key() -> ReferenceTarget:
 
     target._gateway_wrapper = rewrite_http(lambda method, path: True, leak)
     return target
+
+
+async def _error_without_content(message: Any, send: Send) -> bool:
+    text = message.get("text")
+    if message["type"] != "websocket.send" or not text or '"error"' not in text:
+        return False
+    frame = json.loads(text)
+    if frame.get("type") != "error":
+        return False
+    frame["message"] = frame.pop("content", "")
+    await send({"type": "websocket.send", "text": json.dumps(frame)})
+    return True
+
+
+def error_frames_without_content() -> ReferenceTarget:
+    """W-BAD-2: error frames carry `message` where the contract has `content`."""
+    return ReferenceTarget(gateway_wrapper=intercept_socket(outgoing=_error_without_content))
