@@ -136,6 +136,9 @@ def _user_texts(messages: list[dict[str, Any]]) -> list[Any]:
 async def test_a_deleted_session_answers_204_and_is_gone_from_history_and_list(
     gateway: httpx.AsyncClient, open_ws: SocketOpener, run_id: str
 ) -> None:
+    """X-DEL-1: "DELETE /sessions/{id} -> 204; afterwards history is 404, the session is not
+    listed". A neighbouring session stays listed with its history, and a second delete of the same
+    id answers 404, as for an id never made (docs/decisions.md, Extensions)."""
     expect = Expect("X-DEL-1")
     doomed = await _session_with(gateway, open_ws, expect, f"soon deleted {run_id}")
     # A neighbour, so that a delete which takes more than its own session shows.
@@ -182,6 +185,7 @@ async def test_a_deleted_session_answers_204_and_is_gone_from_history_and_list(
 async def test_deleting_an_unknown_session_answers_404(
     gateway: httpx.AsyncClient, run_id: str
 ) -> None:
+    """X-DEL-1: "... unknown id -> 404." An id of the server's format that no create made."""
     expect = Expect("X-DEL-1")
     unknown = f"session_{run_id}{'0' * 8}"
     path = f"/sessions/{unknown}"
@@ -198,6 +202,8 @@ async def test_deleting_an_unknown_session_answers_404(
 async def test_a_socket_to_a_deleted_session_is_refused_with_4404_in_strict(
     gateway: httpx.AsyncClient, open_ws: SocketOpener, profiles: frozenset[str], run_id: str
 ) -> None:
+    """X-DEL-1: "... strict WebSockets to it are refused": with close code 4404, as for any unknown
+    id (W-CONN-2). Skipped unless profile strict is selected."""
     if "strict" not in profiles:
         pytest.skip("profile strict is not selected: a socket to a deleted session may open")
     expect = Expect("X-DEL-1")
@@ -237,6 +243,9 @@ async def test_a_socket_to_a_deleted_session_is_refused_with_4404_in_strict(
 async def test_a_rename_answers_the_session_with_its_title_and_the_list_shows_it(
     gateway: httpx.AsyncClient, run_id: str
 ) -> None:
+    """X-REN-1: "PATCH /sessions/{id} {"title": str} -> 200 with the session; GET /sessions shows
+    title." Twice, the second title not ASCII; the session answered is read as GET /sessions lists
+    one (a SessionInfo), with the new title (docs/decisions.md)."""
     expect = Expect("X-REN-1")
     session_id = await create_session(gateway)
     path = f"/sessions/{session_id}"
@@ -275,6 +284,8 @@ async def test_a_rename_answers_the_session_with_its_title_and_the_list_shows_it
 async def test_an_empty_or_over_long_title_is_refused_with_422_and_changes_nothing(
     gateway: httpx.AsyncClient, what: str, title: str
 ) -> None:
+    """X-REN-1: "... empty or over-long titles -> 422." Over-long: 10,000 characters; after the
+    refusal the list shows the title the session had before (docs/decisions.md, Extensions)."""
     expect = Expect("X-REN-1")
     session_id = await create_session(gateway)
     before = (await _listed(gateway, expect)).get(session_id)
@@ -301,6 +312,11 @@ async def test_an_empty_or_over_long_title_is_refused_with_422_and_changes_nothi
 async def test_a_json_export_is_a_download_of_every_message_in_order(
     gateway: httpx.AsyncClient, open_ws: SocketOpener, run_id: str
 ) -> None:
+    """X-EXP-1: "GET /sessions/{id}/export?format=json -> the full history as a downloadable JSON
+    document". Downloadable: Content-Disposition: attachment; the full history: the history's
+    messages, field by field and in order (docs/decisions.md, Extensions). The document is read as
+    sessionlab's SessionExport (session_id, title, exported_at, message_count, messages,
+    agent_history), its message_count the number of its messages."""
     expect = Expect("X-EXP-1")
     texts = [f"export me first {run_id}", f"export me second {run_id}"]
     session_id = await _session_with(gateway, open_ws, expect, *texts)
@@ -346,6 +362,8 @@ async def test_a_json_export_is_a_download_of_every_message_in_order(
 async def test_a_markdown_export_is_text_markdown_holding_every_message_in_order(
     gateway: httpx.AsyncClient, open_ws: SocketOpener, run_id: str
 ) -> None:
+    """X-EXP-1: "format=markdown -> a readable transcript (text/markdown)." Each line of each
+    message's text appears in history order; no layout is asked (docs/decisions.md, Extensions)."""
     expect = Expect("X-EXP-1")
     texts = [f"markdown first {run_id}", f"markdown second {run_id}"]
     session_id = await _session_with(gateway, open_ws, expect, *texts)
@@ -413,6 +431,10 @@ async def _search(gateway: httpx.AsyncClient, query: str, expect: Expect) -> Sea
 async def test_search_finds_a_session_by_a_word_in_another_case_with_a_snippet(
     gateway: httpx.AsyncClient, open_ws: SocketOpener, run_id: str
 ) -> None:
+    """X-SRCH-1: "GET /sessions/search?q=<text> -> sessions whose messages contain the text
+    (case-insensitive) with a snippet each". A word of mixed case, searched with its case swapped;
+    its snippet shows the word; a session of the run without it is not listed. The answer is read as
+    sessionlab's SearchResults, its total the number of results."""
     expect = Expect("X-SRCH-1")
     # Mixed case, so its swapped-case form matches neither a lower- nor an upper-cased copy.
     word = f"Quokka{run_id}"
@@ -444,6 +466,9 @@ async def test_search_finds_a_session_by_a_word_in_another_case_with_a_snippet(
 async def test_search_lists_the_session_written_to_last_first(
     gateway: httpx.AsyncClient, open_ws: SocketOpener, run_id: str
 ) -> None:
+    """X-SRCH-1: "... with a snippet each; ranking by recency." The session with the latest message
+    first, in two rounds with different winners, so that no fixed order passes both
+    (docs/decisions.md, Extensions)."""
     expect = Expect("X-SRCH-1")
     word = f"pangolin{run_id}"
     first, second, third = [

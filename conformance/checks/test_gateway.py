@@ -45,6 +45,7 @@ def _shape(body: object) -> object:
 
 @pytest.mark.req("G-HEALTH-1")
 async def test_gateway_health_answers(gateway: httpx.AsyncClient) -> None:
+    """G-HEALTH-1: "GET /health -> 200 {"status": "healthy", "service": str, "version": str}"."""
     expect = Expect("G-HEALTH-1")
     response = await gateway.get("/health")
     expect.that(response.status_code == 200, "200", f"{response.status_code} {response.text}")
@@ -61,6 +62,11 @@ async def test_gateway_health_answers(gateway: httpx.AsyncClient) -> None:
 async def test_gateway_answers_what_the_runtime_answers(
     gateway: httpx.AsyncClient, runtime: httpx.AsyncClient
 ) -> None:
+    """G-PROXY-1: "POST /sessions, GET /sessions, GET /sessions/{id}/history, GET /agents, GET
+    /agents/{id}/current answer what the runtime answers (status and body), for any id the runtime
+    accepts." Each route asked of both, with a known and an unknown id. Bodies are compared for
+    answers below 400, without their per-call values (ids, timestamps, the list and its total);
+    an error's body is G-ERR-1's."""
     expect = Expect("G-PROXY-1")
     session_id = await create_session(gateway)
     for method, template in ROUTES:
@@ -267,6 +273,10 @@ async def _with_runtime_down(
 async def test_gateway_answers_5xx_quickly_while_the_runtime_is_down_and_recovers(
     gateway: httpx.AsyncClient, sessionlab_target: TargetRunner
 ) -> None:
+    """G-DOWN-1: "With the runtime unreachable, every REST path answers a 5xx JSON object with a
+    string error within 10 s; the gateway keeps serving and recovers by itself when the runtime
+    returns." The routes of G-PROXY-1; keeps serving: /health answers 200 meanwhile; recovers:
+    GET /sessions answers 200 within 15 s of the runtime's return (docs/decisions.md)."""
     await _with_runtime_down(gateway, sessionlab_target, Expect("G-DOWN-1"))
 
 
@@ -274,7 +284,8 @@ async def test_gateway_answers_5xx_quickly_while_the_runtime_is_down_and_recover
 async def test_the_runtime_down_answer_is_502_or_503(
     gateway: httpx.AsyncClient, sessionlab_target: TargetRunner
 ) -> None:
-    # Judged on statuses alone: the body and timing belong to G-DOWN-1.
+    """G-DOWN-2 (SHOULD): "That 5xx is 502 or 503". Judged on statuses alone: the body and timing
+    belong to G-DOWN-1."""
     statuses: list[int] = []
     if not sessionlab_target.supports("runtime", Capability.STOP):
         pytest.skip("the target offers no control of its runtime (stop/start)")

@@ -96,6 +96,13 @@ def _judge_unknown_id(
 async def test_generated_unknown_ids_get_404_or_422(
     sessions_api: httpx.AsyncClient, transcript: Transcript, deep: bool
 ) -> None:
+    """R-HIST-2: "For an unknown id -> 404 with a JSON object carrying a string error (or detail).
+    Odd ids (unicode, 1,000 characters, ..%2F.., quotes) give 404 or 422, never 5xx."
+
+    Generated ids: any unicode text (controls, slashes, quotes, dots), unknown ids of the server's
+    format (these must get 404), runs of path punctuation, and ids up to 1,000 characters; each is
+    asked of /sessions/{id}/history and /agents/{id}/current.
+    """
     expect = Expect("R-HIST-2")
 
     async def check(session_id: str) -> None:
@@ -175,6 +182,13 @@ def _has_reply(messages: list[dict[str, Any]]) -> bool:
 async def test_generated_contents_streamed_to_the_runtime_are_stored_exactly(
     runtime: httpx.AsyncClient, transcript: Transcript, deep: bool
 ) -> None:
+    """R-STREAM-2: "A user_message is appended to history as {"role": "user", "content": ...}
+    before the stream ends; the agent's text is appended as role assistant".
+
+    Generated contents: any unicode text (the empty one and NUL in every run) and long ones up to
+    64 KiB, never a directive of the script agent. Each is stored once, exactly as sent: any JSON
+    string is content (docs/decisions.md); a stream ending in done leaves a reply stored.
+    """
     expect = Expect("R-STREAM-2")
 
     async def check(content: str) -> None:
@@ -212,6 +226,12 @@ async def test_generated_contents_sent_over_the_socket_come_back_exactly(
     transcript: Transcript,
     deep: bool,
 ) -> None:
+    """W-TURN-2: "After a turn, the session's history holds the user message and the agent's reply
+    (R-STREAM-2), visible through the gateway."
+
+    Generated contents as for R-STREAM-2's property check, sent over a socket and read back through
+    the gateway: each stored once, exactly as sent, with a reply unless the turn ended in an error.
+    """
     expect = Expect("W-TURN-2")
 
     async def check(content: str) -> None:
@@ -269,6 +289,12 @@ async def test_generated_text_that_is_not_json_gets_an_error_frame(
     transcript: Transcript,
     deep: bool,
 ) -> None:
+    """W-BAD-1: "Text that is not JSON gets an error frame; the connection stays open and the next
+    valid message works."
+
+    Generated texts: arbitrary text that does not parse, and JSON cut short; one to three of them on
+    one socket, each answered by an error frame, then a valid message that must work.
+    """
     expect = Expect("W-BAD-1")
     session_id = await create_session(gateway)
 
@@ -296,6 +322,15 @@ async def test_generated_malformed_frames_get_an_error_frame(
     transcript: Transcript,
     deep: bool,
 ) -> None:
+    """W-BAD-2: "A JSON frame with a missing or unknown type, or missing required fields, gets an
+    error frame (for an unknown type, content Unknown message type: <type>); the connection stays
+    open".
+
+    Generated frames: JSON that is not an object, objects without a type, a type that is not a
+    string or not known, and each client frame of section 5 with a required field missing or of the
+    wrong type or value (docs/decisions.md); one to three on one socket, then a valid message that
+    must work.
+    """
     expect = Expect("W-BAD-2")
     session_id = await create_session(gateway)
 
@@ -335,6 +370,13 @@ def _body_shown(body: bytes) -> str:
 async def test_generated_create_bodies_never_get_a_5xx(
     sessions_api: httpx.AsyncClient, transcript: Transcript, deep: bool
 ) -> None:
+    """R-CREATE-1: "POST /sessions with no body (and with {}) -> 200 or 201 with {"session_id": str,
+    "message_count": 0, "current_agent": "orchestrator", "created_at": timestamp}."
+
+    Generated bodies beyond those two: any JSON value, and arbitrary bytes. The contract describes
+    the answer to those two only: any other body gets a new session or a 4xx, never a 5xx, and a
+    refusal's body is not judged (docs/decisions.md).
+    """
     expect = Expect("R-CREATE-1")
 
     async def check(body: bytes) -> None:

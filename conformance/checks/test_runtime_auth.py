@@ -40,6 +40,10 @@ def _internal_key(target: TargetRunner) -> str:
 async def test_runtime_refuses_requests_without_the_key(
     runtime: httpx.AsyncClient, sessionlab_target: TargetRunner, offered: str | None
 ) -> None:
+    """R-AUTH-1: "Every path except /health, /docs, /openapi.json, /redoc answers 401 with JSON
+    {"detail": "unauthorized"} (any JSON object is accepted) when X-Internal-Auth is missing or
+    wrong". Each route of section 3, and a path no runtime has; the wrong key is the right one with
+    more after it."""
     key = _internal_key(sessionlab_target)
     expect = Expect("R-AUTH-1")
     headers: dict[str, str] = {}
@@ -105,6 +109,12 @@ async def _median_refusal(client: httpx.AsyncClient, key: str, rounds: int) -> f
 async def test_key_comparison_time_does_not_depend_on_the_matching_prefix(
     runtime: httpx.AsyncClient, sessionlab_target: TargetRunner, deep: bool, transcript: Transcript
 ) -> None:
+    """R-AUTH-2 (SHOULD): "The key comparison is constant-time."
+
+    A SHOULD measured by timing, so a failure is a warning: refusals of wrong keys of the key's
+    length, differing from it at the first or at the last character, timed in interleaved rounds. A
+    refusal of the late difference may take at most 25% and 2 ms (per median) longer.
+    """
     key = _internal_key(sessionlab_target)
     expect = Expect("R-AUTH-2")
     rounds = 200 if deep else 60

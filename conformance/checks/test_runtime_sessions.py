@@ -22,6 +22,8 @@ TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}")
 
 @pytest.mark.req("R-HEALTH-1")
 async def test_runtime_health_answers_without_a_key(runtime: httpx.AsyncClient) -> None:
+    """R-HEALTH-1: "GET /health -> 200 {"status": "healthy", "service": str, "version": str}, no key
+    needed." Asked without X-Internal-Auth."""
     expect = Expect("R-HEALTH-1")
     runtime.headers.pop("X-Internal-Auth", None)
     response = await runtime.get("/health")
@@ -68,6 +70,7 @@ async def test_create_answers_a_new_session(
 
 @pytest.mark.req("R-CREATE-2")
 async def test_created_ids_have_the_server_format(sessions_api: httpx.AsyncClient) -> None:
+    """R-CREATE-2 (SHOULD): "session_id matches ^session_[0-9a-f]{16}$." Five creates."""
     expect = Expect("R-CREATE-2")
     for _ in range(5):
         session_id = await create_session(sessions_api)
@@ -82,6 +85,9 @@ async def test_created_ids_have_the_server_format(sessions_api: httpx.AsyncClien
 async def test_a_thousand_creates_give_a_thousand_ids(
     sessions_api: httpx.AsyncClient, deep: bool
 ) -> None:
+    """R-CREATE-3: "Ids are unique: 1,000 creates (including concurrent ones) give 1,000 distinct
+    ids." Sixteen at a time (5,000 with --deep). Judged on progress, not speed: it fails when no
+    create answers for 15 s (docs/decisions.md)."""
     expect = Expect("R-CREATE-3")
     count = 5000 if deep else 1000
     gate = asyncio.Semaphore(16)
@@ -121,6 +127,8 @@ async def test_a_thousand_creates_give_a_thousand_ids(
 async def test_created_session_survives_a_runtime_restart(
     sessionlab_target: TargetRunner, gateway: httpx.AsyncClient, sessions_api: httpx.AsyncClient
 ) -> None:
+    """R-CREATE-4: "The session is durable before the response: after a runtime restart it is still
+    listed and its history is 200." The restart follows the create's answer at once."""
     if not sessionlab_target.supports("runtime", Capability.STOP):
         pytest.skip("the target offers no control of its runtime (stop/start)")
     expect = Expect("R-CREATE-4")
@@ -147,6 +155,8 @@ async def test_created_session_survives_a_runtime_restart(
 async def test_runtime_logs_the_creation(
     sessionlab_target: TargetRunner, sessions_api: httpx.AsyncClient
 ) -> None:
+    """R-CREATE-5 (SHOULD): "The runtime logs Creating new session before and Created new session:
+    <id> after creating it." In the lines written since the create, within 5 s of it."""
     if not sessionlab_target.supports("runtime", Capability.LOGS):
         pytest.skip("the target offers no runtime logs")
     expect = Expect("R-CREATE-5")

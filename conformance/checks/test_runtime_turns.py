@@ -33,6 +33,10 @@ UNKNOWN = "session_0000000000000000"
 async def test_history_of_a_known_session_is_consistent(
     sessions_api: httpx.AsyncClient,
 ) -> None:
+    """R-HIST-1: "GET /sessions/{id}/history for a known id -> 200 {"session_id", "messages":
+    [Message], "message_count": int, "last_activity": timestamp or null, "current_agent": str or
+    null, "agent_history": list} with message_count == len(messages)." For a new session; its
+    session_id is the id asked about (docs/decisions.md)."""
     expect = Expect("R-HIST-1")
     session_id = await create_session(sessions_api)
     response = await sessions_api.get(f"/sessions/{session_id}/history")
@@ -51,6 +55,9 @@ async def test_history_of_a_known_session_is_consistent(
 
 @pytest.mark.req("R-HIST-2")
 async def test_unknown_and_odd_ids_answer_404_or_422(sessions_api: httpx.AsyncClient) -> None:
+    """R-HIST-2: "For an unknown id -> 404 with a JSON object carrying a string error (or detail).
+    Odd ids (unicode, 1,000 characters, ..%2F.., quotes) give 404 or 422, never 5xx." The odd ids
+    are asked of /sessions/{id}/history and /agents/{id}/current."""
     expect = Expect("R-HIST-2")
     response = await sessions_api.get(f"/sessions/{UNKNOWN}/history")
     expect.that(
@@ -185,6 +192,9 @@ def _first_change(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> 
 
 @pytest.mark.req("R-AGENTS-1")
 async def test_agents_are_listed_with_the_orchestrator(sessions_api: httpx.AsyncClient) -> None:
+    """R-AGENTS-1: "GET /agents -> 200 list of {"type", "name", "description", "allowed_tools":
+    [str], "has_file_restrictions": bool}, including type orchestrator." The type, name and
+    description are strings (docs/decisions.md)."""
     expect = Expect("R-AGENTS-1")
     response = await sessions_api.get("/agents")
     expect.that(response.status_code == 200, "200", f"{response.status_code} {response.text}")
@@ -209,6 +219,10 @@ async def test_agents_are_listed_with_the_orchestrator(sessions_api: httpx.Async
 
 @pytest.mark.req("R-AGENTS-2")
 async def test_current_agent_answers_for_a_new_session(sessions_api: httpx.AsyncClient) -> None:
+    """R-AGENTS-2: "GET /agents/{id}/current -> 200 {"session_id", "current_agent", "agent_history":
+    list, "switch_count": int} for every known session, including one just made by POST /sessions
+    (current_agent orchestrator ...); unknown id -> 404." Asked before any message; its session_id
+    is the id asked about (docs/decisions.md)."""
     expect = Expect("R-AGENTS-2")
     session_id = await create_session(sessions_api)
     response = await sessions_api.get(f"/agents/{session_id}/current")
@@ -230,6 +244,10 @@ async def test_current_agent_answers_for_a_new_session(sessions_api: httpx.Async
 async def test_stream_is_event_stream_ending_in_done_or_error(
     runtime: httpx.AsyncClient, run_id: str
 ) -> None:
+    """R-STREAM-1: "POST /agent/message/stream with {"session_id": str, "message": {"type": ...}}
+    answers text/event-stream: zero or more event: message (data = one frame of section 5), then
+    event: done (data {"status": "completed"}) or event: error (data {"type": "error", "error": str,
+    "is_final": true})." A plain user_message to a new session."""
     expect = Expect("R-STREAM-1")
     session_id = await create_session(runtime)
     response, events = await stream_events(runtime, session_id, user_message(f"stream {run_id}"))
@@ -314,6 +332,9 @@ async def test_a_turn_is_appended_to_the_history(
 async def test_a_message_for_an_unknown_session_per_profile(
     runtime: httpx.AsyncClient, profiles: frozenset[str], run_id: str
 ) -> None:
+    """R-STREAM-3 (MAY; in strict a MUST NOT): "A message for an unknown session id creates that
+    session (the described system does this). In profile strict this is a MUST NOT: the stream
+    answers 404 or a single error event." Whether a session was made is read from its history."""
     level, profile = catalogue()["R-STREAM-3"].effective(profiles)
     expect = Expect("R-STREAM-3")
     unknown = f"session_{run_id}{'f' * 8}"

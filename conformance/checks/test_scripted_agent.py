@@ -44,6 +44,13 @@ def _final_text(frames: list[ServerFrame]) -> str:
 async def test_tool_result_continues_the_turn_and_is_stored(
     gateway: httpx.AsyncClient, open_ws: Opener, run_id: str
 ) -> None:
+    """W-TOOL-1: "A tool_result answering a tool_call continues the turn; it is appended to history
+    as role tool."
+
+    The call comes from section 7's directive: "/tool <name> <json args> -> a tool_call
+    (requires_approval: false); its tool_result continues the turn with a final assistant chunk that
+    quotes the result". The history holds one tool message, with that call's tool_call_id.
+    """
     expect = Expect("W-TOOL-1")
     session_id = await create_session(gateway)
     async with open_ws(session_id) as socket:
@@ -79,6 +86,15 @@ async def test_tool_result_continues_the_turn_and_is_stored(
 async def test_each_decision_continues_an_approval_turn(
     gateway: httpx.AsyncClient, open_ws: Opener, decision: str
 ) -> None:
+    """W-HITL-1: "A tool_call with requires_approval: true waits for hitl_decision; approve, edit
+    (with modified_arguments) and reject each continue the turn".
+
+    The call comes from section 7's "/approve <name> <json args> -> a tool_call with
+    requires_approval: true". How each decision continues is the reference script agent's
+    (docs/decisions.md, Script agent): approve and edit bring the same call_id again without
+    approval (edit with the modified arguments) and its tool_result a final reply; reject, a final
+    reply.
+    """
     expect = Expect("W-HITL-1")
     session_id = await create_session(gateway)
     async with open_ws(session_id) as socket:
@@ -119,6 +135,8 @@ async def test_each_decision_continues_an_approval_turn(
 async def test_a_decision_for_an_unknown_call_gets_an_error_frame(
     gateway: httpx.AsyncClient, open_ws: Opener
 ) -> None:
+    """W-HITL-1: "... a decision for an unknown call_id gets an error frame." A plain message on the
+    same socket must then be answered without an error."""
     expect = Expect("W-HITL-1")
     session_id = await create_session(gateway)
     async with open_ws(session_id) as socket:
@@ -136,6 +154,13 @@ async def test_a_decision_for_an_unknown_call_gets_an_error_frame(
 async def test_switch_agent_is_announced_and_reported(
     gateway: httpx.AsyncClient, open_ws: Opener
 ) -> None:
+    """W-AGENT-1: "switch_agent to a known agent type yields agent_switched and GET
+    /agents/{id}/current then reports it; an unknown type gets an error frame."
+
+    Known, by section 7: "Agents known to the reference: orchestrator, coder, architect, debug,
+    ask"; the switch is to coder. One agent_switched frame is asked, and the switch must also show
+    in the current agent's agent_history.
+    """
     expect = Expect("W-AGENT-1")
     session_id = await create_session(gateway)
     async with open_ws(session_id) as socket:

@@ -491,6 +491,24 @@ async def test_sessions_chatted_over_sockets_behave_like_the_model(
     transcript: Transcript,
     deep: bool,
 ) -> None:
+    """The session model, chatting over sockets through the gateway; after each step the target is
+    compared with the model:
+
+    - R-CREATE-1: "POST /sessions ... -> 200 or 201 with {"session_id": str, "message_count": 0,
+      ...}";
+    - R-CREATE-3: "Ids are unique": no id twice in a run;
+    - R-LIST-1: "every created session appears; total equals the number of sessions listed": each
+      session once, its message_count what its history last held (under scripted, two messages a
+      plain turn: the user's and the script agent's reply);
+    - R-HIST-1: "for a known id -> 200 ... with message_count == len(messages)", its session_id the
+      id asked about;
+    - R-HIST-3: "Messages come back in the order they were appended": the user messages as sent,
+      each reply after its own user message;
+    - W-CONN-1: "The gateway accepts a WebSocket on /ws/{id} for a session created by POST
+      /sessions": each switch opens one;
+    - W-TURN-2: "After a turn, the session's history holds the user message and the agent's reply
+      (R-STREAM-2)": the reply as streamed, whitespace aside.
+    """
     # Everything through the gateway, as the IDE does: with users, a session belongs to the
     # user whose token created it, and only the gateway knows that user.
     context = _context(
@@ -516,6 +534,23 @@ async def test_sessions_chatted_over_the_runtime_stream_behave_like_the_model(
     transcript: Transcript,
     deep: bool,
 ) -> None:
+    """The session model, chatting over the runtime's agent stream; after each step the target is
+    compared with the model:
+
+    - R-CREATE-1: "POST /sessions ... -> 200 or 201 with {"session_id": str, "message_count": 0,
+      ...}";
+    - R-CREATE-3: "Ids are unique": no id twice in a run;
+    - R-LIST-1: "every created session appears; total equals the number of sessions listed": each
+      session once, its message_count what its history last held (under scripted, two messages a
+      plain turn: the user's and the script agent's reply);
+    - R-HIST-1: "for a known id -> 200 ... with message_count == len(messages)", its session_id the
+      id asked about;
+    - R-HIST-3: "Messages come back in the order they were appended": the user messages as sent,
+      each reply after its own user message;
+    - R-STREAM-2: "A user_message is appended to history as {"role": "user", "content": ...}
+      before the stream ends; the agent's text is appended as role assistant": the reply as
+      streamed, whitespace aside.
+    """
     context = _context(
         api=runtime,
         gateway=gateway,
@@ -538,6 +573,26 @@ async def test_the_model_holds_across_runtime_restarts(
     transcript: Transcript,
     deep: bool,
 ) -> None:
+    """The session model over sockets, with runtime restarts among its steps; after each step the
+    target is compared with the model:
+
+    - R-CREATE-4: "after a runtime restart it is still listed and its history is 200", for every
+      session of the run;
+    - R-CREATE-1: "POST /sessions ... -> 200 or 201 with {"session_id": str, "message_count": 0,
+      ...}";
+    - R-CREATE-3: "Ids are unique": no id twice in a run;
+    - R-LIST-1: "every created session appears; total equals the number of sessions listed": each
+      session once, its message_count what its history last held (under scripted, two messages a
+      plain turn: the user's and the script agent's reply);
+    - R-HIST-1: "for a known id -> 200 ... with message_count == len(messages)", its session_id the
+      id asked about;
+    - R-HIST-3: "Messages come back in the order they were appended": the user messages as sent,
+      each reply after its own user message;
+    - W-CONN-1: "The gateway accepts a WebSocket on /ws/{id} for a session created by POST
+      /sessions": each switch opens one;
+    - W-TURN-2: "After a turn, the session's history holds the user message and the agent's reply
+      (R-STREAM-2)": the reply as streamed, whitespace aside.
+    """
     if not sessionlab_target.supports("runtime", Capability.STOP):
         pytest.skip("the target offers no control of its runtime (stop/start)")
     context = _context(

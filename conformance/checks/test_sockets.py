@@ -307,9 +307,10 @@ LONE_SURROGATE = '{"type": "user_message", "role": "user", "content": "half \\ud
 async def test_a_lone_surrogate_escape_gets_an_answer_on_a_socket_that_stays_open(
     gateway: httpx.AsyncClient, open_ws: Opener
 ) -> None:
-    """W-BAD-1, as decided for text that is JSON but no Unicode (docs/decisions.md): an error
-    frame or a turn, on a connection that stays open and works. The session's history must
-    still read (R-HIST-1) whatever was stored."""
+    """W-BAD-1: "Text that is not JSON gets an error frame; the connection stays open and the next
+    valid message works." A lone surrogate escape is JSON, yet no Unicode text: as decided in
+    docs/decisions.md (Generated inputs), an error frame or a turn, on a connection that stays
+    open and works. The session's history must still read (R-HIST-1) whatever was stored."""
     expect = Expect("W-BAD-1")
     what = "an error frame or a reply for a user_message holding a lone surrogate \\ud800"
     session_id = await create_session(gateway)

@@ -200,6 +200,12 @@ async def test_rest_calls_without_a_valid_token_are_refused_and_do_nothing(
     run_id: str,
     offered: str,
 ) -> None:
+    """X-AUTH-1: "With user auth on, every REST call ... needs Authorization: Bearer <token>".
+
+    Without a token, and with a near miss of a valid one, every route of the selected profiles
+    answers 401 with a string error (docs/decisions.md, Users and sharing), shows none of the
+    session's content, and does nothing: the owner's sessions and history stay as they were.
+    """
     owner, other = _users(sessionlab_target, 2)[:2]
     expect = Expect("X-AUTH-1")
     text = f"kept private {run_id}"
@@ -240,6 +246,12 @@ async def test_another_user_gets_404_for_a_session_and_never_its_content(
     profiles: frozenset[str],
     run_id: str,
 ) -> None:
+    """X-AUTH-1: "a session belongs to its creator; another user gets 404 for it (never its
+    content)".
+
+    Another user's reads (and, under lifecycle, rename and delete) answer 404 without its content;
+    that user's list and search leave it out; the owner's session stays as it was.
+    """
     _, other = _users(sessionlab_target, 2)[:2]
     expect = Expect("X-AUTH-1")
     text = f"only for its owner {run_id}"
@@ -300,6 +312,8 @@ async def test_socket_to_another_users_session_is_closed_with_4403(
     transcript: Transcript,
     run_id: str,
 ) -> None:
+    """X-AUTH-1: "another user gets ... a WebSocket refusal (close 4403)." Nothing that user sends
+    is stored."""
     _, other = _users(sessionlab_target, 2)[:2]
     expect = Expect("X-AUTH-1")
     text = f"not for other sockets {run_id}"
@@ -330,6 +344,9 @@ async def test_socket_without_a_valid_token_is_closed_with_4401(
     run_id: str,
     offered: str,
 ) -> None:
+    """X-AUTH-1: "every REST call and WebSocket needs Authorization: Bearer <token>". A socket
+    without a valid token is closed with 4401 (docs/decisions.md, Users and sharing), and nothing it
+    sends is stored."""
     owner = _users(sessionlab_target, 2)[0]
     expect = Expect("X-AUTH-1")
     session_id = await _session_with_text(gateway, open_ws, expect, f"mine {run_id}")
@@ -355,6 +372,8 @@ async def test_socket_takes_the_token_as_a_query_parameter(
     transcript: Transcript,
     run_id: str,
 ) -> None:
+    """X-AUTH-1: "... needs Authorization: Bearer <token> (WebSocket: header or ?token=)". A socket
+    with the token in ?token= alone chats, and its message lands in the owner's history."""
     owner = _users(sessionlab_target, 2)[0]
     expect = Expect("X-AUTH-1")
     session_id = await create_session(gateway)
@@ -431,6 +450,10 @@ async def test_owner_shares_a_session_and_the_reader_reads_it(
     open_ws: SocketOpener,
     run_id: str,
 ) -> None:
+    """X-SHARE-1: "The owner can share a session with another user (read-only); the other user can
+    read its history". The share, POST /sessions/{id}/shares, answers 201 naming the reader and the
+    owner's GET shares lists it (docs/decisions.md, Users and sharing); the reader reads the history
+    and lists the session."""
     _, reader = _users(sessionlab_target, 2)[:2]
     expect = Expect("X-SHARE-1")
     text = f"shared to read {run_id}"
@@ -456,6 +479,9 @@ async def test_reader_cannot_post_to_a_shared_session(
     transcript: Transcript,
     run_id: str,
 ) -> None:
+    """X-SHARE-1: "the other user can read its history but not post to it." The reader's socket is
+    accepted read-only: its user_message gets an error frame and is not stored (docs/decisions.md,
+    Users and sharing)."""
     _, reader = _users(sessionlab_target, 2)[:2]
     expect = Expect("X-SHARE-1")
     session_id = await _session_with_text(gateway, open_ws, expect, f"read only {run_id}")
@@ -503,6 +529,9 @@ async def test_reader_cannot_rename_delete_or_reshare(
     profiles: frozenset[str],
     run_id: str,
 ) -> None:
+    """X-SHARE-1: "The owner can share a session with another user (read-only)". Read-only: the
+    reader's share onward, rename and delete answer 403 (any 4xx without profile lifecycle, whose
+    routes may not exist) and change nothing (docs/decisions.md, Users and sharing)."""
     names = _users(sessionlab_target, 2)
     owner, reader = names[:2]
     expect = Expect("X-SHARE-1")
@@ -559,6 +588,9 @@ async def test_only_the_owner_can_share(
     open_ws: SocketOpener,
     run_id: str,
 ) -> None:
+    """X-SHARE-1: "The owner can share a session with another user". The owner alone: another user's
+    share answers 404 and opens nothing. Skipped when that user reads the session before any share:
+    X-AUTH-1's failure."""
     _, other = _users(sessionlab_target, 2)[:2]
     expect = Expect("X-SHARE-1")
     text = f"not shareable by others {run_id}"
@@ -588,6 +620,10 @@ async def test_a_share_opens_the_session_to_the_reader_alone(
     transcript: Transcript,
     run_id: str,
 ) -> None:
+    """X-SHARE-1: "The owner can share a session with another user (read-only)": with that user
+    alone. A third user still gets 404 for the history and the shares, no list entry, and close
+    4403 on a socket. Skipped when the third user was not refused before the share: X-AUTH-1's
+    failure."""
     _, reader, bystander = _users(sessionlab_target, 3)[:3]
     expect = Expect("X-SHARE-1")
     text = f"for one reader only {run_id}"
