@@ -198,8 +198,11 @@ async def test_agents_are_listed_with_the_orchestrator(sessions_api: httpx.Async
     expect = Expect("R-AGENTS-1")
     response = await sessions_api.get("/agents")
     expect.that(response.status_code == 200, "200", f"{response.status_code} {response.text}")
-    agents = response.json()
-    expect.that(isinstance(agents, list), "a list", agents)
+    try:
+        agents = response.json()
+    except (ValueError, UnicodeDecodeError):
+        agents = response.text
+    expect.that(isinstance(agents, list), "a JSON list", agents)
     for agent in agents:
         ok = (
             isinstance(agent, dict)
@@ -268,7 +271,11 @@ async def test_stream_is_event_stream_ending_in_done_or_error(
     except ValueError:
         expect.fail(f"JSON data in the closing {last.event} event", last.data)
     if last.event == "done":
-        expect.that(data == {"status": "completed"}, 'done data {"status": "completed"}', data)
+        expect.that(
+            isinstance(data, dict) and data.get("status") == "completed",
+            'done data {"status": "completed"}',
+            data,
+        )
     else:
         expect.that(
             data.get("type") == "error"

@@ -1,7 +1,6 @@
 """W-TOOL, W-HITL, W-AGENT: tool calls, approvals and agent switches, driven by the script agent's
 directives (profile `scripted`: the target runs the deterministic agent of the contract)."""
 
-import json
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
@@ -158,8 +157,8 @@ async def test_switch_agent_is_announced_and_reported(
     /agents/{id}/current then reports it; an unknown type gets an error frame."
 
     Known, by section 7: "Agents known to the reference: orchestrator, coder, architect, debug,
-    ask"; the switch is to coder. One agent_switched frame is asked, and the switch must also show
-    in the current agent's agent_history.
+    ask"; the switch is to coder. One agent_switched frame is asked; "reports it" is the current
+    agent the answer names.
     """
     expect = Expect("W-AGENT-1")
     session_id = await create_session(gateway)
@@ -181,5 +180,3 @@ async def test_switch_agent_is_announced_and_reported(
             socket, {"type": "switch_agent", "agent_type": "no_such_agent", "content": "x"}, expect
         )
         expect.that(unknown[-1].type == "error", "an error frame for an unknown agent", unknown)
-    history = json.dumps(current.get("agent_history"))
-    expect.that("coder" in history, "the switch in agent_history", current.get("agent_history"))
