@@ -159,7 +159,8 @@ def pytest_collection_modifyitems(
                 raise pytest.UsageError(f"{item.nodeid}: unknown requirement id {requirement_id!r}")
     # Checks of prerequisites first: when one fails, the checks that stand on it are blocked at
     # once instead of each failing (or timing out) the same way.
-    items.sort(key=lambda item: min((_depth(i) for i in requirement_ids(item)), default=0))
+    # A check runs after the prerequisites of all its requirements: by its deepest one.
+    items.sort(key=lambda item: max((_depth(i) for i in requirement_ids(item)), default=0))
     only = config.getoption("sessionlab_only")
     if not only:
         return

@@ -239,8 +239,10 @@ class SessionModel(RuleBasedStateMachine):
     async def _socket_turn(self, session: str, content: str) -> None:
         socket = self.socket
         assert socket is not None
-        await socket.send_json(user_message(content))
+        # Once turns are known not to end, every replay of hypothesis's would wait one out.
+        state().require("W-TURN-1")
         try:
+            await socket.send_json(user_message(content))
             frames = await socket.turn()
         except TurnDidNotEnd as exc:
             # Without turns that end the model cannot chat: the prerequisite W-TURN-1 failed.
