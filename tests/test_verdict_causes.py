@@ -2,6 +2,7 @@
 moves, no message shows a raw exception, and a target that rate-limits is honoured."""
 
 import re
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,33 @@ from tests.broken.harness import collateral, message, statuses, verify, verify_t
 from tests.fixtures.stack import start_stack
 
 FACTORY = "tests.broken.cause_breaks:"
+Reports = dict[str, dict[str, Any]]
+
+# Each variant's run, and the requirement prefixes it is limited to (none: the whole profiles).
+RUNS: dict[str, tuple[str, ...]] = {
+    "create_answers_id": (),
+    "turns_never_end_slowly": (),
+    "list_names_ids_id": ("R-LIST", "R-CREATE-4"),
+    "runtime_rate_limits": (),
+    "tool_directive_ignored": ("R-HIST", "R-STREAM", "W-TOOL"),
+    "current_agent_404_for_new_sessions": (),
+    "odd_stream_bodies_streamed": (),
+    "chunks_without_spaces": (),
+    "binary_frames_ignored": ("W-BAD",),
+    "history_500_after_a_nul": (),
+    "gateway_5xx_carries_the_key": (),
+    "error_frames_without_content": ("W-BAD-2",),
+}
+
+
+@pytest.fixture(scope="module")
+def reports() -> Reports:
+    """Every run of this module, a few at a time: each is a verify subprocess, mostly waiting."""
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        futures = {name: pool.submit(verify, FACTORY + name, *only) for name, only in RUNS.items()}
+        return {name: future.result() for name, future in futures.items()}
+
+
 RAW = re.compile(r"\b(KeyError|TimeoutError\(\)|ConnectionClosed\w*\(|FrameError\b)")
 
 
@@ -21,8 +49,10 @@ def _raw_exceptions(report: dict[str, Any]) -> list[str]:
     ]
 
 
-def test_a_create_without_session_id_fails_r_create_1_and_blocks_what_needs_a_session() -> None:
-    report = verify(FACTORY + "create_answers_id")
+def test_a_create_without_session_id_fails_r_create_1_and_blocks_what_needs_a_session(
+    reports: Reports,
+) -> None:
+    report = reports["create_answers_id"]
     verdicts = statuses(report)
     assert verdicts["R-CREATE-1"] == "failed"
     assert "keys: created_at, current_agent, id, message_count" in message(report, "R-CREATE-1")
@@ -35,8 +65,8 @@ def test_a_create_without_session_id_fails_r_create_1_and_blocks_what_needs_a_se
     assert report["exit_code"] == 1
 
 
-def test_turns_that_never_end_fail_w_turn_1_once_within_one_timeout() -> None:
-    report = verify(FACTORY + "turns_never_end_slowly")
+def test_turns_that_never_end_fail_w_turn_1_once_within_one_timeout(reports: Reports) -> None:
+    report = reports["turns_never_end_slowly"]
     verdicts = statuses(report)
     assert verdicts["W-TURN-1"] == "failed"
     said = message(report, "W-TURN-1")
@@ -53,8 +83,8 @@ def test_turns_that_never_end_fail_w_turn_1_once_within_one_timeout() -> None:
     assert report["exit_code"] == 1
 
 
-def test_a_list_naming_ids_id_says_so_and_fails_r_list_1_alone() -> None:
-    report = verify(FACTORY + "list_names_ids_id", "R-LIST", "R-CREATE-4")
+def test_a_list_naming_ids_id_says_so_and_fails_r_list_1_alone(reports: Reports) -> None:
+    report = reports["list_names_ids_id"]
     assert statuses(report)["R-LIST-1"] == "failed"
     said = message(report, "R-LIST-1")
     assert "carry no session_id (their keys:" in said
@@ -64,16 +94,8 @@ def test_a_list_naming_ids_id_says_so_and_fails_r_list_1_alone() -> None:
     assert collateral(report, "R-LIST-1") == {}
 
 
-def test_unordered_history_fails_r_hist_3_alone() -> None:
-    report = verify("tests.broken.core_breaks:history_reversed")
-    assert statuses(report)["R-HIST-3"] == "failed"
-    assert collateral(report, "R-HIST-3") == {}
-    assert statuses(report)["R-STREAM-2"] == "passed"
-    assert statuses(report)["W-TURN-2"] == "passed"
-
-
-def test_a_runtime_that_rate_limits_is_honoured_and_the_report_says_so() -> None:
-    report = verify(FACTORY + "runtime_rate_limits")
+def test_a_runtime_that_rate_limits_is_honoured_and_the_report_says_so(reports: Reports) -> None:
+    report = reports["runtime_rate_limits"]
     assert collateral(report, "none") == {}, report["stdout"][-3000:]
     limited = report["rate_limited"]
     assert limited["responses_429"] > 0
@@ -81,8 +103,10 @@ def test_a_runtime_that_rate_limits_is_honoured_and_the_report_says_so() -> None
     assert report["exit_code"] == 0
 
 
-def test_a_profile_feature_that_does_not_answer_blames_the_profiles_requirement() -> None:
-    report = verify(FACTORY + "tool_directive_ignored", "R-HIST", "R-STREAM", "W-TOOL")
+def test_a_profile_feature_that_does_not_answer_blames_the_profiles_requirement(
+    reports: Reports,
+) -> None:
+    report = reports["tool_directive_ignored"]
     verdicts = statuses(report)
     assert verdicts["W-TOOL-1"] == "failed"
     assert verdicts["R-HIST-3"] == "partial"
@@ -101,8 +125,8 @@ def test_rate_takes_a_positive_number(rate: str) -> None:
 # requirement's, is judged right.
 
 
-def test_a_runtime_404_the_gateway_passes_on_fails_r_agents_2_alone() -> None:
-    report = verify(FACTORY + "current_agent_404_for_new_sessions")
+def test_a_runtime_404_the_gateway_passes_on_fails_r_agents_2_alone(reports: Reports) -> None:
+    report = reports["current_agent_404_for_new_sessions"]
     assert statuses(report)["R-AGENTS-2"] == "failed"
     assert collateral(report, "R-AGENTS-2") == {}
     assert statuses(report)["G-PROXY-1"] == "passed"
@@ -112,14 +136,14 @@ def test_a_runtime_404_the_gateway_passes_on_fails_r_agents_2_alone() -> None:
 @pytest.mark.parametrize(
     "factory", ["odd_stream_bodies_streamed", "chunks_without_spaces"], ids=str
 )
-def test_what_the_contract_allows_is_not_failed(factory: str) -> None:
-    report = verify(FACTORY + factory)
+def test_what_the_contract_allows_is_not_failed(reports: Reports, factory: str) -> None:
+    report = reports[factory]
     assert collateral(report, "none") == {}
     assert report["exit_code"] == 0
 
 
-def test_a_binary_frame_answered_by_silence_is_w_bad_3_and_says_so() -> None:
-    report = verify(FACTORY + "binary_frames_ignored", "W-BAD")
+def test_a_binary_frame_answered_by_silence_is_w_bad_3_and_says_so(reports: Reports) -> None:
+    report = reports["binary_frames_ignored"]
     assert statuses(report)["W-BAD-3"] == "warning"
     assert statuses(report)["W-BAD-1"] == "passed"
     said = message(report, "W-BAD-3")
@@ -130,15 +154,15 @@ def test_a_binary_frame_answered_by_silence_is_w_bad_3_and_says_so() -> None:
 # Silent passes that must not come back: a defect the run could see is reported.
 
 
-def test_a_history_that_breaks_after_odd_content_fails_r_hist_1() -> None:
-    report = verify(FACTORY + "history_500_after_a_nul")
+def test_a_history_that_breaks_after_odd_content_fails_r_hist_1(reports: Reports) -> None:
+    report = reports["history_500_after_a_nul"]
     assert statuses(report)["R-HIST-1"] == "failed"
     assert "after unusual content" in message(report, "R-HIST-1")
     assert collateral(report, "R-HIST-1") == {}
 
 
-def test_a_key_in_a_502_body_fails_g_proxy_2() -> None:
-    report = verify(FACTORY + "gateway_5xx_carries_the_key")
+def test_a_key_in_a_502_body_fails_g_proxy_2(reports: Reports) -> None:
+    report = reports["gateway_5xx_carries_the_key"]
     assert statuses(report)["G-PROXY-2"] == "failed"
     assert "received it in the answer to" in message(report, "G-PROXY-2")
     assert collateral(report, "G-PROXY-2") == {}
@@ -163,8 +187,10 @@ def test_a_url_target_checks_logs_and_restarts_only_in_part(tmp_path: Path) -> N
     assert report["exit_code"] == 0
 
 
-def test_an_invalid_frame_is_named_in_the_message_never_a_bare_frame_error() -> None:
-    report = verify(FACTORY + "error_frames_without_content", "W-BAD-2")
+def test_an_invalid_frame_is_named_in_the_message_never_a_bare_frame_error(
+    reports: Reports,
+) -> None:
+    report = reports["error_frames_without_content"]
     assert statuses(report)["W-BAD-2"] == "failed"
     said = message(report, "W-BAD-2")
     assert "an invalid frame: " in said
