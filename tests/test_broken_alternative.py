@@ -25,7 +25,7 @@ CASES = [
     ("gateway_leaks_key_when_runtime_down", "answer carrying the internal key"),
     ("gateway_html_when_runtime_down", "JSON object"),
     ("closes_on_bad_json", "close 1011"),
-    ("leaks_across_sessions", "nothing more on session_"),
+    ("leaks_across_sessions", "nothing on the idle socket of session_"),
     ("turns_never_end", "no final assistant_message"),
     ("tolerant_gateway", "close code 4404"),
 ]
