@@ -113,8 +113,12 @@ async def test_concurrent_creates_give_distinct_ids(runtime_server: ThreadedServ
         limits=httpx.Limits(max_connections=20),
     ) as client:
 
+        # Requests queued beyond the pool cost httpx time per waiter: keep the queue short.
+        gate = asyncio.Semaphore(20)
+
         async def create() -> str:
-            response = await client.post("/sessions")
+            async with gate:
+                response = await client.post("/sessions")
             assert response.status_code == 200
             return str(response.json()["session_id"])
 
