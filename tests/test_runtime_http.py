@@ -112,7 +112,6 @@ async def test_concurrent_creates_give_distinct_ids(runtime_server: ThreadedServ
         timeout=deadline(30),
         limits=httpx.Limits(max_connections=20),
     ) as client:
-
         # Requests queued beyond the pool cost httpx time per waiter: keep the queue short.
         gate = asyncio.Semaphore(20)
 
