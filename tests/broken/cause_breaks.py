@@ -4,12 +4,13 @@ Each proves that the verdicts point at the cause: the defect's own requirement f
 that stand on it are `blocked` by it, and nothing else moves.
 """
 
+import contextlib
 import itertools
 import json
 import time
 from typing import Any
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from conformance.targets.reference_target import ReferenceTarget
 from tests.broken.asgi import Wrapper, intercept_socket, rewrite_http, rewrite_json
@@ -100,6 +101,30 @@ def tool_directive_ignored() -> ReferenceTarget:
     return ReferenceTarget(runtime_wrapper=rewrite_request_json("/agent/message/stream", plain))
 
 
+async def _read_body(receive: Receive) -> bytes:
+    """A request's whole body, read before the service sees it."""
+    chunks = []
+    while True:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+def _replaying(body: bytes, receive: Receive) -> Receive:
+    """A receive that hands the service `body` once, then whatever comes after."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if sent:
+            return await receive()
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay
+
+
 def rewrite_request_json(path: str, change: Any) -> Wrapper:
     """Rewrite the JSON body of requests to one path before the service reads it."""
 
@@ -108,28 +133,14 @@ def rewrite_request_json(path: str, change: Any) -> Wrapper:
             if scope["type"] != "http" or scope["path"] != path:
                 await app(scope, receive, send)
                 return
-            chunks = []
-            while True:
-                message = await receive()
-                chunks.append(message.get("body", b""))
-                if not message.get("more_body"):
-                    break
-            try:
-                body = json.dumps(change(json.loads(b"".join(chunks)))).encode()
-            except ValueError:
-                body = b"".join(chunks)
+            body = await _read_body(receive)
+            # A body that is not JSON goes on as it came.
+            with contextlib.suppress(ValueError):
+                body = json.dumps(change(json.loads(body))).encode()
             headers = [(k, v) for k, v in scope["headers"] if k != b"content-length"]
             headers.append((b"content-length", str(len(body)).encode()))
-            sent = False
 
-            async def replay() -> dict[str, Any]:
-                nonlocal sent
-                if sent:
-                    return await receive()
-                sent = True
-                return {"type": "http.request", "body": body, "more_body": False}
-
-            await app({**scope, "headers": headers}, replay, send)
+            await app({**scope, "headers": headers}, _replaying(body, receive), send)
 
         return wrapped
 
@@ -174,25 +185,10 @@ def answer_stream(path: str, decide: Any) -> Wrapper:
             if scope["type"] != "http" or scope["path"] != path:
                 await app(scope, receive, send)
                 return
-            chunks = []
-            while True:
-                message = await receive()
-                chunks.append(message.get("body", b""))
-                if not message.get("more_body"):
-                    break
-            body = b"".join(chunks)
+            body = await _read_body(receive)
             stream = decide(scope, body)
             if stream is None:
-                sent = False
-
-                async def replay() -> dict[str, Any]:
-                    nonlocal sent
-                    if sent:
-                        return await receive()
-                    sent = True
-                    return {"type": "http.request", "body": body, "more_body": False}
-
-                await app(scope, replay, send)
+                await app(scope, _replaying(body, receive), send)
                 return
             headers = [(b"content-type", b"text/event-stream")]
             await send({"type": "http.response.start", "status": 200, "headers": headers})
