@@ -2,6 +2,8 @@
 
 from typing import Any
 
+from conformance.verdicts import STATUSES
+
 MARKS = {
     "passed": "ok  ",
     "partial": "part",
@@ -11,15 +13,7 @@ MARKS = {
     "skipped": "skip",
     "error": "ERR ",
 }
-ORDER = {
-    "failed": 0,
-    "error": 1,
-    "warning": 2,
-    "blocked": 3,
-    "partial": 4,
-    "passed": 5,
-    "skipped": 6,
-}
+ORDER: dict[str, int] = {status: rank for rank, status in enumerate(STATUSES)}
 LEVELS = ("MUST", "SHOULD", "MAY")
 
 

@@ -11,17 +11,9 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from conformance.verdicts import exit_status
+from conformance.verdicts import STATUSES, exit_status
 
-STATUS_ORDER = {
-    "failed": 0,
-    "error": 1,
-    "warning": 2,
-    "blocked": 3,
-    "partial": 4,
-    "passed": 5,
-    "skipped": 6,
-}
+STATUS_ORDER: dict[str, int] = {status: rank for rank, status in enumerate(STATUSES)}
 LEVELS = ("MUST", "SHOULD", "MAY")
 # The symbol is decoration; the word next to it carries the meaning (colour is never alone).
 SYMBOLS = {
