@@ -9,7 +9,7 @@ import httpx
 from conformance.contract import sse
 from conformance.contract.frames import FrameError, ServerFrame
 from conformance.failures import CheckFailure, Expect
-from conformance.probes import Socket, SocketClosed, TurnDidNotEnd
+from conformance.probes import NoFrame, Socket, SocketClosed, TurnDidNotEnd
 from conformance.run_state import state
 
 ODD_IDS = (
@@ -143,6 +143,18 @@ async def history_messages(
     if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
         raise failure(f"{where} to answer a messages list of objects", _answer(response))
     return messages
+
+
+async def error_frame_for(socket: Socket, what: str, expect: Expect) -> ServerFrame:
+    """The next frame, which must be an error frame answering `what` (W-BAD-1, W-BAD-2)."""
+    try:
+        answer = await socket.recv_frame()
+    except (SocketClosed, NoFrame) as exc:
+        expect.fail(f"an error frame for {what}", str(exc))
+    except FrameError as exc:
+        expect.fail(f"an error frame for {what}", f"an invalid frame: {exc}")
+    expect.that(answer.type == "error", f"an error frame for {what}", answer)
+    return answer
 
 
 async def socket_turn(socket: Socket, message: dict[str, Any], expect: Expect) -> list[ServerFrame]:

@@ -17,11 +17,10 @@ import pytest
 from hypothesis import strategies as st
 
 from conformance.contract import sse
-from conformance.contract.frames import FrameError, ServerFrame
 from conformance.contract.ids import SERVER_ID_PATTERN
 from conformance.failures import Expect
 from conformance.plugin import SocketOpener, deadline
-from conformance.probes import NoFrame, Socket, SocketClosed
+from conformance.probes import Socket
 from conformance.transcript import Transcript
 
 from .generation import (
@@ -42,6 +41,7 @@ from .generation import (
 from .support import (
     compact,
     create_session,
+    error_frame_for,
     history_messages,
     socket_turn,
     stream_events,
@@ -259,21 +259,6 @@ async def test_generated_contents_sent_over_the_socket_come_back_exactly(
     )
 
 
-async def _error_frame_for(socket: Socket, expect: Expect, what: str) -> ServerFrame:
-    try:
-        answer = await socket.recv_frame()
-    except (SocketClosed, NoFrame) as exc:
-        expect.fail(f"an error frame for {what}", str(exc))
-    except FrameError as exc:
-        expect.fail(f"an error frame for {what}", f"an invalid frame: {exc}")
-    expect.that(
-        answer.type == "error",
-        f"an error frame for {what}",
-        answer.model_dump(mode="json", exclude_none=True),
-    )
-    return answer
-
-
 async def _still_usable(socket: Socket, expect: Expect, what: str) -> None:
     frames = await socket_turn(socket, user_message("still here"), expect)
     expect.that(
@@ -303,7 +288,7 @@ async def test_generated_text_that_is_not_json_gets_an_error_frame(
         async with open_ws(session_id) as socket:
             for text in texts:
                 await socket.send_text(text)
-                await _error_frame_for(socket, expect, f"the text {shown(text)}")
+                await error_frame_for(socket, f"the text {shown(text)}", expect)
             await _still_usable(socket, expect, f"the text {shown(texts[-1])}")
 
     await for_all(
@@ -341,7 +326,7 @@ async def test_generated_malformed_frames_get_an_error_frame(
                 text = compact(frame)
                 await socket.send_text(text)
                 what = f"the frame {shown(frame, 120)}"
-                answer = await _error_frame_for(socket, expect, what)
+                answer = await error_frame_for(socket, what, expect)
                 kind = frame.get("type") if isinstance(frame, dict) else None
                 if isinstance(kind, str) and kind not in CLIENT_TYPES:
                     content = getattr(answer, "content", None)

@@ -28,7 +28,13 @@ from conformance.target_runner import TargetRunner
 from conformance.targets import Capability
 from conformance.transcript import Transcript
 
-from .support import create_session, history_messages, socket_turn, user_message
+from .support import (
+    create_session,
+    error_frame_for,
+    history_messages,
+    socket_turn,
+    user_message,
+)
 
 pytestmark = pytest.mark.asyncio
 
@@ -221,17 +227,6 @@ def _turn_stored(messages: list[dict[str, object]], text: str, needs_reply: bool
     return not needs_reply or any(role == "assistant" for role, _ in roles)
 
 
-async def _error_frame_for(socket: Socket, what: str, expect: Expect) -> ServerFrame:
-    try:
-        answer = await socket.recv_frame()
-    except (SocketClosed, NoFrame) as exc:
-        expect.fail(f"an error frame for {what}", str(exc))
-    except FrameError as exc:
-        expect.fail(f"an error frame for {what}", f"an invalid frame: {exc}")
-    expect.that(answer.type == "error", f"an error frame for {what}", _dump([answer]))
-    return answer
-
-
 async def _next_message_works(socket: Socket, after: str, expect: Expect) -> None:
     frames = await socket_turn(socket, user_message("still here"), expect)
     expect.that(
@@ -261,7 +256,7 @@ async def test_a_bad_frame_gets_an_error_frame_and_the_socket_stays_usable(
     session_id = await create_session(gateway)
     async with open_ws(session_id) as socket:
         await socket.send_text(frame)
-        answer = await _error_frame_for(socket, what, expect)
+        answer = await error_frame_for(socket, what, expect)
         if what == "an unknown type":
             content = getattr(answer, "content", "")
             expect.that(
