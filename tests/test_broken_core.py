@@ -36,6 +36,8 @@ CASES = [
     ("crashes_on_lone_surrogate", ["W-BAD"], {"W-BAD-1": "failed"}, "lone surrogate"),
     ("closes_when_runtime_down", ["W-DOWN"], {"W-DOWN-1": "failed"}, "the socket closed"),
     ("leaks_across_sessions", ["W-ISO"], {"W-ISO-1": "failed"}, "on session_"),
+    ("approval_repeats_call", ["W-HITL"], {"W-HITL-1": "failed"}, "no second tool_call"),
+    ("approval_result_refused", ["W-HITL"], {"W-HITL-1": "failed"}, "no error frame"),
 ]
 
 

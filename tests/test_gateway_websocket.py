@@ -251,29 +251,42 @@ async def test_tool_result_for_an_unknown_call_gets_an_error_frame(ws: ClientCon
         ),
     ],
 )
-async def test_approve_and_edit_give_a_tool_call_without_approval(
+async def test_after_approve_or_edit_the_ides_tool_result_continues_the_turn(
     ws: ClientConnection, decision: Frame, arguments: Frame
 ) -> None:
+    """W-HITL-1 as the IDE speaks it: its decision, then at once the result of the tool it ran;
+    no second tool_call comes for the call."""
     call_id = await request_tool(ws, "/approve", approval=True)
-    frames = await turn(ws, json.dumps({"type": "hitl_decision", "call_id": call_id, **decision}))
-    assert frames == [
-        {
-            "type": "tool_call",
-            "call_id": call_id,
-            "tool_name": "read_file",
-            "arguments": arguments,
-            "requires_approval": False,
-        }
-    ]
-    result = {"type": "tool_result", "call_id": call_id, "result": "ok"}
-    assert await turn(ws, json.dumps(result)) == echo("Tool", "read_file", "returned:", "ok")
+    nulls = {"modified_arguments": None, "feedback": None}
+    await ws.send(json.dumps({"type": "hitl_decision", "call_id": call_id, **nulls, **decision}))
+    result = {
+        "type": "tool_result",
+        "call_id": call_id,
+        "tool_name": "read_file",
+        "result": {"success": True, "content": "ok"},
+        "error": None,
+    }
+    frames = await turn(ws, json.dumps(result))
+    assert frames == echo(
+        "Tool", "read_file", "returned:", '{"success":', "true,", '"content":', '"ok"}'
+    )
+    await assert_nothing_more(ws)
 
 
-async def test_reject_ends_the_turn_with_a_final_message(ws: ClientConnection) -> None:
+async def test_reject_ends_the_turn_and_the_ides_refusal_gets_no_frame(
+    ws: ClientConnection, gateway: httpx.AsyncClient, session_id: str
+) -> None:
     call_id = await request_tool(ws, "/approve", approval=True)
     decision = {"type": "hitl_decision", "call_id": call_id, "decision": "reject", "feedback": "no"}
     frames = await turn(ws, json.dumps(decision))
     assert frames == echo("Tool", "call", "read_file", "was", "rejected.")
+    refusal = "[Operation rejected by user] User rejected operation: read_file"
+    await ws.send(json.dumps({"type": "tool_result", "call_id": call_id, "error": refusal}))
+    await assert_nothing_more(ws)
+    assert await turn(ws, user("still here")) == echo("still", "here")
+    history = (await gateway.get(f"/sessions/{session_id}/history")).json()
+    tools = [m for m in history["messages"] if m["role"] == "tool"]
+    assert [m["content"] for m in tools] == ["rejected: no"]
 
 
 async def test_decision_for_an_unknown_call_gets_an_error_frame(ws: ClientConnection) -> None:

@@ -80,18 +80,23 @@ def test_malformed_directives_end_in_an_error(text: str, error: str) -> None:
     assert turn.frames == []
 
 
-def test_approve_decision_reissues_the_call_without_approval() -> None:
+def test_approve_decision_sends_nothing_and_awaits_the_ides_result() -> None:
     decision = HitlDecisionFrame(call_id="call_1", decision="approve")
     turn = respond(decision, "orchestrator", WAITING, call_ids)
-    assert turn.frames == [
-        ToolCallFrame(
-            call_id="call_1",
-            tool_name="write_file",
-            arguments={"path": "a"},
-            requires_approval=False,
-        )
-    ]
+    assert (turn.frames, turn.messages, turn.error) == ([], [], None)
     assert turn.calls == [replace(WAITING, state=AWAITING_RESULT, decision="approve")]
+
+
+def test_the_ides_result_after_an_approval_continues_the_turn() -> None:
+    approved = replace(WAITING, state=AWAITING_RESULT, decision="approve")
+    result = {"success": True, "bytes_written": 3}
+    turn = respond(
+        ToolResultFrame(call_id="call_1", result=result), "orchestrator", approved, call_ids
+    )
+    assert turn.messages[0].role == "tool"
+    last = turn.frames[-1]
+    assert isinstance(last, AssistantMessageFrame)
+    assert last.is_final
 
 
 def test_edit_decision_carries_the_modified_arguments() -> None:
@@ -99,8 +104,7 @@ def test_edit_decision_carries_the_modified_arguments() -> None:
         call_id="call_1", decision="edit", modified_arguments={"path": "b"}
     )
     turn = respond(decision, "orchestrator", WAITING, call_ids)
-    assert isinstance(turn.frames[0], ToolCallFrame)
-    assert turn.frames[0].arguments == {"path": "b"}
+    assert turn.frames == []
     assert turn.calls[0].arguments == {"path": "b"}
 
 
@@ -121,6 +125,19 @@ def test_reject_records_a_tool_message_and_ends_the_turn() -> None:
     last = turn.frames[-1]
     assert isinstance(last, AssistantMessageFrame)
     assert last.is_final
+
+
+def test_the_ides_result_after_a_rejection_is_accepted_without_a_frame() -> None:
+    rejected = replace(WAITING, state=DONE, decision="reject")
+    refusal = ToolResultFrame(call_id="call_1", error="[Operation rejected by user] no")
+    turn = respond(refusal, "orchestrator", rejected, call_ids)
+    assert (turn.frames, turn.messages, turn.calls, turn.error) == ([], [], [], None)
+
+
+def test_a_second_result_for_an_answered_call_is_an_error() -> None:
+    answered = replace(WAITING, state=DONE, decision="approve")
+    again = ToolResultFrame(call_id="call_1", result="x")
+    assert respond(again, "orchestrator", answered, call_ids).error is not None
 
 
 def test_decision_for_a_call_not_awaiting_approval_is_an_error() -> None:

@@ -8,9 +8,15 @@ from typing import Any
 import httpx
 import pytest
 
-from conformance.contract.frames import AgentSwitchedFrame, ServerFrame, ToolCallFrame
+from conformance.contract.frames import (
+    AgentSwitchedFrame,
+    AssistantMessageFrame,
+    FrameError,
+    ServerFrame,
+    ToolCallFrame,
+)
 from conformance.failures import Expect
-from conformance.probes import Socket
+from conformance.probes import NoFrame, Socket, SocketClosed, TurnDidNotEnd
 
 from .support import create_session, history_messages, json_object, socket_turn, user_message
 
@@ -80,19 +86,111 @@ async def test_tool_result_continues_the_turn_and_is_stored(
     )
 
 
+# What the IDE sends after its decision, every field written out as it writes them (protocol.md
+# section 5: "the IDE sends a result object {success, content, lines_read, bytes_written,
+# backup_path, error}").
+_TOOL_RAN = {
+    "success": True,
+    "content": None,
+    "lines_read": None,
+    "bytes_written": 3,
+    "backup_path": None,
+    "error": None,
+}
+_REFUSAL = (
+    "[Operation rejected by user] User rejected operation: write_file\n"
+    "Details: operation=write_file"
+)
+# How long the socket must stay quiet after the turn went on, for a late error frame or a repeated
+# tool_call to show: both come, if at all, as the answer to the frames just sent.
+_QUIET = 1.5
+
+
+def _ide_frames(call_id: str, decision: str) -> list[dict[str, Any]]:
+    """The decision and the tool_result after it, as the IDE sends them (C-TOOL-1)."""
+    frame: dict[str, Any] = {
+        "type": "hitl_decision",
+        "call_id": call_id,
+        "decision": decision,
+        "modified_arguments": {"path": "edited.txt"} if decision == "edit" else None,
+        "feedback": "not now" if decision == "reject" else None,
+    }
+    rejected = decision == "reject"
+    result = {
+        "type": "tool_result",
+        "call_id": call_id,
+        "tool_name": "write_file",
+        "result": None if rejected else _TOOL_RAN,
+        "error": _REFUSAL if rejected else None,
+    }
+    return [frame, result]
+
+
+def _judge_after_decision(frames: list[ServerFrame], call_id: str, expect: Expect) -> None:
+    for frame in frames:
+        expect.that(
+            not (isinstance(frame, ToolCallFrame) and frame.call_id == call_id),
+            f"no second tool_call for the decided call {call_id}",
+            frame,
+        )
+        expect.that(
+            frame.type != "error", "no error frame for the decision or its tool_result", frame
+        )
+
+
+async def _after_decision(
+    socket: Socket, call_id: str, decision: str, expect: Expect
+) -> list[ServerFrame]:
+    """The frames after the IDE's decision and tool_result: up to a final assistant_message, then
+    whatever comes before the socket has been quiet for a moment."""
+    for frame in _ide_frames(call_id, decision):
+        await socket.send_json(frame)
+    what = f"the turn to go on after {decision} and the IDE's tool_result"
+    try:
+        frames = await socket.turn()
+    except TurnDidNotEnd as exc:
+        expect.fail(f"{what}, with a final assistant_message", str(exc))
+    except FrameError as exc:
+        expect.fail(f"{what}, in valid frames", f"an invalid frame: {exc}")
+    except SocketClosed as closed:
+        expect.fail(f"{what}, on a socket that stays open", str(closed))
+    _judge_after_decision(frames, call_id, expect)
+    expect.that(
+        isinstance(frames[-1], AssistantMessageFrame),
+        f"{what}, with a final assistant_message",
+        frames,
+    )
+    later: list[ServerFrame] = []
+    try:
+        while True:
+            later.append(await socket.recv_frame(timeout=_QUIET))
+    except NoFrame:
+        pass
+    except FrameError as exc:
+        expect.fail(f"{what}, in valid frames", f"an invalid frame: {exc}")
+    except SocketClosed as closed:
+        expect.fail(f"{what}, on a socket that stays open", str(closed))
+    _judge_after_decision(later, call_id, expect)
+    return frames + later
+
+
 @pytest.mark.req("W-HITL-1")
 @pytest.mark.parametrize("decision", ["approve", "edit", "reject"])
 async def test_each_decision_continues_an_approval_turn(
     gateway: httpx.AsyncClient, open_ws: Opener, decision: str
 ) -> None:
-    """W-HITL-1: "A tool_call with requires_approval: true waits for hitl_decision; approve, edit
-    (with modified_arguments) and reject each continue the turn".
+    """W-HITL-1: "A tool_call with requires_approval: true waits for hitl_decision. After approve or
+    edit (with modified_arguments) the IDE runs the tool itself and sends a tool_result for that
+    call_id; after reject it sends a tool_result with an error. The turn continues after each
+    decision with a final assistant_message (at once, or once that tool_result comes); no second
+    tool_call comes for that call_id; neither the decision nor that tool_result gets an error
+    frame, and the socket stays usable."
 
     The call comes from section 7's "/approve <name> <json args> -> a tool_call with
-    requires_approval: true". How each decision continues is the reference script agent's
-    (docs/decisions.md, Script agent): approve and edit bring the same call_id again without
-    approval (edit with the modified arguments) and its tool_result a final reply; reject, a final
-    reply.
+    requires_approval: true". Both frames are sent back to back, as the IDE sends them; the frames
+    that follow are read up to a final assistant_message and then until the socket has been quiet
+    for 1.5 s; a plain message must then get a turn that does not end in an error
+    (docs/decisions.md, "The approval exchange").
     """
     expect = Expect("W-HITL-1")
     session_id = await create_session(gateway)
@@ -102,39 +200,16 @@ async def test_each_decision_continues_an_approval_turn(
             expect,
             True,
         )
-        frame: dict[str, Any] = {
-            "type": "hitl_decision",
-            "call_id": call.call_id,
-            "decision": decision,
-        }
-        if decision == "edit":
-            frame["modified_arguments"] = {"path": "edited.txt"}
-        if decision == "reject":
-            frame["feedback"] = "not now"
-        frames = await _send(socket, frame, expect)
-        expect.that(frames[-1].type != "error", f"the turn to continue after {decision}", frames)
-        if decision == "reject":
-            expect.that(
-                frames[-1].type == "assistant_message", "a final reply after reject", frames
-            )
-            return
-        again = _tool_call(frames, expect, False)
-        expect.that(again.call_id == call.call_id, "the approved call, same call_id", again)
-        if decision == "edit":
-            expect.that(
-                again.arguments == {"path": "edited.txt"}, "the edited arguments", again.arguments
-            )
-        done = await _send(
-            socket, {"type": "tool_result", "call_id": call.call_id, "result": "written"}, expect
-        )
-        expect.that(done[-1].type == "assistant_message", "a final reply after the tool", done)
+        await _after_decision(socket, call.call_id, decision, expect)
+        after = await _send(socket, user_message("still there"), expect)
+        expect.that(after[-1].type != "error", f"the socket to stay usable after {decision}", after)
 
 
 @pytest.mark.req("W-HITL-1")
 async def test_a_decision_for_an_unknown_call_gets_an_error_frame(
     gateway: httpx.AsyncClient, open_ws: Opener
 ) -> None:
-    """W-HITL-1: "... a decision for an unknown call_id gets an error frame." A plain message on the
+    """W-HITL-1: "A decision for an unknown call_id gets an error frame." A plain message on the
     same socket must then be answered without an error."""
     expect = Expect("W-HITL-1")
     session_id = await create_session(gateway)

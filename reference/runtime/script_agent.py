@@ -1,11 +1,11 @@
 """The deterministic script agent: one incoming frame in, one decided turn out. No I/O here.
 
 Decisions where PROTOCOL.md is silent (see docs/decisions.md):
-- approve and edit answer with a new `tool_call` for the same call_id and
-  `requires_approval: false`, carrying the (possibly edited) arguments; the IDE runs it and its
-  `tool_result` ends the turn;
+- approve and edit send nothing more: the IDE runs the tool itself after its decision (W-HITL-1)
+  and its `tool_result` continues the turn; edit stores the modified arguments on the call;
 - reject records a `tool` message `rejected: <feedback>` and ends with a final assistant message;
-- a `tool_result` or decision for a call that is not waiting for one is an error event.
+  the IDE's `tool_result` for the rejected call that follows is accepted with no frame at all;
+- any other `tool_result` or decision for a call that is not waiting for one is an error event.
 """
 
 import json
@@ -171,6 +171,9 @@ def _user_message(
 
 def _tool_result(frame: ToolResultFrame, call: PendingCall | None) -> Turn:
     turn = Turn()
+    if call is not None and call.state == DONE and call.decision == "reject":
+        # The IDE reports the rejection it decided as a failed tool run: already recorded.
+        return turn
     if call is None or call.state != AWAITING_RESULT:
         turn.error = f"No tool call is waiting for a result with call_id {frame.call_id}"
         return turn
@@ -205,8 +208,10 @@ def _decision(frame: HitlDecisionFrame, call: PendingCall | None) -> Turn:
             turn.error = "An edit decision needs modified_arguments"
             return turn
         arguments = frame.modified_arguments
+    # The IDE runs the approved tool and sends its tool_result: a second tool_call would make it
+    # run the tool twice.
     turn.calls.append(replace(decided, arguments=arguments, state=AWAITING_RESULT))
-    return _tool_call(turn, call.call_id, call.tool_name, arguments, approval=False)
+    return turn
 
 
 def _switch_agent(frame: SwitchAgentFrame, current_agent: str) -> Turn:

@@ -286,3 +286,53 @@ def leaks_across_sessions() -> ReferenceTarget:
         return wrapped
 
     return ReferenceTarget(gateway_wrapper=wrap)
+
+
+# W-HITL (scripted)
+
+
+def _client_frame(message: Message, kind: str) -> dict[str, Any] | None:
+    text = message.get("text")
+    if message["type"] != "websocket.receive" or not text or f'"{kind}"' not in text:
+        return None
+    frame = json.loads(text)
+    return frame if isinstance(frame, dict) and frame.get("type") == kind else None
+
+
+async def _repeat_approved_call(message: Message, send: Send) -> bool:
+    decision = _client_frame(message, "hitl_decision")
+    if decision is not None and decision.get("decision") in ("approve", "edit"):
+        # The exchange the contract no longer allows: the approved call comes back to be run.
+        again = {
+            "type": "tool_call",
+            "call_id": decision["call_id"],
+            "tool_name": "write_file",
+            "arguments": decision.get("modified_arguments") or {},
+            "requires_approval": False,
+        }
+        await send({"type": "websocket.send", "text": json.dumps(again)})
+    return False
+
+
+def approval_repeats_call() -> ReferenceTarget:
+    """W-HITL-1: after approve or edit the tool_call comes again for the same call_id."""
+    return ReferenceTarget(gateway_wrapper=intercept_socket(incoming=_repeat_approved_call))
+
+
+def approval_result_refused() -> ReferenceTarget:
+    """W-HITL-1: the IDE's tool_result after its decision gets an error frame."""
+    decided: set[str] = set()
+
+    async def refuse(message: Message, send: Send) -> bool:
+        decision = _client_frame(message, "hitl_decision")
+        if decision is not None:
+            decided.add(str(decision.get("call_id")))
+            return False
+        result = _client_frame(message, "tool_result")
+        if result is None or result.get("call_id") not in decided:
+            return False
+        error = {"type": "error", "content": f"No tool call awaits {result['call_id']}"}
+        await send({"type": "websocket.send", "text": json.dumps(error)})
+        return True
+
+    return ReferenceTarget(gateway_wrapper=intercept_socket(incoming=refuse))
