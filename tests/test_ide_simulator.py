@@ -1,6 +1,7 @@
 """The IDE simulator against the real reference stack: flows, fallback, restore, tools, load."""
 
 import asyncio
+import json
 import logging
 import re
 import socket
@@ -14,6 +15,7 @@ from conformance.contract.ids import is_local_session_id, is_server_session_id
 from simulators.ide import Ide, IdeSettings
 from simulators.ide.approvals import ApproveAll
 from simulators.ide.chat import ChatItem
+from simulators.ide.tools import FakeWorkspace
 from tests.fixtures.stack import ReferenceStack, deadline
 
 
@@ -27,6 +29,11 @@ async def ide(reference_stack: ReferenceStack, tmp_path: Path) -> AsyncIterator[
     made = ide_for(reference_stack, tmp_path)
     yield made
     await made.close()
+
+
+def sent_frames(ide: Ide) -> list[dict[str, object]]:
+    lines = [line for line in ide.trace.traffic_lines() if line.startswith("WS send {")]
+    return [json.loads(line.removeprefix("WS send ")) for line in lines]
 
 
 def steps(ide: Ide, flow: str) -> list[int]:
@@ -151,21 +158,69 @@ async def test_tool_calls_are_answered_from_the_workspace(ide: Ide) -> None:
 
 
 @pytest.mark.parametrize(
-    ("decision", "arguments", "feedback", "reply"),
+    ("decision", "arguments", "feedback", "reply", "files"),
     [
-        ("approve", None, None, r"^Tool write_file returned: wrote 3 characters to a\.txt$"),
-        ("edit", {"path": "b.txt", "content": "four"}, None, r"to b\.txt$"),
-        ("reject", None, "no", r"^Tool call write_file was rejected\.$"),
+        (
+            "approve",
+            None,
+            None,
+            r"^Tool write_file returned: wrote 3 characters to a\.txt$",
+            {"a.txt": "one"},
+        ),
+        (
+            "edit",
+            {"path": "b.txt", "content": "four"},
+            None,
+            r"^Tool write_file returned: wrote 4 characters to b\.txt$",
+            {"b.txt": "four"},
+        ),
+        ("reject", None, "no", r"^Tool call write_file was rejected\.$", {}),
     ],
 )
-async def test_approvals_are_decided_by_the_tester(
-    ide: Ide, decision: str, arguments: dict[str, str] | None, feedback: str | None, reply: str
+async def test_approvals_are_decided_by_the_tester_and_the_ide_runs_the_tool(
+    ide: Ide,
+    decision: str,
+    arguments: dict[str, str] | None,
+    feedback: str | None,
+    reply: str,
+    files: dict[str, str],
 ) -> None:
-    await ide.new_session()
+    """W-HITL-1 / C-TOOL-1: the decision, then the IDE's own tool_result for the same call."""
+    workspace = ide.workspace
+    assert isinstance(workspace, FakeWorkspace)
+    session_id = await ide.new_session()
     await ide.send('/approve write_file {"path": "a.txt", "content": "one"}')
-    assert (await ide.next_tool_call())["requires_approval"] is True
+    call = await ide.next_tool_call()
+    assert call["requires_approval"] is True
     await ide.decide(decision, arguments, feedback)
     assert re.search(reply, await ide.final_reply())
+    assert workspace.files == files
+    # The exchange is over: a plain turn on the same socket answers, and nothing came between.
+    await ide.send("after")
+    assert await ide.final_reply() == "after"
+    assert ide.errors == []
+    assert ide.chat.tool_calls.empty(), "a second tool_call came for the decided call"
+    kinds = [frame["type"] for frame in sent_frames(ide)]
+    assert kinds == ["user_message", "hitl_decision", "tool_result", "user_message"]
+    async with httpx.AsyncClient(base_url=ide.settings.gateway_url) as client:
+        history = (await client.get(f"/sessions/{session_id}/history")).json()
+    tools = [m for m in history["messages"] if m["role"] == "tool"]
+    assert [m["tool_call_id"] for m in tools] == [call["call_id"]]
+
+
+async def test_the_designed_edit_sends_the_edited_arguments(ide: Ide) -> None:
+    await ide.new_session()
+    await ide.send('/approve write_file {"path": "a.txt", "content": "one"}')
+    call = await ide.next_tool_call()
+    await ide.decide("edit", {"path": "b.txt", "content": "four"}, None)
+    await ide.final_reply()
+    decision = next(f for f in sent_frames(ide) if f["type"] == "hitl_decision")
+    assert decision == {
+        "type": "hitl_decision",
+        "call_id": call["call_id"],
+        "decision": "edit",
+        "modified_arguments": {"path": "b.txt", "content": "four"},
+    }
 
 
 async def test_many_ides_create_chat_and_switch_without_errors(

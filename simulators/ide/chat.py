@@ -1,52 +1,21 @@
-"""Chat: the agent bloc. Deferred connect, history shown as chat items, frames handled as they
-come: replies, tool calls run by the executor, approvals asked of the policy, errors."""
+"""Chat: the agent bloc. History shown as chat items, frames handled as they come: replies, tool
+calls run by the executor, approvals asked of the policy, errors. How frames are read and shown
+is the client model's (frames_in, chat_view)."""
 
 import asyncio
-from dataclasses import dataclass
-from typing import Literal
+from typing import Any
 
 from conformance.contract.bodies import History
-from conformance.contract.frames import (
-    AgentSwitchedFrame,
-    AssistantMessageFrame,
-    ErrorFrame,
-    FrameError,
-    ToolCallFrame,
-    parse_server_frame,
-)
+from conformance.contract.frames import ToolCallFrame
 from simulators.ide.approvals import ApprovalPolicy
+from simulators.ide.chat_view import ChatItem, ChatView, ItemKind, Outcome
+from simulators.ide.frames_in import Chunk, Dropped, Failed, FrameReader, Malformed, Switched
 from simulators.ide.protocol_service import AgentProtocolService
 from simulators.ide.tools import ToolExecutor, ToolFailed
 from simulators.ide.trace import CHAT, Trace
+from simulators.ide.websocket_repository import SocketError
 
-ItemKind = Literal["user", "assistant", "tool_result", "tool_call", "agent_switch", "error"]
-
-
-@dataclass(frozen=True)
-class ChatItem:
-    kind: ItemKind
-    text: str
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """How a turn ended for the user: a final reply, or an error."""
-
-    kind: Literal["reply", "error"]
-    text: str
-
-
-def history_to_items(history: History | None) -> list[ChatItem]:
-    """C-CHAT-1: user -> user item, assistant -> final assistant item, tool -> tool-result item."""
-    items: list[ChatItem] = []
-    for message in history.messages if history else []:
-        if message.role == "user":
-            items.append(ChatItem("user", message.content or ""))
-        elif message.role == "assistant" and message.content is not None:
-            items.append(ChatItem("assistant", message.content))
-        elif message.role == "tool":
-            items.append(ChatItem("tool_result", message.content or ""))
-    return items
+__all__ = ["Chat", "ChatItem", "ItemKind", "Outcome"]
 
 
 class Chat:
@@ -56,11 +25,15 @@ class Chat:
         executor: ToolExecutor,
         policy: ApprovalPolicy,
         trace: Trace,
+        reader: FrameReader,
+        view: ChatView,
     ) -> None:
         self.protocol = protocol
         self.executor = executor
         self.policy = policy
         self.trace = trace
+        self.reader = reader
+        self.view = view
         self.items: list[ChatItem] = []
         self.errors: list[str] = []
         self.agent = "orchestrator"
@@ -68,15 +41,16 @@ class Chat:
         self.tool_calls: asyncio.Queue[ToolCallFrame] = asyncio.Queue()
         self._reply: list[str] = []
         self._approvals: set[asyncio.Task[None]] = set()
-        self._seen_calls: set[str] = set()
         # A turn was started and has not ended yet: a socket closing now leaves it unanswered.
         self._turn_open = False
 
     def show_history(self, history: History | None) -> None:
-        self.items = history_to_items(history)
+        self.items = self.view.history_items(history)
         self._reply = []
 
-    def turn_started(self) -> None:
+    def turn_started(self, text: str | None = None) -> None:
+        if text is not None:
+            self.items.append(ChatItem("user", text))
         self._turn_open = True
 
     def _end_turn(self, outcome: Outcome) -> None:
@@ -97,53 +71,71 @@ class Chat:
 
     async def on_text(self, text: str) -> None:
         self.trace.traffic(f"WS recv {text[:300]}")
-        try:
-            frame = parse_server_frame(text)
-        except FrameError as exc:
-            self.fail(f"invalid frame from the gateway: {exc}")
-            return
-        match frame:
-            case AssistantMessageFrame():
-                self._reply.append(frame.text)
-                if frame.is_final:
-                    reply = "".join(self._reply)
-                    self._reply = []
-                    self.items.append(ChatItem("assistant", reply))
-                    self._end_turn(Outcome("reply", reply))
-            case ToolCallFrame():
-                # An approved call comes back under its own call_id: the same call, not a new one.
-                if frame.call_id not in self._seen_calls:
-                    self._seen_calls.add(frame.call_id)
-                    self.items.append(ChatItem("tool_call", frame.tool_name))
-                    self.tool_calls.put_nowait(frame)
-                await self._tool_call(frame)
-            case AgentSwitchedFrame():
-                self.agent = frame.switched_to
-                self.items.append(ChatItem("agent_switch", frame.switched_to))
-            case ErrorFrame():
-                self.trace.step(CHAT, None, f"error frame: {frame.content}", ok=False)
-                self.fail(frame.content)
+        match self.reader.read(text):
+            case Chunk() as chunk:
+                self._chunk(chunk)
+            case ToolCallFrame() as call:
+                self.items.append(ChatItem("tool_call", call.tool_name, call.call_id))
+                self.tool_calls.put_nowait(call)
+                await self._tool_call(call)
+            case Switched(to_agent):
+                self.agent = to_agent or self.agent
+                self.items.append(ChatItem("agent_switch", to_agent or ""))
+            case Failed(content):
+                self.trace.step(CHAT, None, f"error frame: {content}", ok=False)
+                self.fail(content)
+            case Malformed(reason):
+                self.fail(reason)
+            case Dropped(reason):
+                self.trace.step(CHAT, None, f"frame dropped: {reason}")
 
-    async def _tool_call(self, frame: ToolCallFrame) -> None:
-        if frame.requires_approval:
+    def _chunk(self, chunk: Chunk) -> None:
+        if self.view.bubble_per_chunk:
+            self.items.append(ChatItem("assistant", chunk.text))
+        self._reply.append(chunk.text)
+        if chunk.is_final:
+            reply = "".join(self._reply)
+            self._reply = []
+            if not self.view.bubble_per_chunk:
+                self.items.append(ChatItem("assistant", reply))
+            self._end_turn(Outcome("reply", reply))
+
+    async def _tool_call(self, call: ToolCallFrame) -> None:
+        if call.requires_approval:
             # Asking the user may take long: never hold up the frames that follow.
-            task = asyncio.create_task(self._ask_approval(frame))
+            task = asyncio.create_task(self._ask_approval(call))
             self._approvals.add(task)
             task.add_done_callback(self._approvals.discard)
             return
-        try:
-            result, error = self.executor.run(frame.tool_name, frame.arguments), None
-        except ToolFailed as exc:
-            result, error = None, str(exc)
-        self.trace.step(CHAT, None, f"ran {frame.tool_name}: {error or 'ok'}", "C-TOOL-1")
-        await self.protocol.send_tool_result(frame.call_id, frame.tool_name, result, error)
+        await self._run(call, call.arguments)
 
-    async def _ask_approval(self, frame: ToolCallFrame) -> None:
-        verdict = await self.policy.decide(frame.tool_name, frame.arguments)
-        self.trace.step(CHAT, None, f"{verdict.decision} {frame.tool_name}", "C-TOOL-1")
-        await self.protocol.send_hitl_decision(
-            frame.call_id, verdict.decision, verdict.arguments, verdict.feedback
-        )
+    async def _run(self, call: ToolCallFrame, arguments: dict[str, Any]) -> None:
+        """C-TOOL-1: run the tool, answer its `tool_result` under the call's own id."""
+        try:
+            try:
+                value = self.executor.run(call.tool_name, arguments)
+            except ToolFailed as exc:
+                self.trace.step(CHAT, None, f"ran {call.tool_name}: {exc}", "C-TOOL-1")
+                await self.protocol.send_tool_failed(call, exc)
+                return
+            self.trace.step(CHAT, None, f"ran {call.tool_name}: ok", "C-TOOL-1")
+            await self.protocol.send_tool_result(call, arguments, value)
+        except SocketError as exc:
+            self.socket_closed(str(exc))
+
+    async def _ask_approval(self, call: ToolCallFrame) -> None:
+        """W-HITL-1: the decision, then the IDE's own `tool_result` for the same call."""
+        verdict = await self.policy.decide(call.tool_name, call.arguments)
+        self.trace.step(CHAT, None, f"{verdict.decision} {call.tool_name}", "C-TOOL-1")
+        try:
+            run_with = await self.protocol.send_decision(call, verdict)
+            if run_with is None:
+                await self.protocol.send_rejected(call, verdict)
+                return
+        except SocketError as exc:
+            self.socket_closed(str(exc))
+            return
+        await self._run(call, run_with)
 
     async def close(self) -> None:
         for task in list(self._approvals):

@@ -1,4 +1,5 @@
-"""Ide: one simulated IDE, driven step by step (new session, switch, send, restart ...).
+"""Ide: one simulated IDE, driven step by step (open the panel, new session, switch, send,
+restart ...), behaving as the client model its settings name (`designed` or `shipped`).
 
 Every call leaves trace events named by flow step and client behaviour ID, so a failure reads
 "switch step 8: the WebSocket did not reconnect to session_…".
@@ -11,6 +12,7 @@ from typing import Any
 from conformance.contract.bodies import History
 from simulators.ide.approvals import ApprovalPolicy, AskTheTester, Verdict
 from simulators.ide.chat import Chat, Outcome
+from simulators.ide.clients import MODELS
 from simulators.ide.gateway_api import GatewayApi
 from simulators.ide.gateway_service import GatewayService
 from simulators.ide.preferences import Preferences
@@ -37,19 +39,25 @@ class Ide:
         trace: Trace | None = None,
     ) -> None:
         self.settings = settings
+        self.model = model = MODELS[settings.client]
         self.preferences_path = preferences
-        self.trace = trace or Trace(secrets=[settings.client_key or "", *settings.headers.values()])
+        self.preferences = Preferences(preferences)
+        self.trace = trace or Trace(secrets=list(model.rest.headers(settings).values()))
         self.workspace = executor or FakeWorkspace()
         self.policy = policy or AskTheTester()
-        self.api = GatewayApi(settings, self.trace)
+        self.api = GatewayApi(settings, self.trace, model.rest)
         self.gateway = GatewayService(self.api)
-        self.restore = SessionRestoreService(self.gateway, Preferences(preferences), self.trace)
-        self.manager = SessionManager(self.restore, self.trace)
-        self.repository = WebSocketRepository(
-            settings, self.trace, self._on_text, self._on_socket_closed
+        self.restore = SessionRestoreService(
+            self.gateway, self.preferences, self.trace, model.restore
         )
-        self.protocol = AgentProtocolService(self.repository)
-        self.chat = Chat(self.protocol, self.workspace, self.policy, self.trace)
+        self.manager = SessionManager(self.restore, self.trace, model.sessions)
+        self.repository = WebSocketRepository(
+            settings, self.trace, model.socket, self._on_text, self._on_socket_closed
+        )
+        self.protocol = AgentProtocolService(self.repository, model.frames_out)
+        self.chat = Chat(
+            self.protocol, self.workspace, self.policy, self.trace, model.frames_in, model.view
+        )
         self.current_session_id: str | None = None
 
     async def _on_text(self, text: str) -> None:
@@ -75,6 +83,19 @@ class Ide:
     @property
     def errors(self) -> list[str]:
         return self.chat.errors
+
+    @property
+    def last_create_body(self) -> dict[str, Any] | None:
+        """The body of the last `POST /sessions` that made a session."""
+        return self.restore.last_create_body
+
+    @property
+    def stored_session_id(self) -> str | None:
+        return self.preferences.current_session_id
+
+    @property
+    def stored_agent_type(self) -> str | None:
+        return self.preferences.last_agent_type
 
     def trace_tail(self, count: int) -> list[str]:
         return self.trace.tail(count)
@@ -103,6 +124,16 @@ class Ide:
         self.trace.step(flow, 8, f"WebSocket connected to {session_id}{closed}", "C-WS-2")
         self.trace.step(flow, 9, "ready")
 
+    async def open_panel(self) -> None:
+        """The assistant panel opens on the session list: `GET /sessions`, no socket."""
+        self.trace.step(INIT, None, "panel opened on the session list")
+        await self.manager.reload()
+
+    async def back_to_list(self) -> None:
+        """The user goes back to the session list; the socket stays as it is."""
+        self.trace.step(SWITCH, None, "user goes back to the session list")
+        await self.manager.reload()
+
     async def new_session(self) -> str:
         self.trace.step(CREATE, 1, "user clicks New Session")
         session_id = await self.manager.create_new_session()
@@ -118,10 +149,14 @@ class Ide:
                 f"switch step 3: the history of {session_id} did not load: {self.manager.error}"
             )
         self.current_session_id = session_id
-        await self._load_history(SWITCH, session_id, history)
+        await self._load_history(SWITCH, self.model.restore.socket_id(session_id, history), history)
 
-    async def start(self) -> str:
-        """IDE start-up (C-INIT-1): restore the stored session, or make one."""
+    async def start(self) -> str | None:
+        """IDE start-up. Designed (C-INIT-1): restore the stored session, or make one, and return
+        its id. Shipped: nothing calls that restore, so the panel just opens (None)."""
+        if not self.model.restore.restores_at_start:
+            await self.open_panel()
+            return None
         session_id, history = await self.restore.restore()
         self.current_session_id = session_id
         self.manager.state = "loaded" if history is not None else "newSessionCreated"
@@ -144,7 +179,7 @@ class Ide:
     # Chat
 
     async def send(self, text: str) -> None:
-        self.chat.turn_started()
+        self.chat.turn_started(text)
         try:
             await self.protocol.send_user_message(text)
         except SocketError as exc:

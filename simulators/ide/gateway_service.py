@@ -1,6 +1,7 @@
 """GatewayService: the API's answers as typed results, its failures as typed errors."""
 
 from collections.abc import Awaitable
+from typing import Any
 
 import httpx
 from pydantic import ValidationError
@@ -28,15 +29,20 @@ class GatewayService:
             raise GatewayError(f"{type(exc).__name__}: {exc or 'no answer'}") from exc
         return response
 
-    async def create_session(self) -> str:
+    async def create_session(self) -> dict[str, Any]:
+        """The answer's body; its `session_id` is a string."""
         response = await self._call(self.api.create_session())
         body = json_body(response)
         session_id = body.get("session_id") if isinstance(body, dict) else None
-        if response.status_code >= 300 or not isinstance(session_id, str):
+        if (
+            response.status_code >= 300
+            or not isinstance(body, dict)
+            or not isinstance(session_id, str)
+        ):
             raise GatewayError(
                 f"POST /sessions answered {response.status_code}: {response.text[:200]}"
             )
-        return session_id
+        return body
 
     async def get_history(self, session_id: str) -> History:
         response = await self._call(self.api.get_history(session_id))

@@ -1,13 +1,19 @@
-"""AgentProtocolService: the protocol's frames over the repository's socket."""
+"""AgentProtocolService: the protocol's frames, written as the client model writes them, over the
+repository's socket."""
 
 from typing import Any
 
+from conformance.contract.frames import ToolCallFrame
+from simulators.ide.approvals import Verdict
+from simulators.ide.frames_out import FramesOut
+from simulators.ide.tools import ToolFailed
 from simulators.ide.websocket_repository import WebSocketRepository
 
 
 class AgentProtocolService:
-    def __init__(self, repository: WebSocketRepository) -> None:
+    def __init__(self, repository: WebSocketRepository, frames: FramesOut) -> None:
         self.repository = repository
+        self.frames = frames
 
     async def reconnect(self, session_id: str) -> None:
         await self.repository.reconnect(session_id)
@@ -16,26 +22,24 @@ class AgentProtocolService:
         await self.repository.disconnect()
 
     async def send_user_message(self, content: str) -> None:
-        await self.repository.send({"type": "user_message", "content": content, "role": "user"})
-
-    async def send_tool_result(
-        self, call_id: str, tool_name: str, result: Any, error: str | None
-    ) -> None:
-        frame: dict[str, Any] = {"type": "tool_result", "call_id": call_id, "tool_name": tool_name}
-        frame.update({"error": error} if error is not None else {"result": result})
-        await self.repository.send(frame)
-
-    async def send_hitl_decision(
-        self, call_id: str, decision: str, arguments: dict[str, Any] | None, feedback: str | None
-    ) -> None:
-        frame: dict[str, Any] = {"type": "hitl_decision", "call_id": call_id, "decision": decision}
-        if arguments is not None:
-            frame["modified_arguments"] = arguments
-        if feedback is not None:
-            frame["feedback"] = feedback
-        await self.repository.send(frame)
+        await self.repository.send(self.frames.user_message(content))
 
     async def send_switch_agent(self, agent_type: str, content: str) -> None:
-        await self.repository.send(
-            {"type": "switch_agent", "agent_type": agent_type, "content": content}
-        )
+        await self.repository.send(self.frames.switch_agent(agent_type, content))
+
+    async def send_tool_result(
+        self, call: ToolCallFrame, arguments: dict[str, Any], value: Any
+    ) -> None:
+        await self.repository.send(self.frames.tool_result(call, arguments, value))
+
+    async def send_tool_failed(self, call: ToolCallFrame, failure: ToolFailed) -> None:
+        await self.repository.send(self.frames.tool_failed(call, failure))
+
+    async def send_decision(self, call: ToolCallFrame, verdict: Verdict) -> dict[str, Any] | None:
+        """Sends the `hitl_decision`; the arguments to run the tool with, None if rejected."""
+        decided = self.frames.decision(call, verdict)
+        await self.repository.send(decided.frame)
+        return decided.run_with
+
+    async def send_rejected(self, call: ToolCallFrame, verdict: Verdict) -> None:
+        await self.repository.send(self.frames.rejected(call, verdict))

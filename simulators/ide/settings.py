@@ -1,10 +1,16 @@
-"""Where the simulated IDE talks to, with what keys, and how long it waits for each call."""
+"""Where the simulated IDE talks to, with what keys, how long it waits, and which client it is."""
 
 import os
 from dataclasses import dataclass, field
+from typing import Literal
 
 # One knob for every deadline of the simulator, for a slow or loaded machine.
 TIMEOUT_SCALE = float(os.environ.get("SESSIONLAB_TIMEOUT_SCALE", "1"))
+
+Client = Literal["designed", "shipped"]
+# `designed`: the client the design note intends. `shipped`: the real IDE's client as its public
+# source has it (docs/client-fidelity.md lists every difference).
+CLIENTS: tuple[Client, ...] = ("designed", "shipped")
 
 
 @dataclass(frozen=True)
@@ -15,15 +21,13 @@ class IdeSettings:
     headers: dict[str, str] = field(default_factory=dict)
     request_timeout: float = 10.0
     connect_timeout: float = 5.0
+    # The bound of the tester's waits (final_reply, next_tool_call ...), not a deadline the
+    # simulated IDE keeps: the shipped client has none.
     turn_timeout: float = 30.0
+    client: Client = "designed"
 
     def scaled(self, seconds: float) -> float:
         return seconds * TIMEOUT_SCALE
-
-    @property
-    def rest_headers(self) -> dict[str, str]:
-        key = {"X-Internal-Auth": self.client_key} if self.client_key else {}
-        return {**key, **self.headers}
 
     @property
     def ws_base(self) -> str:

@@ -60,6 +60,10 @@ class Trace:
         self.events.append(event)
         return event
 
+    def traffic_lines(self) -> list[str]:
+        """Every traffic line so far, those not yet attached to a step included."""
+        return [line for event in self.events for line in event.traffic] + self._traffic
+
     def tail(self, count: int) -> list[str]:
         return [line for event in self.events[-count:] for line in event.render().splitlines()]
 
