@@ -40,9 +40,9 @@ def _tool_call(frames: list[ServerFrame], expect: Expect, approval: bool) -> Too
     return last
 
 
-def _final_text(frames: list[ServerFrame]) -> str:
-    last = frames[-1]
-    return last.text if last.type == "assistant_message" else ""
+def _reply_text(frames: list[ServerFrame]) -> str:
+    """The turn's reply: its assistant chunks joined, wherever the quote stands among them."""
+    return "".join(f.text for f in frames if isinstance(f, AssistantMessageFrame))
 
 
 @pytest.mark.req("W-TOOL-1")
@@ -54,7 +54,8 @@ async def test_tool_result_continues_the_turn_and_is_stored(
 
     The call comes from section 7's directive: "/tool <name> <json args> -> a tool_call
     (requires_approval: false); its tool_result continues the turn with a final assistant chunk that
-    quotes the result". The history holds one tool message, with that call's tool_call_id.
+    quotes the result". The quote is looked for in the reply the turn's chunks make together: where
+    a chunk ends is the agent's. The history holds one tool message, with that call's tool_call_id.
     """
     expect = Expect("W-TOOL-1")
     session_id = await create_session(gateway)
@@ -73,7 +74,7 @@ async def test_tool_result_continues_the_turn_and_is_stored(
         }
         frames = await _send(socket, result, expect)
         expect.that(
-            frames[-1].type == "assistant_message" and run_id in _final_text(frames),
+            frames[-1].type == "assistant_message" and run_id in _reply_text(frames),
             "the turn to continue with a final reply quoting the result",
             frames,
         )
