@@ -8,8 +8,11 @@ from pathlib import Path
 from conformance.target_options import TargetOptionError, TargetOptions, make_target
 from conformance.target_runner import TargetRunner
 from conformance.targets import TargetError
+from conformance.targets.description import TargetFileError, load_description
 from scenarios.junit import render_junit
 from scenarios.loader import ScenarioError, load_scenarios
+from scenarios.model import CLIENTS, Client
+from scenarios.results import client_differences
 from scenarios.session import run_plans
 
 PASSED, FAILED, BAD_INPUT, HARNESS_FAILED = 0, 1, 2, 3
@@ -25,11 +28,26 @@ def _plan_files(paths: list[Path]) -> list[Path]:
     return files
 
 
+def chosen_clients(choice: str | None, target_file: str | None) -> tuple[Client, ...]:
+    """`--client` if given (`both`: every model), else the target file's `client:`, else
+    the designed model."""
+    if choice == "both":
+        return CLIENTS
+    if choice is not None:
+        return tuple(client for client in CLIENTS if client == choice)
+    if target_file is not None:
+        client = load_description(Path(target_file)).client
+        if client is not None:
+            return (client,)
+    return ("designed",)
+
+
 def run_command(
     paths: list[Path],
     options: TargetOptions,
     junit_path: Path | None = None,
     json_path: Path | None = None,
+    client: str | None = None,
 ) -> int:
     try:
         # Every file is validated before anything runs: a typo in the last plan costs no time.
@@ -42,7 +60,8 @@ def run_command(
         return BAD_INPUT
     try:
         runner = TargetRunner(make_target(options))
-    except TargetOptionError as exc:
+        clients = chosen_clients(client, options.target_file)
+    except (TargetOptionError, TargetFileError) as exc:
         print(f"sessionlab run: {exc}", file=sys.stderr)
         return BAD_INPUT
     try:
@@ -52,8 +71,12 @@ def run_command(
         print(f"sessionlab run: the target did not start: {exc}", file=sys.stderr)
         return HARNESS_FAILED
     try:
-        print(f"target {runner.name}: gateway {endpoints.gateway_url}", flush=True)
-        results = asyncio.run(run_plans(scenarios, runner))
+        print(
+            f"target {runner.name}: gateway {endpoints.gateway_url}; "
+            f"client model(s): {', '.join(clients)}",
+            flush=True,
+        )
+        results = asyncio.run(run_plans(scenarios, runner, clients=clients))
     finally:
         runner.close()
     for result in results:
@@ -62,10 +85,20 @@ def run_command(
         status: sum(r.status == status for r in results)
         for status in ("passed", "failed", "skipped", "error")
     }
-    print(f"{counts['passed']} passed, {counts['failed']} failed, {counts['skipped']} skipped")
+    differences = client_differences(results)
+    for line in differences:
+        print(line)
+    notes = sum(len(result.notes) for result in results)
+    print(
+        f"{counts['passed']} passed, {counts['failed']} failed, {counts['skipped']} skipped"
+        + (f"; {notes} note(s) on known client failures" if notes else "")
+    )
     if junit_path:
         junit_path.write_text(render_junit(results), encoding="utf-8")
     if json_path:
-        document = {"scenarios": [result.as_dict() for result in results], "summary": counts}
+        document = {
+            "scenarios": [result.as_dict() for result in results],
+            "summary": {**counts, "clients": list(clients), "client_differences": differences},
+        }
         json_path.write_text(json.dumps(document, indent=2, ensure_ascii=False), encoding="utf-8")
     return FAILED if counts["failed"] or counts["error"] else PASSED

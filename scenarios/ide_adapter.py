@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from conformance.target_runner import TargetRunner
-from scenarios.runner import Frame, TurnEnd
+from scenarios.model import Client
+from scenarios.runner import ChatEntry, Frame, TurnEnd
 from simulators.ide import Ide, IdeSettings
 from simulators.ide.approvals import AskTheTester, Verdict
 
@@ -58,6 +59,12 @@ class ScenarioIde:
         repository.on_text = seen
 
     # Flows
+
+    async def open_panel(self) -> None:
+        await self._ide.open_panel()
+
+    async def back_to_list(self) -> None:
+        await self._ide.back_to_list()
 
     async def new_session(self) -> str:
         return await self._ide.new_session()
@@ -147,12 +154,32 @@ class ScenarioIde:
     def errors(self) -> list[str]:
         return self._ide.errors
 
+    @property
+    def chat_items(self) -> list[ChatEntry]:
+        return [ChatEntry(item.kind, item.text) for item in self._ide.chat.items]
+
+    @property
+    def last_create_body(self) -> dict[str, Any] | None:
+        return self._ide.last_create_body
+
+    @property
+    def stored_session_id(self) -> str | None:
+        return self._ide.stored_session_id
+
+    @property
+    def stored_agent_type(self) -> str | None:
+        return self._ide.stored_agent_type
+
     def trace_tail(self, count: int) -> list[str]:
         return self._ide.trace_tail(count)
 
 
 async def open_ide(
-    gateway_url: str, preferences: Path, target: TargetRunner, turn_timeout: float
+    gateway_url: str,
+    preferences: Path,
+    target: TargetRunner,
+    turn_timeout: float,
+    client: Client = "designed",
 ) -> ScenarioIde:
     endpoints = target.endpoints
     assert endpoints is not None
@@ -161,5 +188,6 @@ async def open_ide(
         client_key=endpoints.client_key,
         headers=endpoints.socket_headers(),
         turn_timeout=turn_timeout,
+        client=client,
     )
     return ScenarioIde(settings, preferences)

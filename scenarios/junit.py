@@ -22,9 +22,13 @@ def render_junit(results: Iterable[ScenarioResult]) -> str:
             suite,
             "testcase",
             classname=f"scenarios.{result.source}",
-            name=f"{result.id} {result.title}",
+            name=f"{result.label} {result.title}",
             time=f"{result.duration:.3f}",
         )
+        properties = ET.SubElement(case, "properties")
+        ET.SubElement(properties, "property", name="client", value=result.client)
+        for note in result.notes:
+            ET.SubElement(properties, "property", name="note", value=note)
         failed = result.failed_step
         if result.status == "failed" and failed is not None:
             node = ET.SubElement(

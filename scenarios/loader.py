@@ -8,7 +8,17 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from conformance.yaml_lines import LoadedYaml, Location, YamlSyntaxError, load_yaml
-from scenarios.model import ACTIONS, STEP_OPTIONS, VARIABLE, Capability, Scenario, Step
+from scenarios.model import (
+    ACTIONS,
+    CLIENTS,
+    STEP_OPTIONS,
+    VARIABLE,
+    Capability,
+    Client,
+    Scenario,
+    StateExpect,
+    Step,
+)
 
 # Names every scenario may use without defining them.
 BUILTIN_VARIABLES = frozenset({"run", "session", "previous_session"})
@@ -30,6 +40,7 @@ class _Header(BaseModel):
     plan: str = ""
     profiles: list[str] = Field(default_factory=lambda: ["core"])
     needs: list[Capability] = Field(default_factory=list)
+    clients: list[Client] = Field(default_factory=lambda: list(CLIENTS), min_length=1)
 
 
 def _first_error(exc: ValidationError) -> tuple[Location, str]:
@@ -73,6 +84,7 @@ class _Parser:
             raise self.error(("steps",), "steps: a non-empty list of steps is required")
         steps = [self.step(index, raw) for index, raw in enumerate(raw_steps)]
         self.check_variables(steps, raw_steps)
+        self.check_clients(steps, parsed.clients)
         try:
             return Scenario(**parsed.model_dump(), steps=steps, source=str(self.path))
         except ValidationError as exc:
@@ -106,6 +118,11 @@ class _Parser:
             location, reason = _first_error(exc)
             raise self.error((*where, name, *location), f"{name}: {reason}") from None
         options = {key: raw[key] for key in STEP_OPTIONS if key in raw}
+        known_failure = (
+            self.known_failure(where, options["known_failure"])
+            if "known_failure" in options
+            else {}
+        )
         try:
             return Step(
                 index=index,
@@ -115,11 +132,58 @@ class _Parser:
                 save_as=options.get("as"),
                 within=options.get("within"),
                 note=options.get("note"),
+                known_failure=known_failure,
             )
         except ValidationError as exc:
             location, reason = _first_error(exc)
             key = {"save_as": "as"}.get(str(location[0]), str(location[0])) if location else ""
             raise self.error((*where, key), reason.replace("save_as", "as")) from None
+
+    def known_failure(self, where: Location, value: Any) -> dict[Client, str]:
+        """`{shipped: "why"}`: a client model, and the reason it cannot do what the step asks."""
+        location = (*where, "known_failure")
+        if not isinstance(value, dict) or not value:
+            raise self.error(
+                location,
+                "known_failure: a mapping of client model to the reason, "
+                'e.g. {shipped: "the shipped IDE restores nothing at start-up"}',
+            )
+        reasons: dict[Client, str] = {}
+        for client, reason in value.items():
+            if client not in CLIENTS:
+                raise self.error(
+                    (*location, client),
+                    f"known_failure: unknown client model {client!r} (known: {', '.join(CLIENTS)})",
+                )
+            if not isinstance(reason, str) or not reason.strip():
+                # A known failure without its reason would read as a failure hidden.
+                raise self.error(
+                    (*location, client),
+                    f"known_failure: the reason is required: why the {client} client cannot "
+                    "do what this step asks",
+                )
+            reasons[client] = reason.strip()
+        return reasons
+
+    def check_clients(self, steps: list[Step], clients: list[Client]) -> None:
+        """Every client model the plan runs with has what its steps need."""
+        for step in steps:
+            where = ("steps", step.index)
+            for client in step.known_failure:
+                if client not in clients:
+                    raise self.error(
+                        (*where, "known_failure", client),
+                        f"known_failure: the plan does not run with the {client} client "
+                        f"(clients: {', '.join(clients)})",
+                    )
+            if isinstance(step.args, StateExpect):
+                for client in clients:
+                    if step.args.for_client(client) is None:
+                        raise self.error(
+                            (*where, step.action),
+                            f"{step.action}: no state for the {client} client, which the plan "
+                            f"runs with; give `{client}:` (or `state:` for every client model)",
+                        )
 
     def check_variables(self, steps: list[Step], raw_steps: list[Any]) -> None:
         defined = set(BUILTIN_VARIABLES)

@@ -13,9 +13,13 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from conformance.contract.requirements import PROFILES
+from simulators.ide.settings import CLIENTS as CLIENTS
+from simulators.ide.settings import Client as Client
 
 Service = Literal["runtime", "gateway"]
 Hop = Literal["ide", "runtime"]
+State = Literal["loading", "loaded", "newSessionCreated", "sessionSwitched", "error"]
+ChatKind = Literal["user", "assistant", "tool_result", "tool_call", "agent_switch", "error"]
 VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -83,7 +87,28 @@ class NetworkArgs(_Args):
 
 
 class StateExpect(_Args):
-    state: Literal["loading", "loaded", "newSessionCreated", "sessionSwitched", "error"]
+    """One state whatever the client model, or one per model: the shipped IDE's session manager
+    ends a create or a switch in `loaded`, where the designed one says `newSessionCreated` or
+    `sessionSwitched`."""
+
+    state: State | None = None
+    designed: State | None = None
+    shipped: State | None = None
+
+    @model_validator(mode="after")
+    def _one_way(self) -> "StateExpect":
+        per_client = [client for client in CLIENTS if getattr(self, client) is not None]
+        if self.state is not None and per_client:
+            raise ValueError("give `state` or a state per client model, not both")
+        if self.state is None and not per_client:
+            raise ValueError(f"give `state`, or a state per client model ({', '.join(CLIENTS)})")
+        return self
+
+    def for_client(self, client: Client) -> State | None:
+        if self.state is not None:
+            return self.state
+        expected: State | None = getattr(self, client)
+        return expected
 
 
 class SessionExpect(_Args):
@@ -109,11 +134,14 @@ class HistoryExpect(_Args):
 
 class LogExpect(_Args):
     """`contains`: one line holding every one of these texts, in any order and place (the contract
-    says what a line mentions, rarely where). `line`: a regular expression a line must match."""
+    says what a line mentions, rarely where). `line`: a regular expression a line must match.
+    `in_order`: lines in this order, each one the nearest line holding its texts before the next
+    one's, so that a pair belongs to one event (this create, not an earlier one)."""
 
     service: Service
     line: str | None = None
     contains: list[str] | None = None
+    in_order: list[list[str]] | None = None
     within: float = Field(default=5, gt=0)
 
     @field_validator("contains", mode="before")
@@ -121,13 +149,68 @@ class LogExpect(_Args):
     def _one_text(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value
 
+    @field_validator("in_order", mode="before")
+    @classmethod
+    def _texts_per_line(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [[item] if isinstance(item, str) else item for item in value]
+        return value
+
     @model_validator(mode="after")
-    def _line_or_contains(self) -> "LogExpect":
-        if (self.line is None) == (self.contains is None):
-            raise ValueError("give either `contains` (texts a line holds) or `line` (a regex)")
+    def _one_kind(self) -> "LogExpect":
+        given = [self.line, self.contains, self.in_order]
+        if sum(value is not None for value in given) != 1:
+            raise ValueError(
+                "give one of `contains` (texts a line holds), `line` (a regex) or `in_order` "
+                "(lines in order)"
+            )
         if self.contains is not None and not (self.contains and all(self.contains)):
             raise ValueError("`contains` needs at least one non-empty text, and no empty ones")
+        if self.in_order is not None and (
+            len(self.in_order) < 2 or not all(texts and all(texts) for texts in self.in_order)
+        ):
+            raise ValueError(
+                "`in_order` needs two lines or more, each a non-empty text (or list of texts)"
+            )
         return self
+
+
+class StoredExpect(_Args):
+    """What the IDE's preferences file holds: the session a restart would restore, its agent."""
+
+    session: str | None = None
+    agent: str | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> "StoredExpect":
+        if self.session is None and self.agent is None:
+            raise ValueError("give `session`, `agent` or both")
+        return self
+
+
+class CreatedExpect(_Args):
+    """The body of the last successful `POST /sessions` answer the IDE got (R-CREATE-1).
+    `present`: fields that must be there and not null, whatever their value (a timestamp)."""
+
+    session_id: str | None = None
+    current_agent: str | None = None
+    message_count: int | None = Field(default=None, ge=0)
+    present: list[str] = Field(default_factory=list)
+
+
+class ChatItemExpect(_Args):
+    kind: ChatKind
+    text: str | None = None
+    contains: str | None = None
+
+
+class ChatExpect(_Args):
+    """The chat as the user reads it. Consecutive assistant bubbles count as one reply, their
+    texts joined: the shipped IDE shows each chunk as a bubble of its own, the designed one joins
+    them into one, and both mean one reply. `items` are looked for in this order, others allowed
+    between them (an agent's own tool rounds show as tool items)."""
+
+    items: list[ChatItemExpect] = Field(min_length=1)
 
 
 class ErrorExpect(_Args):
@@ -158,11 +241,13 @@ def _action(
 
 ACTIONS: dict[str, Action] = dict(
     [
+        _action("open_panel", "ide", NoArgs, "open the assistant panel: the session list"),
         _action("new_session", "ide", NoArgs, "press New Session (create flow, C-CREATE)"),
         _action(
             "switch_to", "ide", SessionArg, "pick a session in the list (switch flow)", "session"
         ),
         _action("send", "ide", TextArg, "type a message and send it", "text"),
+        _action("back_to_list", "ide", NoArgs, "go back to the session list"),
         _action("restart_ide", "ide", NoArgs, "close and reopen the IDE (C-INIT-1)"),
         _action("switch_agent", "ide", SwitchAgentArgs, "ask for another agent", "agent"),
         _action("approve", "ide", NoArgs, "approve the pending tool call"),
@@ -189,11 +274,22 @@ ACTIONS: dict[str, Action] = dict(
             "expect_closed", "expect", SessionArg, "the socket to a session was closed", "session"
         ),
         _action("expect_listed", "expect", SessionArg, "a session is in the list", "session"),
-        _action("expect_log", "expect", LogExpect, "a service logged a line"),
+        _action("expect_log", "expect", LogExpect, "a service logged a line, or lines in order"),
+        _action(
+            "expect_stored",
+            "expect",
+            StoredExpect,
+            "what the IDE's preferences hold (C-CREATE-1)",
+            "session",
+        ),
+        _action(
+            "expect_created", "expect", CreatedExpect, "the body of the IDE's last create answer"
+        ),
+        _action("expect_chat", "expect", ChatExpect, "the chat as the IDE shows it", "items"),
         _action("expect_error", "expect", ErrorExpect, "the IDE saw an error", "contains"),
     ]
 )
-STEP_OPTIONS = frozenset({"as", "within", "note"})
+STEP_OPTIONS = frozenset({"as", "within", "note", "known_failure"})
 
 
 class Step(BaseModel):
@@ -206,6 +302,8 @@ class Step(BaseModel):
     save_as: str | None = None
     within: float | None = Field(default=None, gt=0)
     note: str | None = None
+    # Client model -> why the real client cannot do what this step asks.
+    known_failure: dict[Client, str] = Field(default_factory=dict)
 
     @field_validator("save_as")
     @classmethod
@@ -230,6 +328,7 @@ class Scenario(BaseModel):
     plan: str = ""
     profiles: list[str] = Field(default_factory=lambda: ["core"])
     needs: list[Capability] = Field(default_factory=list)
+    clients: list[Client] = Field(default_factory=lambda: list(CLIENTS), min_length=1)
     steps: list[Step]
     source: str = ""
 

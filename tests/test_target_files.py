@@ -55,6 +55,14 @@ def test_the_thirdparty_files_load_and_a_process_target_is_built_from_one() -> N
     assert target.description.faults.runtime_hop
 
 
+def test_a_target_file_names_the_client_model_its_plans_run_with() -> None:
+    assert parse_description("kind: reference\nclient: shipped\n", Path("t.yaml"), {}).client == (
+        "shipped"
+    )
+    # Absent: `sessionlab run` takes its default, the designed model.
+    assert parse_description("kind: reference\n", Path("t.yaml"), {}).client is None
+
+
 def test_a_yaml_syntax_error_names_the_line_where_the_bracket_opened() -> None:
     assert problems("kind: url\ngateway_url: [unclosed\n") == [
         "t.yaml:2: YAML syntax: while parsing a flow sequence expected ',' or ']', "
@@ -85,6 +93,14 @@ def test_a_yaml_syntax_error_names_the_line_where_the_bracket_opened() -> None:
             "t.yaml:3 logs.runtime: a running target's output cannot be captured",
         ),
         ("kind: reference\nkeys: {internal: k}\n", "t.yaml:2 keys.internal: the reference picks"),
+        (
+            "kind: reference\nname: r\nclient: browser\n",
+            "t.yaml:3 client: unknown client model 'browser'; expected one of designed, shipped",
+        ),
+        (
+            "kind: reference\nclient: both\n",
+            "t.yaml:2 client: unknown client model 'both'; expected one of designed, shipped",
+        ),
     ],
 )
 def test_each_mistake_is_reported_with_file_line_key_and_reason(text: str, expected: str) -> None:

@@ -26,6 +26,7 @@ from pydantic import (
 from conformance.contract.requirements import PROFILES
 from conformance.targets.base import SERVICES, Service
 from conformance.yaml_lines import LoadedYaml, Location, YamlSyntaxError, parse_yaml
+from simulators.ide.settings import CLIENTS, Client
 
 Kind = Literal["reference", "url", "process", "container"]
 KINDS: tuple[str, ...] = ("reference", "url", "process", "container")
@@ -228,6 +229,12 @@ class ContainerServices(_Model):
     gateway: ContainerService
 
 
+def _client(value: object) -> object:
+    if value is not None and value not in CLIENTS:
+        raise ValueError(f"unknown client model {value!r}; expected one of {', '.join(CLIENTS)}")
+    return value
+
+
 def _profile(value: str) -> str:
     if value not in PROFILES:
         raise ValueError(f"unknown profile {value!r}; known: {', '.join(PROFILES)}")
@@ -243,6 +250,9 @@ class _DescriptionBase(_Model):
     base_path: str = ""
     logs: dict[Service, LogField] = Field(default_factory=dict)
     faults: Faults = Field(default_factory=Faults)
+    # The IDE simulator's client model for plans run against this target (`sessionlab run`'s
+    # --client overrides it).
+    client: Annotated[Client | None, BeforeValidator(_client)] = None
 
     @field_validator("base_path")
     @classmethod
