@@ -39,6 +39,12 @@ class _PlanApprovals(AskTheTester):
         return self.asked[self.given :]
 
 
+# After a decision a server may answer twice (W-HITL-1): at once, and again the tool_result the IDE
+# sends after its decision. A user reads both before typing on; so does the plan.
+SETTLE_QUIET = 1.5
+SETTLE_LIMIT = 10.0
+
+
 class ScenarioIde:
     def __init__(self, settings: IdeSettings, preferences: Path) -> None:
         self._approvals = _PlanApprovals()
@@ -46,6 +52,7 @@ class ScenarioIde:
         self._turns_started = 0
         self._turns_ended = 0
         self._frames: list[Frame] = []
+        self._decided = False
         self._watch_frames()
 
     def _watch_frames(self) -> None:
@@ -73,17 +80,39 @@ class ScenarioIde:
         await self._ide.switch_to(session_id)
 
     async def send(self, text: str) -> None:
+        await self._settle()
         self._turns_started += 1
         await self._ide.send(text)
 
     async def switch_agent(self, agent: str, content: str) -> None:
+        await self._settle()
         self._turns_started += 1
         await self._ide.switch_agent(agent, content)
 
     async def decide(
         self, decision: str, arguments: dict[str, Any] | None, feedback: str | None
     ) -> None:
+        self._decided = True
         await self._ide.decide(decision, arguments, feedback)
+
+    async def _settle(self) -> None:
+        """Before the next turn after a decision: wait for a quiet socket, then set aside a reply
+        that came after the plan took its turn's end (it answered the IDE's tool_result)."""
+        if not self._decided:
+            return
+        self._decided = False
+        began = time.monotonic()
+        while (now := time.monotonic()) - began < SETTLE_LIMIT:
+            last = max((frame.at for frame in self._frames[-1:]), default=began)
+            if now - last >= SETTLE_QUIET:
+                break
+            await asyncio.sleep(SETTLE_QUIET - (now - last))
+        chat = self._ide.chat
+        while self.open_turns == 0 and not chat.outcomes.empty():
+            extra = chat.outcomes.get_nowait()
+            self._ide.trace.step(
+                "chat", None, f"a further {extra.kind} after the decision: {extra.text[:200]}"
+            )
 
     async def restart(self) -> None:
         # The restarted IDE starts with an empty chat: no turn, no request waits any more.
