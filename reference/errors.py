@@ -7,6 +7,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 log = logging.getLogger("sessionlab.errors")
 
@@ -32,6 +33,15 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     return error_response(422, "invalid request", jsonable_encoder(detail))
 
 
+async def _client_gone(request: Request, _exc: Exception) -> JSONResponse:
+    # The client closed its connection before its request body arrived: its choice, not a fault
+    # here. The answer goes nowhere; the server drops what is sent on a closed connection.
+    log.info(
+        "client went away before its request was read: %s %s", request.method, request.url.path
+    )
+    return error_response(400, "client went away")
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return error_response(500, "internal error")
@@ -40,4 +50,5 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(ClientDisconnect, _client_gone)
     app.add_exception_handler(Exception, _unexpected)

@@ -2,14 +2,92 @@
 
 import asyncio
 import contextlib
+import contextvars
+import logging
 import socket
 import threading
 from collections.abc import Iterator
+from typing import ClassVar
 
 import uvicorn
 from starlette.types import ASGIApp
 
 LOOPBACK = "127.0.0.1"
+
+# The service whose server task is running. Connections and requests are tasks spawned from that
+# task, so they inherit it: a line logged by the server library or a shared helper can still be
+# told to come from the runtime or the gateway when both run in one process.
+SERVICE: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "sessionlab_service", default=None
+)
+# The server library's two loggers, by what their lines are about.
+_SERVER_PARTS = {"uvicorn.error": "server", "uvicorn.access": "access"}
+
+
+def service_logger_name(record: logging.LogRecord) -> str:
+    """The name a log line shows: `sessionlab.<service>[.<part>]` inside a service, else the
+    logger's own name."""
+    service = SERVICE.get()
+    own = f"sessionlab.{service}"
+    if service is None or record.name == own or record.name.startswith(own + "."):
+        return record.name
+    part = _SERVER_PARTS.get(record.name) or record.name.removeprefix("sessionlab.")
+    return f"{own}.{part}"
+
+
+class ServiceName(logging.Filter):
+    """Adds `service_logger` (see service_logger_name) for a handler's format string. On the
+    handler, not the logger: the record keeps its real name for every other handler."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.service_logger = service_logger_name(record)
+        return True
+
+
+class ClientTrouble(logging.Filter):
+    """Lowers what a client causes, and the server copes with, below WARNING: these lines are
+    written by libraries at ERROR (with a traceback) or as a WARNING flood, and would read as a
+    fault of the service."""
+
+    # logger name -> {message: (level, message shown instead)}
+    LOWERED: ClassVar[dict[str, dict[str, tuple[int, str]]]] = {
+        "uvicorn.error": {
+            # A text frame that is not UTF-8: the socket is closed with 1007, as RFC 6455 says.
+            "Invalid UTF-8 sequence received from client.": (
+                logging.INFO,
+                "a WebSocket client sent a text frame that is not UTF-8; closed with 1007",
+            ),
+        },
+        "asyncio": {
+            # Writes to a peer that has gone; each after the fifth is logged, until the
+            # connection's loss is processed.
+            "socket.send() raised exception.": (
+                logging.DEBUG,
+                "socket.send() raised exception: the peer has gone",
+            ),
+        },
+    }
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        lowered = self.LOWERED.get(record.name, {}).get(str(record.msg))
+        if lowered is None:
+            return True
+        level, message = lowered
+        # The logger's level was checked against the original level; check the new one.
+        if not logging.getLogger(record.name).isEnabledFor(level):
+            return False
+        record.levelno, record.levelname = level, logging.getLevelName(level)
+        record.msg, record.args = message, ()
+        record.exc_info, record.exc_text = None, None
+        return True
+
+
+def quiet_client_trouble() -> None:
+    """Install ClientTrouble on the loggers it watches (once)."""
+    for name in ClientTrouble.LOWERED:
+        logger = logging.getLogger(name)
+        if not any(isinstance(existing, ClientTrouble) for existing in logger.filters):
+            logger.addFilter(ClientTrouble())
 
 
 def bind_socket(host: str = LOOPBACK, port: int = 0) -> socket.socket:
@@ -32,6 +110,7 @@ class _QuietServer(uvicorn.Server):
 
 
 def make_server(app: ASGIApp, log_level: str = "warning") -> uvicorn.Server:
+    quiet_client_trouble()
     # log_config=None: the caller owns logging (one format for every service, caplog in tests).
     config = uvicorn.Config(
         app, log_level=log_level, log_config=None, lifespan="on", ws_ping_interval=None

@@ -8,12 +8,16 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from reference.users import check_user_tokens
 
 DEFAULT_DATA_DIR = Path(".sessionlab/data")
+# Both classes read SESSIONLAB_<FIELD> and take an empty variable as unset, as `sessionlab serve`
+# does for its options: `SESSIONLAB_INTERNAL_KEY=` must not turn into an empty key.
 
 
 class RuntimeSettings(BaseSettings):
     """The reference Agent Runtime. Environment variables: SESSIONLAB_<FIELD>."""
 
-    model_config = SettingsConfigDict(env_prefix="SESSIONLAB_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="SESSIONLAB_", extra="ignore", env_ignore_empty=True
+    )
 
     data_dir: Path = DEFAULT_DATA_DIR
     # A full SQLAlchemy async URL wins over data_dir, e.g. postgresql+asyncpg://...
@@ -33,7 +37,7 @@ class GatewaySettings(BaseSettings):
 
     # Inputs stay out of error messages: a bad `user_tokens` entry would print every token.
     model_config = SettingsConfigDict(
-        env_prefix="SESSIONLAB_", extra="ignore", hide_input_in_errors=True
+        env_prefix="SESSIONLAB_", extra="ignore", hide_input_in_errors=True, env_ignore_empty=True
     )
 
     runtime_url: AnyHttpUrl = AnyHttpUrl("http://127.0.0.1:8001")
