@@ -35,7 +35,7 @@ from scenarios.runner import ChatEntry, chat_as_read
 from scenarios.session import run_plans
 from tests.broken.asgi import rewrite_json
 from tests.broken.scenario_breaks import reply_always_empty, turn_never_ends
-from tests.fixtures.alternative.harness import TARGET_FILE as ALTERNATIVE_TARGET
+from tests.fixtures.alternative.harness import SCRIPTED_TARGET_FILE as ALTERNATIVE_SCRIPTED_TARGET
 from tests.fixtures.alternative.harness import alternative_environment
 from tests.fixtures.stack import deadline
 from tests.fixtures.thirdparty.harness import docker_client_or_skip
@@ -138,14 +138,15 @@ def test_every_shipped_plan_passes_against_the_reference_as_a_launched_target(
     assert_known_shipped_failures(document)
 
 
-def test_every_core_plan_passes_against_the_alternative_with_both_clients(tmp_path: Path) -> None:
-    """The independently written stack, launched as processes: every core plan passes with each
-    client model, the shipped one's known failures aside; the scripted plans skip."""
+def test_every_plan_passes_against_the_alternative_with_both_clients(tmp_path: Path) -> None:
+    """The independently written stack, launched as processes in its scripted mode (its own
+    agents and wording, an approval answered at once): every plan passes with each client model,
+    the shipped one's known failures aside."""
     report = tmp_path / "plans.json"
     result, document = run(
         str(PLANS),
         "--target",
-        str(ALTERNATIVE_TARGET),
+        str(ALTERNATIVE_SCRIPTED_TARGET),
         "--client",
         "both",
         "--json",
@@ -155,13 +156,9 @@ def test_every_core_plan_passes_against_the_alternative_with_both_clients(tmp_pa
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     statuses = outcomes_by_client(document)
     plans = load_scenarios(sorted(PLANS.glob("*.yaml")))
-    core = {plan.id for plan in plans if "scripted" not in plan.profiles}
-    assert {key for key, status in statuses.items() if status == "passed"} == {
-        (plan, client) for plan in core for client in ("designed", "shipped")
+    assert statuses == {
+        (plan.id, client): "passed" for plan in plans for client in ("designed", "shipped")
     }
-    assert {plan for (plan, _), status in statuses.items() if status == "skipped"} == (
-        {plan.id for plan in plans} - core
-    )
     assert_known_shipped_failures(document)
 
 
