@@ -10,6 +10,7 @@ import os
 import re
 import secrets
 import time
+import traceback
 from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import replace
@@ -21,16 +22,25 @@ import pytest
 import pytest_asyncio
 from websockets.exceptions import InvalidHandshake
 
-from conformance import __version__, run_state
+from conformance import __version__, run_state, secrecy
 from conformance.baseline import BaselineError, load_baseline
+from conformance.causes import shared_causes
 from conformance.contract.requirements import CLIENT_PROFILE, PROFILES, catalogue
 from conformance.failures import CheckFailure
 from conformance.outcomes import classify, describe_refusal
+from conformance.preflight import preflight
 from conformance.probes import TEST_HEADER, Party, Socket, http_probe, open_socket
+from conformance.reproduce import (
+    CLIENT_KEY_VARIABLE,
+    INTERNAL_KEY_VARIABLE,
+    Where,
+    replay_line,
+    reproduce_line,
+)
 from conformance.run_state import PrerequisiteFailure
 from conformance.target_options import TargetOptionError, TargetOptions, make_target
 from conformance.target_runner import TargetRunner
-from conformance.targets import Target, TargetError
+from conformance.targets import Endpoints, Target, TargetError
 from conformance.transcript import Transcript
 from conformance.verdicts import (
     HARNESS_FAILED,
@@ -39,6 +49,7 @@ from conformance.verdicts import (
     Outcome,
     apply_baseline,
     conforms,
+    exit_status,
     judge_all,
     summary,
 )
@@ -46,8 +57,17 @@ from conformance.verdicts import (
 RESULTS = pytest.StashKey[dict[str, CheckResult]]()
 REPORT = pytest.StashKey[dict[str, Any]]()
 STARTED = pytest.StashKey[float]()
-# Why the run stopped before any check could judge the target (it did not start).
+# Why the run stopped before any check could judge the target (it did not start, or the
+# pre-flight found a part missing or a key refused).
 STOPPED = pytest.StashKey[str]()
+# Requirement id -> how its checks were deselected (-k, -m, --only): not selected, not unjudged.
+LEFT_OUT = pytest.StashKey[dict[str, str]]()
+# Whether pytest's terminal is off: `sessionlab verify` prints its own console.
+OWN_CONSOLE = pytest.StashKey[bool]()
+# The profiles checked, once the target has said which it claims.
+CHECKED = pytest.StashKey[frozenset[str]]()
+# How to reach the target again, for the reproduce lines.
+WHERE = pytest.StashKey[Where]()
 MARKER = "req"
 TIMEOUT_SCALE = float(os.environ.get("SESSIONLAB_TIMEOUT_SCALE", "1"))
 
@@ -120,6 +140,15 @@ def pytest_configure(config: pytest.Config) -> None:
             raise pytest.UsageError(str(exc)) from None
     config.addinivalue_line("markers", f"{MARKER}(*ids): requirement ids the check verifies")
     config.stash[RESULTS] = {}
+    config.stash[LEFT_OUT] = {}
+    secrecy.remember(
+        [config.getoption("sessionlab_client_key"), config.getoption("sessionlab_internal_key")]
+    )
+    config.stash[OWN_CONSOLE] = config.pluginmanager.is_blocked("terminal")
+    if config.stash[OWN_CONSOLE]:
+        # pytest's rendering of a failure is replaced (own_frames); the native style it makes
+        # first parses no source, which can fail on a deep traceback.
+        config.option.tbstyle = "native"
     config.stash[STARTED] = time.time()
     rate = config.getoption("sessionlab_rate", None)
     if rate is not None and rate <= 0:
@@ -178,6 +207,41 @@ def pytest_collection_modifyitems(
         items[:] = kept
 
 
+def _deselection(config: pytest.Config) -> str:
+    """How checks were left out of the run, as the user said it."""
+    said = [
+        f"{flag} {value}"
+        for flag, value in (
+            ("-k", config.getoption("keyword", "")),
+            ("-m", config.getoption("markexpr", "")),
+        )
+        if value
+    ]
+    # Those left out by --only are told so by the verdict itself (verdicts.judge).
+    return " and ".join(said) or "the selection of checks"
+
+
+def pytest_deselected(items: list[pytest.Item]) -> None:
+    if not items:
+        return
+    config = items[0].config
+    if LEFT_OUT not in config.stash:
+        return
+    how = _deselection(config)
+    for item in items:
+        for requirement_id in requirement_ids(item):
+            config.stash[LEFT_OUT].setdefault(requirement_id, how)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """A requirement that kept a check is judged by it, whatever else was deselected."""
+    left_out = session.config.stash.get(LEFT_OUT, {})
+    for item in session.items:
+        for requirement_id in requirement_ids(item):
+            left_out.pop(requirement_id, None)
+
+
 def _depth(requirement_id: str) -> int:
     """How many prerequisites stand below a requirement, at most."""
     needs = catalogue()[requirement_id].needs
@@ -228,12 +292,50 @@ def sessionlab_target(request: pytest.FixtureRequest) -> Iterator[TargetRunner]:
     except (TargetError, OSError, TimeoutError) as exc:
         runner.close()
         # Every check needs the target: one clear reason beats the same error under each check.
-        reason = f"the target did not start: {exc}"
+        reason = f"the target did not start: {secrecy.redact(str(exc))}"
         request.config.stash[STOPPED] = reason
         pytest.exit(reason, returncode=HARNESS_FAILED)
     request.config.stash[REPORT] = {"target": _describe(runner)}
+    endpoints = runner.endpoints
+    if endpoints is not None:
+        secrecy.remember(
+            [endpoints.client_key, endpoints.internal_key, *endpoints.user_tokens.values()]
+        )
+        request.config.stash[WHERE] = _where(request.config, endpoints)
+        problem = preflight(endpoints, deadline(10))
+        if problem is not None:
+            runner.close()
+            # A part missing or a key refused is the set-up's, not a requirement's failure: one
+            # sentence, not the same connection error under every check.
+            request.config.stash[STOPPED] = problem
+            pytest.exit(problem, returncode=HARNESS_FAILED)
     yield runner
     runner.close()
+
+
+def _where(config: pytest.Config, endpoints: Endpoints) -> Where:
+    options: list[str] = []
+    for flag, dest in (
+        ("--target", "sessionlab_target"),
+        ("--target-factory", "sessionlab_target_factory"),
+        ("--gateway-url", "sessionlab_gateway_url"),
+        ("--runtime-url", "sessionlab_runtime_url"),
+    ):
+        value = config.getoption(dest)
+        if value:
+            options += [flag, str(value)]
+    # Keys by reference: a line to paste never holds one.
+    if config.getoption("sessionlab_client_key"):
+        options += ["--client-key", f'"${CLIENT_KEY_VARIABLE}"']
+    if config.getoption("sessionlab_internal_key"):
+        options += ["--internal-key", f'"${INTERNAL_KEY_VARIABLE}"']
+    for profile in config.getoption("sessionlab_profiles") or ():
+        options += ["--profile", profile]
+    return Where(
+        runtime_url=endpoints.runtime_url,
+        has_user_tokens=bool(endpoints.user_tokens),
+        verify_options=tuple(options),
+    )
 
 
 def _describe(runner: TargetRunner) -> dict[str, Any]:
@@ -248,7 +350,14 @@ def _describe(runner: TargetRunner) -> dict[str, Any]:
 
 @pytest.fixture(scope="session")
 def profiles(request: pytest.FixtureRequest, sessionlab_target: TargetRunner) -> frozenset[str]:
-    return selected_profiles(request.config, sessionlab_target.profiles)
+    chosen = selected_profiles(request.config, sessionlab_target.profiles)
+    request.config.stash[CHECKED] = chosen
+    return chosen
+
+
+def checked_profiles(config: pytest.Config) -> frozenset[str] | None:
+    """The profiles this run checks, once the target has started; None before."""
+    return config.stash.get(CHECKED, None)
 
 
 @pytest.fixture(autouse=True)
@@ -431,6 +540,9 @@ def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report: pytest.TestReport = yield
+    if report.failed and call.excinfo is not None and item.config.stash.get(OWN_CONSOLE, False):
+        report.longrepr = own_frames(call.excinfo.value)
+    _redact_report(report)
     ids = requirement_ids(item)
     if not ids:
         return report
@@ -469,18 +581,20 @@ def pytest_runtest_makereport(
         outcome, message = "partial", "; ".join(dict.fromkeys(notes))
     if kept is not None and verdict.traceback:
         kept.note(kept.redact(verdict.traceback))
-    _record(
-        results,
-        CheckResult(
-            nodeid=item.nodeid,
-            requirement_ids=verdict.blamed,
-            outcome=outcome,
-            message=message,
-            duration=report.duration,
-            transcript=kept.as_list() if kept and outcome in ("failed", "error") else [],
-            blocked_by=verdict.blocked_by if outcome == "blocked" else None,
-        ),
+    wire = kept.as_list() if kept and outcome in ("failed", "error") else []
+    result = CheckResult(
+        nodeid=item.nodeid,
+        requirement_ids=verdict.blamed,
+        outcome=outcome,
+        message=message,
+        duration=report.duration,
+        transcript=wire,
+        blocked_by=verdict.blocked_by if outcome == "blocked" else None,
     )
+    if outcome == "failed":
+        failure = error if isinstance(error, CheckFailure) and error.requirement in ids else None
+        result = _with_parts(item.config, result, failure, wire)
+    _record(results, result)
     waiting = tuple(i for i in ids if i not in verdict.blamed)
     if waiting:
         # A check of several requirements stopped early: its other requirements were not seen
@@ -495,18 +609,76 @@ def pytest_runtest_makereport(
     for number, finding in enumerate(run_state.state().take_findings()):
         if finding.requirement in own:
             continue
-        results[f"{item.nodeid} (found {number})"] = CheckResult(
-            nodeid=f"{item.nodeid} (seen while checking {', '.join(ids)})",
-            requirement_ids=(finding.requirement,),
-            outcome="failed",
-            message=finding.message,
-            transcript=kept.as_list() if kept else [],
+        seen = kept.as_list() if kept else []
+        results[f"{item.nodeid} (found {number})"] = _with_parts(
+            item.config,
+            CheckResult(
+                nodeid=f"{item.nodeid} (seen while checking {', '.join(ids)})",
+                requirement_ids=(finding.requirement,),
+                outcome="failed",
+                message=finding.message,
+                transcript=seen,
+            ),
+            None,
+            seen,
         )
     if outcome == "blocked":
         # To pytest a blocked check is skipped: it did not run to judge anything.
         report.outcome = "skipped"
         report.longrepr = (str(item.path), item.location[1] or 0, message)
     return report
+
+
+# Frames that say nothing about the target or the check: the test runner's and the event loop's.
+NOISE = ("_pytest", "pluggy", "pytest_asyncio", "asyncio", "hypothesis")
+
+
+def own_frames(exc: BaseException) -> str:
+    """The traceback of a failure through the check's code and sessionlab's only."""
+    shown = traceback.TracebackException.from_exception(exc)
+    pending = [shown]
+    while pending:
+        each = pending.pop()
+        frames = [f for f in each.stack if not _noise(f.filename)]
+        each.stack = traceback.StackSummary.from_list(frames or list(each.stack))
+        pending += [e for e in (each.__cause__, each.__context__) if e is not None]
+        pending += list(each.exceptions or [])
+    return "".join(shown.format())
+
+
+def _noise(filename: str) -> bool:
+    parts = Path(filename).parts
+    return any(part in NOISE for part in parts)
+
+
+def _redact_report(report: pytest.TestReport) -> None:
+    """pytest's own rendering of a failure (its traceback, captured output and logs) never shows
+    a key: a check's arguments are in the traceback, a target may log its key."""
+    if not secrecy.known():
+        return
+    if report.longrepr is not None:
+        text = str(report.longrepr)
+        if secrecy.redact(text) != text:
+            report.longrepr = secrecy.redact(text)
+    report.sections = [(name, secrecy.redact(content)) for name, content in report.sections]
+
+
+def _with_parts(
+    config: pytest.Config,
+    result: CheckResult,
+    failure: CheckFailure | None,
+    wire: list[dict[str, Any]],
+) -> CheckResult:
+    """A failure's expected, received and reproduce line, for the console and the JSON."""
+    where = config.stash.get(WHERE, Where())
+    requirement_id = failure.requirement if failure else result.requirement_ids[0]
+    return replace(
+        result,
+        expected=failure.expected if failure else None,
+        received=failure.received if failure else result.message,
+        reproduce=reproduce_line(wire, where) or (failure.reproduce if failure else None),
+        replay=replay_line(wire, requirement_id, where),
+    )
 
 
 def build_report(config: pytest.Config, target: dict[str, Any] | None) -> dict[str, Any]:
@@ -518,11 +690,13 @@ def build_report(config: pytest.Config, target: dict[str, Any] | None) -> dict[s
         chosen,
         only=config.getoption("sessionlab_only"),
         unjudged=NO_CHECK if stopped is None else f"not judged: {stopped}",
+        left_out=config.stash.get(LEFT_OUT, {}),
     )
     baseline_path = config.getoption("sessionlab_baseline")
     if baseline_path:
         verdicts = apply_baseline(verdicts, load_baseline(Path(baseline_path)))
-    return {
+    requirements = [verdict.as_dict() for verdict in verdicts]
+    report = {
         "sessionlab": __version__,
         "target": target,
         "profiles": sorted(chosen),
@@ -532,8 +706,11 @@ def build_report(config: pytest.Config, target: dict[str, Any] | None) -> dict[s
         "conforms": conforms(verdicts),
         "summary": summary(verdicts),
         "rate_limited": _rate_limited(),
-        "requirements": [verdict.as_dict() for verdict in verdicts],
+        "causes": [] if stopped else shared_causes(requirements),
+        "requirements": requirements,
     }
+    # The last pass: whatever a check or a target put in a message, no key leaves the run.
+    return secrecy.redact_data(report)
 
 
 def _rate_limited() -> dict[str, Any] | None:
@@ -555,8 +732,17 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     config.stash[REPORT] = report
     path = config.getoption("sessionlab_json")
     if path:
-        text = json.dumps(report, indent=2, ensure_ascii=False)
+        text = secrecy.redact(json.dumps(report, indent=2, ensure_ascii=False))
         Path(path).write_text(text, encoding="utf-8", errors="backslashreplace")
+    if session.exitstatus in _JUDGED:
+        # The exit status is the verdict's, as under `sessionlab verify`: requirements left out
+        # by -k are not selected, a failed SHOULD is a warning, a known failure does not fail.
+        session.exitstatus = exit_status(report)
+
+
+# pytest's statuses after which the checks ran and the verdict stands (not a usage error, not an
+# interruption, not an internal error).
+_JUDGED = (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED, pytest.ExitCode.NO_TESTS_COLLECTED)
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
@@ -565,8 +751,9 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         return
     from conformance.reports.console import render_console
 
+    verbose = config.getoption("verbose", 0) > 0
     terminalreporter.write_line("")
-    for line in render_console(report).splitlines():
+    for line in secrecy.redact(render_console(report, verbose=verbose)).splitlines():
         terminalreporter.write_line(line)
 
 

@@ -4,7 +4,7 @@ import importlib
 import os
 import secrets
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from conformance.targets import Target
 
@@ -19,8 +19,9 @@ class TargetOptions:
     target_factory: str | None = None
     gateway_url: str | None = None
     runtime_url: str | None = None
-    client_key: str | None = None
-    internal_key: str | None = None
+    # Out of the repr: options show up in tracebacks.
+    client_key: str | None = field(default=None, repr=False)
+    internal_key: str | None = field(default=None, repr=False)
     turn_timeout: float | None = None
 
 

@@ -6,7 +6,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-REDACTED = "<redacted>"
+from conformance import secrecy
+from conformance.secrecy import REDACTED
+
 BODY_LIMIT = 2000
 
 
@@ -24,14 +26,19 @@ class Entry:
 class Transcript:
     """Entries in order, with every configured key replaced by <redacted>."""
 
-    secrets: list[str] = field(default_factory=list)
+    # Never in the repr: a transcript shows up in tracebacks as a check's argument.
+    secrets: list[str] = field(default_factory=list, repr=False)
     entries: list[Entry] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
 
     def add_secrets(self, values: Iterable[str | None]) -> None:
-        self.secrets.extend(value for value in values if value)
+        given = [value for value in values if value]
+        self.secrets.extend(given)
+        secrecy.remember(given)
 
     def redact(self, text: str) -> str:
+        text = secrecy.redact(text, self.secrets)
+        # Keys too short for the process-wide pass are still hidden on the wire.
         for secret in sorted(self.secrets, key=len, reverse=True):
             text = text.replace(secret, REDACTED)
         return text

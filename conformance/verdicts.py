@@ -1,6 +1,6 @@
 """From check outcomes to one verdict per requirement. Pure functions over data."""
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -31,6 +31,11 @@ class CheckResult:
     transcript: list[dict[str, Any]] = field(default_factory=list)
     # The prerequisite whose failure kept a `blocked` check from running.
     blocked_by: str | None = None
+    # A failure's parts, for a tester: what was awaited, what came, and how to see it again.
+    expected: str | None = None
+    received: str | None = None
+    reproduce: str | None = None
+    replay: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         entry: dict[str, Any] = {
@@ -42,6 +47,10 @@ class CheckResult:
         }
         if self.blocked_by:
             entry["blocked_by"] = self.blocked_by
+        for name in ("expected", "received", "reproduce", "replay"):
+            value = getattr(self, name)
+            if value is not None:
+                entry[name] = value
         return entry
 
 
@@ -81,22 +90,30 @@ def _unique(messages: Iterable[str]) -> str:
 NO_CHECK = "no check covers this requirement"
 
 
+NOT_SELECTED_BY = "not selected by "
+
+
 def judge(
     requirement: Requirement,
     profiles: frozenset[str],
     checks: list[CheckResult],
     only: Sequence[str] | None = None,
     unjudged: str = NO_CHECK,
+    left_out: Mapping[str, str] | None = None,
 ) -> Verdict:
+    """`left_out`: requirements whose every check was deselected (-k, -m), with how; like those
+    outside `--only` they are not selected, not unjudged."""
     level, profile = requirement.effective(profiles)
 
     def verdict(status: Status, message: str) -> Verdict:
         return Verdict(requirement.id, level, profile, requirement.title, status, message, checks)
 
     if only and not any(requirement.id.startswith(prefix) for prefix in only):
-        return verdict("skipped", f"not selected by --only {' '.join(only)}")
+        return verdict("skipped", f"{NOT_SELECTED_BY}--only {' '.join(only)}")
     if profile not in profiles:
         return verdict("skipped", f"profile {profile!r} is not selected")
+    if not checks and left_out and requirement.id in left_out:
+        return verdict("skipped", f"{NOT_SELECTED_BY}{left_out[requirement.id]}")
     if not checks:
         return verdict("error", unjudged)
     if all(check.outcome == "unjudged" for check in checks):
@@ -134,6 +151,7 @@ def judge_all(
     profiles: frozenset[str],
     only: Sequence[str] | None = None,
     unjudged: str = NO_CHECK,
+    left_out: Mapping[str, str] | None = None,
 ) -> list[Verdict]:
     """Verdicts for every requirement; `unjudged` says why requirements without a result have
     none when the run stopped early (by default: no check covers them)."""
@@ -148,6 +166,7 @@ def judge_all(
             by_requirement.get(requirement.id, []),
             only,
             unjudged,
+            left_out,
         )
         for requirement in catalogue().values()
         if requirement.profile != CLIENT_PROFILE

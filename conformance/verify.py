@@ -1,22 +1,28 @@
 """`sessionlab verify`: run the conformance checks against a target and report per requirement.
 
 The checks run under pytest in this process; the plugin writes the JSON report, from which the
-console, JUnit and HTML renderings are made. Exit status: 0 when the target conforms (no MUST of
-the selected profiles failed, no harness error, something passed), 1 when it does not, 3 when the
-run itself broke (e.g. the target never started).
+console, JUnit and HTML renderings are made. The console is sessionlab's own: pytest's terminal
+output is switched off, and whatever else the process writes while the checks run (a target's
+stray output) is held back, shown only under `-v` or when the run broke. Everything printed and
+every file written passes a last redaction of the run's keys. Exit status: 0 when the target
+conforms (no MUST of the selected profiles failed, no harness error, something passed), 1 when it
+does not, 3 when the run itself broke (the target never started, the pre-flight stopped it).
 """
 
 import json
 import os
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, TextIO
 
 import pytest
 
 import conformance.checks as checks
+from conformance import secrecy
 from conformance.reports.junit import render_junit
 from conformance.target_options import TargetOptionError, TargetOptions, make_target
 from conformance.verdicts import HARNESS_FAILED, exit_status
@@ -30,8 +36,9 @@ class VerifyOptions:
     target_factory: str | None = None
     gateway_url: str | None = None
     runtime_url: str | None = None
-    client_key: str | None = None
-    internal_key: str | None = None
+    # Out of the repr: options show up in tracebacks.
+    client_key: str | None = field(default=None, repr=False)
+    internal_key: str | None = field(default=None, repr=False)
     profiles: list[str] = field(default_factory=list)
     only: list[str] = field(default_factory=list)
     turn_timeout: float | None = None
@@ -68,7 +75,10 @@ class VerifyOptions:
             "--sessionlab-json",
             str(report_path),
             *hypothesis_dir_args(),
-            "-q" if not self.verbose else "-v",
+            # The console is sessionlab's (conformance.progress and reports.console): no
+            # progress dots, tracebacks or summary line of pytest's.
+            "-p",
+            "no:terminal",
         ]
         pairs = [
             ("--target", self.target),
@@ -103,21 +113,54 @@ def hypothesis_dir_args() -> list[str]:
     return ["--sessionlab-hypothesis-dir", str(cache / "sessionlab" / "hypothesis")]
 
 
-def write_reports(report: dict[str, Any], options: VerifyOptions) -> None:
+def _write(path: Path, text: str) -> None:
     # backslashreplace: a target may send lone surrogates; the report must still be written.
+    path.write_text(secrecy.redact(text), encoding="utf-8", errors="backslashreplace")
+
+
+def write_reports(report: dict[str, Any], options: VerifyOptions) -> None:
+    report = secrecy.redact_data(report)
     if options.json_path:
-        text = json.dumps(report, indent=2, ensure_ascii=False) + "\n"
-        options.json_path.write_text(text, encoding="utf-8", errors="backslashreplace")
+        _write(options.json_path, json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     if options.junit_path:
-        options.junit_path.write_text(
-            render_junit(report), encoding="utf-8", errors="backslashreplace"
-        )
+        _write(options.junit_path, render_junit(report))
     if options.html_path:
         from conformance.reports.html import render_html
 
-        options.html_path.write_text(
-            render_html(report), encoding="utf-8", errors="backslashreplace"
-        )
+        _write(options.html_path, render_html(report))
+
+
+def say(text: str, stream: TextIO | None = None) -> None:
+    """Print, with the run's keys taken out: the one way verify writes to the console."""
+    print(secrecy.redact(text), file=stream or sys.stdout, flush=True)
+
+
+@contextmanager
+def held_output() -> Iterator[tuple[TextIO, IO[bytes]]]:
+    """While the checks run, file descriptors 1 and 2 go to a scratch file; yields the real
+    stdout (for the progress display) and that file."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    real = os.fdopen(os.dup(saved[0]), "w", encoding="utf-8", errors="backslashreplace")
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 1)
+        os.dup2(held.fileno(), 2)
+        try:
+            yield real, held
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+            real.close()
+
+
+def _held_text(held: IO[bytes]) -> str:
+    held.seek(0)
+    return held.read().decode("utf-8", "backslashreplace").strip()
 
 
 def target_problem(options: VerifyOptions) -> str | None:
@@ -139,24 +182,39 @@ def target_problem(options: VerifyOptions) -> str | None:
 
 
 def run_verify(options: VerifyOptions) -> int:
+    secrecy.remember([options.client_key, options.internal_key])
     problem = target_problem(options)
     if problem is not None:
-        print(f"sessionlab verify: {problem}", file=sys.stderr)
+        say(f"sessionlab verify: {problem}", sys.stderr)
         return USAGE_ERROR
+    from conformance.progress import RedactingStream, RunProgress
+    from conformance.reports.console import render_console
+
     with tempfile.TemporaryDirectory(prefix="sessionlab-verify-") as scratch:
         report_path = Path(scratch) / "report.json"
-        code = pytest.main(options.pytest_args(report_path))
-        if code == pytest.ExitCode.USAGE_ERROR:
-            return USAGE_ERROR
-        if not report_path.exists():
-            print(
+        with held_output() as (real, held):
+            progress = RunProgress(RedactingStream.around(real))
+            try:
+                code = pytest.main(options.pytest_args(report_path), plugins=[progress])
+            finally:
+                progress.close()
+            stray = _held_text(held)
+        if code == pytest.ExitCode.USAGE_ERROR or not report_path.exists():
+            if stray:
+                say(stray, sys.stderr)
+            if code == pytest.ExitCode.USAGE_ERROR:
+                return USAGE_ERROR
+            say(
                 f"sessionlab verify: the run produced no report (pytest exit {int(code)}); "
                 "see the errors above",
-                file=sys.stderr,
+                sys.stderr,
             )
             return HARNESS_FAILED
         report = json.loads(report_path.read_text(encoding="utf-8"))
     write_reports(report, options)
+    if options.verbose and stray:
+        say(f"output while the checks ran:\n{stray}\n", sys.stderr)
+    say(render_console(report, verbose=options.verbose, tracebacks=progress.tracebacks))
     if report.get("stopped"):
-        print(f"sessionlab verify: {report['stopped']}", file=sys.stderr)
+        say(f"sessionlab verify: {report['stopped']}", sys.stderr)
     return exit_status(report)

@@ -242,3 +242,55 @@ async def test_isolation(gateway):
         "blocked by W-TURN-1: W-TURN-1 failed: expected a turn that ends, received silence"
     )
     assert result.ret == 1
+
+
+def test_plain_pytest_k_leaves_requirements_not_selected_and_the_exit_status_agrees(
+    checks: pytest.Pytester,
+) -> None:
+    """`pytest --pyargs conformance.checks -k health`: what -k left out is not selected (as with
+    --only), not an error, and the verdict printed is the exit status."""
+    result, report = run(
+        checks, "--pyargs", "conformance.checks", "-k", "health", "-p", "no:cacheprovider"
+    )
+    assert verdict(report, "R-HEALTH-1")["status"] == "passed"
+    listed = verdict(report, "R-LIST-1")
+    assert listed["status"] == "skipped"
+    assert listed["message"] == "not selected by -k health"
+    assert not [r["id"] for r in report["requirements"] if r["status"] == "error"]  # type: ignore[union-attr]
+    assert report["conforms"] is True
+    result.stdout.fnmatch_lines(["left out by -k health: * requirements", "*", "CONFORMS"])
+    assert "DOES NOT CONFORM" not in result.stdout.str()
+    assert result.ret == 0
+
+
+def test_under_plain_pytest_the_exit_status_is_the_verdicts(checks: pytest.Pytester) -> None:
+    """A failed SHOULD is a warning: pytest counts a failed test, the verdict conforms, and so
+    does the exit status; a failed MUST does not conform, with exit status 1."""
+    checks.makepyfile(
+        test_x="""
+import pytest
+from conformance.failures import Expect
+
+@pytest.mark.req("R-HEALTH-1")
+def test_health():
+    pass
+
+@pytest.mark.req("R-CREATE-2")
+def test_should():
+    Expect("R-CREATE-2").fail("a SHOULD that passes", "a failure")
+
+@pytest.mark.req("R-LIST-1")
+def test_must():
+    Expect("R-LIST-1").fail("a MUST that passes", "a failure")
+"""
+    )
+    only = ("--only", "R-HEALTH-1", "--only", "R-CREATE-2", "--only", "R-LIST-1")
+    warned, report = run(checks, *only, "-k", "not must")
+    assert verdict(report, "R-CREATE-2")["status"] == "warning"
+    assert verdict(report, "R-LIST-1")["message"] == "not selected by -k not must"
+    warned.stdout.fnmatch_lines(["CONFORMS"])
+    assert warned.ret == 0
+    failed, report = run(checks, *only)
+    assert verdict(report, "R-LIST-1")["status"] == "failed"
+    failed.stdout.fnmatch_lines(["DOES NOT CONFORM"])
+    assert failed.ret == 1

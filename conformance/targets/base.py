@@ -33,10 +33,11 @@ class Endpoints:
 
     gateway_url: str
     runtime_url: str | None = None
-    client_key: str | None = None
-    internal_key: str | None = None
+    # Keys and tokens stay out of the repr: endpoints show up in tracebacks and logs.
+    client_key: str | None = field(default=None, repr=False)
+    internal_key: str | None = field(default=None, repr=False)
     # User auth (X-AUTH-1): user name -> bearer token; the first user is the checks' default.
-    user_tokens: dict[str, str] = field(default_factory=dict, hash=False)
+    user_tokens: dict[str, str] = field(default_factory=dict, hash=False, repr=False)
 
     @property
     def ws_url(self) -> str:
