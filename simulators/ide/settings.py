@@ -16,9 +16,10 @@ CLIENTS: tuple[Client, ...] = ("designed", "shipped")
 @dataclass(frozen=True)
 class IdeSettings:
     gateway_url: str = "http://localhost:8000"
-    client_key: str | None = None
+    # Keys and tokens stay out of the repr: settings show up in tracebacks.
+    client_key: str | None = field(default=None, repr=False)
     # Extra headers on every call and socket (e.g. a user's bearer token).
-    headers: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict, repr=False)
     request_timeout: float = 10.0
     connect_timeout: float = 5.0
     # The bound of the tester's waits (final_reply, next_tool_call ...), not a deadline the
