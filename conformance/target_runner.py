@@ -2,9 +2,14 @@
 
 Checks run each in their own loop; the target (its subprocesses, containers, proxies) lives as long
 as the whole run. Control calls hop to the target's loop and back.
+
+The loop's thread lives until close(): launched processes are forked from it, and it must outlive
+them. A call the caller stops waiting for (a signal's KeyboardInterrupt, a timeout) is cancelled
+and awaited, so a target is never left half started while another call closes it.
 """
 
 import asyncio
+import concurrent.futures
 import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
@@ -13,6 +18,20 @@ from conformance.targets import Capability, Endpoints, LogSource, Service, Targe
 from simulators.faultproxy import FaultProxy
 
 T = TypeVar("T")
+
+# How long an abandoned call may take to unwind once cancelled (a start closing what it began).
+CANCEL_WAIT = 60.0
+
+_open: set["TargetRunner"] = set()
+_open_lock = threading.Lock()
+
+
+def close_open_runners(timeout: float = 60) -> None:
+    """Close every runner not closed yet: the last clean-up of a command that was stopped."""
+    with _open_lock:
+        runners = list(_open)
+    for runner in runners:
+        runner.close(timeout)
 
 
 class TargetRunner:
@@ -23,10 +42,42 @@ class TargetRunner:
             target=self._loop.run_forever, name="sessionlab-target", daemon=True
         )
         self._thread.start()
+        self._closed = False
         self.endpoints: Endpoints | None = None
+        with _open_lock:
+            _open.add(self)
 
     def _call(self, coroutine: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)
+        outcome: concurrent.futures.Future[T] = concurrent.futures.Future()
+        settled = threading.Event()
+        tasks: list[asyncio.Task[T]] = []
+
+        def settle(task: asyncio.Task[T]) -> None:
+            if task.cancelled():
+                outcome.cancel()
+            elif (error := task.exception()) is not None:
+                outcome.set_exception(error)
+            else:
+                outcome.set_result(task.result())
+            settled.set()
+
+        def begin() -> None:
+            task = self._loop.create_task(coroutine)
+            task.add_done_callback(settle)
+            tasks.append(task)
+
+        def cancel() -> None:
+            for task in tasks:
+                task.cancel()
+
+        self._loop.call_soon_threadsafe(begin)
+        try:
+            return outcome.result(timeout)
+        except (KeyboardInterrupt, TimeoutError):
+            # Scheduled after begin(), so the task exists by then, started or not.
+            self._loop.call_soon_threadsafe(cancel)
+            settled.wait(CANCEL_WAIT)
+            raise
 
     async def _hop(self, coroutine: Coroutine[Any, Any, T]) -> T:
         return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coroutine, self._loop))
@@ -37,12 +88,18 @@ class TargetRunner:
         return self.endpoints
 
     def close(self, timeout: float = 60) -> None:
+        with _open_lock:
+            if self._closed:
+                return
+            self._closed = True
         try:
             self._call(self.target.close(), timeout)
         finally:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout)
             self._loop.close()
+            with _open_lock:
+                _open.discard(self)
 
     @property
     def name(self) -> str:

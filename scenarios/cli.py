@@ -1,4 +1,8 @@
-"""`sessionlab run FILE...`: run test plans against a target and report step by step."""
+"""`sessionlab run [FILE...]`: run test plans against a target and report step by step.
+
+With no file named, the plans shipped in the package (scenarios/plans/) run: they are package
+data, so an installed sessionlab runs them too.
+"""
 
 import asyncio
 import json
@@ -16,6 +20,7 @@ from scenarios.results import client_differences
 from scenarios.session import run_plans
 
 PASSED, FAILED, BAD_INPUT, HARNESS_FAILED = 0, 1, 2, 3
+BUILTIN_PLANS = Path(__file__).resolve().parent / "plans"
 
 
 def _plan_files(paths: list[Path]) -> list[Path]:
@@ -48,29 +53,40 @@ def run_command(
     junit_path: Path | None = None,
     json_path: Path | None = None,
     client: str | None = None,
+    only: list[str] | None = None,
 ) -> int:
     try:
         # Every file is validated before anything runs: a typo in the last plan costs no time.
-        scenarios = load_scenarios(_plan_files(paths))
+        scenarios = load_scenarios(_plan_files(paths or [BUILTIN_PLANS]))
     except ScenarioError as exc:
         print(f"sessionlab run: {exc}", file=sys.stderr)
         return BAD_INPUT
     if not scenarios:
         print("sessionlab run: no scenario files found", file=sys.stderr)
         return BAD_INPUT
+    if only:
+        unknown = sorted(set(only) - {scenario.id for scenario in scenarios})
+        if unknown:
+            known = ", ".join(scenario.id for scenario in scenarios)
+            print(
+                f"sessionlab run: --only {', '.join(unknown)}: no such plan (known: {known})",
+                file=sys.stderr,
+            )
+            return BAD_INPUT
+        scenarios = [scenario for scenario in scenarios if scenario.id in only]
     try:
-        runner = TargetRunner(make_target(options))
         clients = chosen_clients(client, options.target_file)
+        target = make_target(options)
     except (TargetOptionError, TargetFileError) as exc:
         print(f"sessionlab run: {exc}", file=sys.stderr)
         return BAD_INPUT
+    runner = TargetRunner(target)
     try:
-        endpoints = runner.start(timeout=120)
-    except (TargetError, OSError, TimeoutError) as exc:
-        runner.close()
-        print(f"sessionlab run: the target did not start: {exc}", file=sys.stderr)
-        return HARNESS_FAILED
-    try:
+        try:
+            endpoints = runner.start(timeout=120)
+        except (TargetError, OSError, TimeoutError) as exc:
+            print(f"sessionlab run: the target did not start: {exc}", file=sys.stderr)
+            return HARNESS_FAILED
         print(
             f"target {runner.name}: gateway {endpoints.gateway_url}; "
             f"client model(s): {', '.join(clients)}",

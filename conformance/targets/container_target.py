@@ -150,6 +150,9 @@ class ContainerRunner(ServiceRunner):
                     "(nothing is pulled; build it first, e.g. scripts/docker/build-images.sh)"
                 ) from None
             self._container = container
+            if self.watchdog is not None:
+                # Named before it exists: a sessionlab killed while it starts leaves no container.
+                self.watchdog.watch("container", self.name)
             container.start()
         except DockerException as exc:
             raise TargetError(f"Docker could not start the {self.service}: {exc}") from None
@@ -289,6 +292,9 @@ class ContainerRunner(ServiceRunner):
             await asyncio.to_thread(container.stop, force=True, delete_volume=True)
         except DockerException as exc:
             raise TargetError(f"could not remove the {self.service} container: {exc}") from None
+        else:
+            if self.watchdog is not None:
+                self.watchdog.forget("container", self.name)
         finally:
             if self._exit is None:
                 self._exit = 137

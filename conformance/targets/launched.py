@@ -28,10 +28,11 @@ from conformance.targets.description import (
 from conformance.targets.logfile import FileTail
 from conformance.targets.logs import LogBuffer, LogSource
 from conformance.targets.ports import LOOPBACK, free_ports
+from conformance.targets.watchdog import RUN_ID_VARIABLE as RUN_ID_VARIABLE
+from conformance.targets.watchdog import Watchdog
 from simulators.faultproxy import FaultProxy
 
 TAIL_LINES = 20
-RUN_ID_VARIABLE = "SESSIONLAB_RUN_ID"
 # A process that ignores SIGKILL this long is stuck in the kernel; waiting longer helps nobody.
 KILL_WAIT = 10.0
 
@@ -43,6 +44,8 @@ class ServiceRunner(ABC):
         self.service = service
         self.console = console
         self.log_path = log_path
+        # Told what this runner launches, to remove it should sessionlab die first.
+        self.watchdog: Watchdog | None = None
 
     @abstractmethod
     async def launch(self) -> None:
@@ -128,6 +131,7 @@ class LaunchedTarget(Target):
         self._file_logs: dict[Service, LogBuffer] = {}
         self._tails: list[FileTail] = []
         self._hop: FaultProxy | None = None
+        self._watchdog: Watchdog | None = None
         self._started = False
         # Marks everything this target launches (an environment variable of its processes, a
         # label of its containers), so a leftover can always be traced back to its run.
@@ -206,7 +210,13 @@ class LaunchedTarget(Target):
             self._hop = None
         if self._scratch is not None:
             shutil.rmtree(self._scratch, ignore_errors=True)
+            if self._watchdog is not None:
+                self._watchdog.forget("dir", self._scratch)
             self._scratch = None
+        if self._watchdog is not None:
+            # Whatever could not be removed above is still named: the watchdog removes it now.
+            await asyncio.to_thread(self._watchdog.close)
+            self._watchdog = None
         self._plans.clear()
         self._started = False
         if errors:
@@ -245,7 +255,10 @@ class LaunchedTarget(Target):
     # --- starting ----------------------------------------------------------------------------
 
     async def _start(self) -> None:
+        self._watchdog = await asyncio.to_thread(Watchdog.start, self.run_id)
         run_dir = self._prepare_run_dir()
+        if self._scratch is not None:
+            self._watchdog.watch("dir", self._scratch)
         data_dir = run_dir / "data"
         data_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "logs").mkdir(exist_ok=True)
@@ -290,7 +303,8 @@ class LaunchedTarget(Target):
         self._start_file_logs(values)
         # The runtime first: a gateway may check its runtime while it starts.
         for name in ("runtime", "gateway"):
-            self._runners[name] = self._make_runner(name, specs[name], values)
+            runner = self._runners[name] = self._make_runner(name, specs[name], values)
+            runner.watchdog = self._watchdog
             await self._launch(name)
         await self._check_keys()
 

@@ -88,6 +88,8 @@ class ProcessRunner(ServiceRunner):
             raise TargetError(
                 f"services.{self.service}.command: {self.argv[0]!r} is not executable"
             ) from None
+        if self.watchdog is not None:
+            self.watchdog.watch("group", self._process.pid)
         self._paused = False
         assert self._process.stdout is not None
         log_file = self.log_path.open("a", encoding="utf-8")
@@ -139,6 +141,8 @@ class ProcessRunner(ServiceRunner):
     async def _finish(self) -> None:
         # Whatever the leader left behind in its group goes too, then the pipe is read to its end.
         self._signal(signal.SIGKILL)
+        if self.watchdog is not None and self._process is not None:
+            self.watchdog.forget("group", self._process.pid)
         self._paused = False
         if self._pump is not None:
             try:
