@@ -202,6 +202,26 @@ def _user_tokens(pairs: list[str], label: str) -> dict[str, str]:
     return tokens
 
 
+MIN_SIZE_LIMIT = 1024
+
+
+def _size_limit(value: int, label: str) -> int:
+    if value < MIN_SIZE_LIMIT:
+        raise ServeError(f"{label} {value} is below {MIN_SIZE_LIMIT} bytes: no turn would fit")
+    return value
+
+
+_ORIGIN = re.compile(r"^https?://[^/\s]+$")
+
+
+def _origins(values: list[str], label: str) -> list[str]:
+    """Origins as a browser sends them: scheme and host (and port), no path."""
+    for value in values:
+        if not _ORIGIN.fullmatch(value.rstrip("/")):
+            raise ServeError(f"{label} {value!r} is not an origin such as https://ide.example:8443")
+    return [value.rstrip("/") for value in values]
+
+
 def _database_url(value: str, label: str) -> str:
     """A SQLAlchemy URL with an async driver that is installed; the store is opened later."""
     from sqlalchemy.engine import make_url
@@ -339,6 +359,11 @@ def settle(
         gateway_given["turn_timeout"] = _seconds(args.turn_timeout, sources["turn_timeout"])
     if args.user_token:
         gateway_given["user_tokens"] = _user_tokens(args.user_token, sources["user_token"])
+    if args.max_bytes is not None:
+        limit = _size_limit(args.max_bytes, sources["max_bytes"])
+        runtime_given["max_bytes"] = gateway_given["max_bytes"] = limit
+    if args.allowed_origin:
+        gateway_given["allowed_origins"] = _origins(args.allowed_origin, sources["allowed_origin"])
     if service == "runtime" and internal_key is None:
         raise ServeError(
             "the runtime alone needs --internal-key (or SESSIONLAB_INTERNAL_KEY): "
@@ -496,6 +521,8 @@ def _banner(
             lines.append(f"  gateway  {url}  (WebSocket {ws}/ws/<session_id>; {key})")
             lines.append(f"           runtime at {gateway.runtime_url}")
             lines.append(f"           turn timeout {gateway.turn_timeout:g} s")
+            origins = ", ".join(gateway.allowed_origins) or "none (only clients without Origin)"
+            lines.append(f"           size limit {gateway.max_bytes} bytes; origins {origins}")
             if gateway.user_tokens:
                 users = ", ".join(sorted(set(gateway.user_tokens.values())))
                 lines.append(f"           user auth on, bearer tokens of: {users}")

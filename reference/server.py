@@ -4,13 +4,19 @@ import asyncio
 import contextlib
 import contextvars
 import logging
+import resource
 import socket
 import threading
-from collections.abc import Iterator
-from typing import ClassVar
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import uvicorn
 from starlette.types import ASGIApp
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from reference.settings import DEFAULT_MAX_BYTES
 
 LOOPBACK = "127.0.0.1"
 
@@ -82,12 +88,161 @@ class ClientTrouble(logging.Filter):
         return True
 
 
+class OncePerInterval(logging.Filter):
+    """Lets one line of a kind through per interval: a refused connection is logged once, with
+    the count refused since, not once per attempt (a flood of them filled a disk in seconds)."""
+
+    # logger name -> the start of the messages limited
+    LIMITED: ClassVar[dict[str, tuple[str, ...]]] = {
+        # The process is out of file descriptors: every attempt to accept fails alike.
+        "asyncio": ("socket.accept() out of system resource",),
+        # Garbage instead of a request head: one line says it is happening.
+        "uvicorn.error": ("Invalid HTTP request received.",),
+    }
+
+    def __init__(self, interval: float = 10.0) -> None:
+        super().__init__()
+        self.interval = interval
+        self._last: dict[str, float] = {}
+        self._dropped: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = str(record.msg)
+        kind = next((k for k in self.LIMITED.get(record.name, ()) if message.startswith(k)), None)
+        if kind is None:
+            return True
+        now = time.monotonic()
+        with self._lock:
+            last = self._last.get(kind)
+            if last is not None and now - last < self.interval:
+                self._dropped[kind] = self._dropped.get(kind, 0) + 1
+                return False
+            self._last[kind] = now
+            dropped = self._dropped.pop(kind, 0)
+        if dropped:
+            record.msg = f"{kind} ({dropped} more like it in the last {self.interval:g} s)"
+            record.args = ()
+        # The traceback is the same each time, and the reason is in the message.
+        record.exc_info, record.exc_text = None, None
+        return True
+
+
 def quiet_client_trouble() -> None:
-    """Install ClientTrouble on the loggers it watches (once)."""
+    """Install ClientTrouble and OncePerInterval on the loggers they watch (once)."""
     for name in ClientTrouble.LOWERED:
         logger = logging.getLogger(name)
         if not any(isinstance(existing, ClientTrouble) for existing in logger.filters):
             logger.addFilter(ClientTrouble())
+    for name in OncePerInterval.LIMITED:
+        logger = logging.getLogger(name)
+        if not any(isinstance(existing, OncePerInterval) for existing in logger.filters):
+            logger.addFilter(OncePerInterval())
+
+
+@dataclass(frozen=True)
+class ServerLimits:
+    """What one service's server takes from its clients (docs/decisions.md, "Hostile input")."""
+
+    # Largest WebSocket frame (larger: close 1009); the app limits REST bodies to the same.
+    max_bytes: int = DEFAULT_MAX_BYTES
+    # Seconds a connection may take to send a whole request head, from its opening or the end
+    # of its previous response.
+    head_timeout: float = 5.0
+    # Open connections at most, further bounded by the files the process may open.
+    max_connections: int = 1000
+    # False: uvicorn's HTTP protocol as it comes, with no deadline for heads and no eviction at
+    # the bound; the benchmark's baseline, never what `serve` runs.
+    guard_heads: bool = True
+
+
+_LIMITS_ATTRIBUTE = "sessionlab_server_limits"
+# Files kept free for everything but inbound connections: the store, the gateway's pool to the
+# runtime, logs.
+_RESERVED_FILES = 64
+
+
+def attach_limits(app: Any, limits: ServerLimits) -> None:
+    """Let the server that runs `app` know its limits (an app wrapped later runs with the
+    defaults)."""
+    setattr(app, _LIMITS_ATTRIBUTE, limits)
+
+
+def limits_of(app: ASGIApp) -> ServerLimits:
+    limits = getattr(app, _LIMITS_ATTRIBUTE, None)
+    return limits if isinstance(limits, ServerLimits) else ServerLimits()
+
+
+def connection_cap(wanted: int) -> int:
+    """`wanted`, but never more than half the files the process may open, less a reserve: both
+    services may share one process, and a process out of files cannot even answer /health."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return wanted
+    return max(8, min(wanted, (soft - _RESERVED_FILES) // 2))
+
+
+def guarded_http(head_timeout: float, max_connections: int) -> type[H11Protocol]:
+    """uvicorn's HTTP/1.1 protocol with a deadline for request heads and a bound on connections.
+
+    uvicorn waits for a request head for ever: a client that sends half of one holds its
+    connection, and enough of them exhaust the process's files. Here a head must be complete
+    within `head_timeout`; and at the bound, a new connection evicts the oldest one still waiting
+    for its head (a client that sends nothing loses its place, not an active one), else it is
+    closed at once.
+    """
+    # Connections awaiting a request head, oldest first (dicts keep insertion order), each with
+    # the way to drop it.
+    waiting: dict[H11Protocol, Callable[[], None]] = {}
+
+    class HeadDeadline(H11Protocol):
+        _head_timer: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            super().connection_made(transport)  # type: ignore[arg-type]
+            if len(self.connections) > max_connections:
+                drop_oldest = next(iter(waiting.values()), None)
+                if drop_oldest is None:
+                    transport.close()
+                    return
+                drop_oldest()
+            self._await_head()
+
+        def _await_head(self) -> None:
+            self._head_arrived()
+            waiting[self] = self.drop_headless
+            self._head_timer = self.loop.call_later(head_timeout, self.drop_headless)
+
+        def _head_arrived(self) -> None:
+            waiting.pop(self, None)
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+                self._head_timer = None
+
+        def drop_headless(self) -> None:
+            self._head_arrived()
+            # After an upgrade the transport is the socket's, which has its own rules.
+            if self.transport.get_protocol() is self and not self.transport.is_closing():
+                self.transport.close()
+
+        def data_received(self, data: bytes) -> None:
+            cycle = self.cycle
+            super().data_received(data)
+            if self.cycle is not cycle or self.transport.get_protocol() is not self:
+                self._head_arrived()
+
+        def on_response_complete(self) -> None:
+            cycle = self.cycle
+            super().on_response_complete()
+            # Kept alive and no pipelined request begun: the next head is awaited alike.
+            if not self.transport.is_closing() and self.cycle is cycle:
+                self._await_head()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._head_arrived()
+            super().connection_lost(exc)
+
+    return HeadDeadline
 
 
 def bind_socket(host: str = LOOPBACK, port: int = 0) -> socket.socket:
@@ -109,11 +264,31 @@ class _QuietServer(uvicorn.Server):
         yield
 
 
-def make_server(app: ASGIApp, log_level: str = "warning") -> uvicorn.Server:
+def make_server(
+    app: ASGIApp, log_level: str = "warning", limits: ServerLimits | None = None
+) -> uvicorn.Server:
     quiet_client_trouble()
+    limits = limits or limits_of(app)
+    connections = connection_cap(limits.max_connections)
     # log_config=None: the caller owns logging (one format for every service, caplog in tests).
     config = uvicorn.Config(
-        app, log_level=log_level, log_config=None, lifespan="on", ws_ping_interval=None
+        app,
+        log_level=log_level,
+        log_config=None,
+        lifespan="on",
+        ws_ping_interval=None,
+        http=guarded_http(limits.head_timeout, connections) if limits.guard_heads else "h11",
+        # The frame's header gives its length: a larger frame is refused (1009) unread.
+        ws_max_size=limits.max_bytes,
+        # No compression: a compressed frame's header tells nothing of its size, so each one
+        # is inflated up to the limit before it can be refused, and the memory stays with the
+        # process after the burst. The IDE's frames are small.
+        ws_per_message_deflate=False,
+        # Requests in flight at most; further ones are answered 503 rather than queued. uvicorn
+        # counts open connections too, which the guarded protocol keeps at `connections`.
+        limit_concurrency=connections + 1,
+        # Connections the kernel holds before accepting: no more than the server would take.
+        backlog=min(2048, connections),
     )
     return _QuietServer(config)
 

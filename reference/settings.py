@@ -8,6 +8,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from reference.users import check_user_tokens
 
 DEFAULT_DATA_DIR = Path(".sessionlab/data")
+# One size limit for a REST body and a WebSocket frame (docs/decisions.md, "Hostile input").
+DEFAULT_MAX_BYTES = 4 * 1024 * 1024
 # Both classes read SESSIONLAB_<FIELD> and take an empty variable as unset, as `sessionlab serve`
 # does for its options: `SESSIONLAB_INTERNAL_KEY=` must not turn into an empty key.
 
@@ -25,6 +27,12 @@ class RuntimeSettings(BaseSettings):
     internal_key: SecretStr | None = None
     # Strict profile: a stream for an unknown session is refused instead of creating it.
     strict: bool = True
+    # Largest request body; larger ones answer 413.
+    max_bytes: int = Field(default=DEFAULT_MAX_BYTES, ge=1024)
+    # A connection whose request head has not fully arrived by then is closed.
+    head_timeout: float = Field(default=5.0, gt=0)
+    # Open connections at most; more are closed at once (and never past the process's files).
+    max_connections: int = Field(default=1000, ge=8)
 
     def resolved_database_url(self) -> str:
         if self.database_url:
@@ -53,6 +61,13 @@ class GatewaySettings(BaseSettings):
     # Token first so one user may hold several tokens (e.g. while rotating one). Out of the repr,
     # so that logging the settings never shows a token.
     user_tokens: dict[str, str] = Field(default_factory=dict, repr=False)
+    # Largest REST body and WebSocket frame: 413 and close 1009 beyond it.
+    max_bytes: int = Field(default=DEFAULT_MAX_BYTES, ge=1024)
+    head_timeout: float = Field(default=5.0, gt=0)
+    max_connections: int = Field(default=1000, ge=8)
+    # Origins whose pages may open a socket or call REST from a browser; a request that carries
+    # no Origin (the desktop IDE, any non-browser client) is not affected. Empty: no page may.
+    allowed_origins: list[str] = Field(default_factory=list)
 
     @field_validator("user_tokens")
     @classmethod

@@ -13,17 +13,17 @@ from fastapi import FastAPI
 
 from conformance import __version__
 from conformance.contract.bodies import Health
-from reference.asgi_guards import KEY_HEADER, BodyLimit
+from reference.asgi_guards import KEY_HEADER, BodyLimit, DepthLimit, OriginGuard
 from reference.errors import install_error_handlers
 from reference.gateway import proxy, websocket
 from reference.gateway.auth import client_key_guard
 from reference.gateway.deps import RUNTIME_CLIENT, SETTINGS
+from reference.gateway.pool import HygienicTransport
 from reference.gateway.users import UserGuard, redact_server_logs
+from reference.server import ServerLimits, attach_limits
 from reference.settings import GatewaySettings
 
 SERVICE = "sessionlab-gateway"
-# The proxy holds a request body in memory while it forwards it.
-MAX_BODY_BYTES = 4 * 1024 * 1024
 
 
 def runtime_client(settings: GatewaySettings) -> httpx.AsyncClient:
@@ -38,6 +38,8 @@ def runtime_client(settings: GatewaySettings) -> httpx.AsyncClient:
         timeout=httpx.Timeout(settings.request_timeout, connect=settings.connect_timeout),
         # Proxy variables of the environment must not reroute calls to a loopback runtime.
         trust_env=False,
+        # A connection left unusable by one broken exchange must not fail another client's.
+        transport=HygienicTransport(),
     )
 
 
@@ -62,10 +64,24 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.include_router(websocket.router)
     # Last: the proxy's catch-all route answers every path not matched above.
     app.include_router(proxy.router)
+    # Innermost: a body is read whole only once the keys let the request in.
+    app.add_middleware(DepthLimit)
     if settings.user_tokens:
         app.add_middleware(UserGuard, tokens=settings.user_tokens)
         redact_server_logs()
     if settings.client_key is not None:
         app.add_middleware(client_key_guard, client_key=settings.client_key.get_secret_value())
-    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
+    # Outside the key checks: a browser's preflight carries no key, and a page of an origin not
+    # allowed is refused whatever it carries.
+    app.add_middleware(OriginGuard, allowed=settings.allowed_origins)
+    # The proxy holds a request body in memory while it forwards it.
+    app.add_middleware(BodyLimit, max_bytes=settings.max_bytes)
+    attach_limits(
+        app,
+        ServerLimits(
+            max_bytes=settings.max_bytes,
+            head_timeout=settings.head_timeout,
+            max_connections=settings.max_connections,
+        ),
+    )
     return app

@@ -17,6 +17,7 @@ from reference.gateway.errors import runtime_error, transport_failure
 from reference.gateway.proxy import quote_segment
 from reference.gateway.relay import STREAM_CUT, ends_turn, error_frame, relay
 from reference.gateway.users import OTHER_USERS_SESSION, current_user, user_headers
+from reference.json_limits import TOO_DEEP, nests_too_deep_async
 from reference.settings import GatewaySettings
 
 logger = logging.getLogger("sessionlab.gateway")
@@ -122,11 +123,18 @@ async def _serve(
         if text is None:
             await websocket.send_text(error_frame(BINARY_FRAME))
             continue
+        if await nests_too_deep_async(text):
+            # Refused before a parser recurses into it (W-ROB-1).
+            await websocket.send_text(error_frame(f"Invalid message: {TOO_DEEP}"))
+            continue
         try:
             frame = parse_client_frame(text)
         except FrameError as exc:
             # W-BAD-1/2: report and keep the socket open.
             await websocket.send_text(error_frame(str(exc)))
+            continue
+        except RecursionError:
+            await websocket.send_text(error_frame(f"Invalid message: {TOO_DEEP}"))
             continue
         if read_only:
             # X-SHARE-1: every client frame writes to the session; a reader only watches it.

@@ -30,7 +30,7 @@ from conformance.contract.bodies import (
     StreamError,
     StreamRequest,
 )
-from reference.asgi_guards import BodyLimit, KeyGuard
+from reference.asgi_guards import BodyLimit, DepthLimit, KeyGuard
 from reference.clock import utc_now
 from reference.errors import error_response, install_error_handlers
 from reference.runtime import sharing
@@ -39,11 +39,11 @@ from reference.runtime.export import transcript_markdown
 from reference.runtime.script_agent import respond
 from reference.runtime.sharing import User, readable, writable
 from reference.runtime.store import SessionNotFound, SessionState, Store, is_storable
+from reference.server import ServerLimits, attach_limits
 from reference.settings import RuntimeSettings
 
 log = logging.getLogger("sessionlab.runtime")
 SERVICE = "sessionlab-runtime"
-MAX_BODY_BYTES = 4 * 1024 * 1024
 
 
 def get_store(request: Request) -> Store:
@@ -78,7 +78,7 @@ async def create_session(request: Request, store: StoreDep, user: User = None) -
     if raw.strip():
         try:
             parsed = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             parsed = None
         if not isinstance(parsed, dict):
             raise HTTPException(422, "the body, when given, must be a JSON object")
@@ -276,7 +276,17 @@ def create_app(settings: RuntimeSettings) -> FastAPI:
     app.add_exception_handler(SessionNotFound, _not_found)
     app.include_router(router)
     app.include_router(sharing.router)
+    # Innermost: a body is read whole only once the key lets the request in.
+    app.add_middleware(DepthLimit)
     if settings.internal_key is not None:
         app.add_middleware(KeyGuard, key=settings.internal_key.get_secret_value().encode())
-    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_bytes)
+    attach_limits(
+        app,
+        ServerLimits(
+            max_bytes=settings.max_bytes,
+            head_timeout=settings.head_timeout,
+            max_connections=settings.max_connections,
+        ),
+    )
     return app
