@@ -146,9 +146,13 @@ def test_a_waiting_tool_call_can_be_answered_after_a_restart(
         base_url=runtime_server.url, headers={"X-Internal-Auth": INTERNAL_KEY}
     ) as again:
         decision = {"type": "hitl_decision", "call_id": call["call_id"], "decision": "approve"}
-        events = stream(again, session_id, decision)
-    assert events[0].json()["call_id"] == call["call_id"]
-    assert events[0].json()["requires_approval"] is False
+        assert [e.event for e in stream(again, session_id, decision)] == ["done"]
+        runtime_server.restart()
+        result = {"type": "tool_result", "call_id": call["call_id"], "result": "written"}
+        events = stream(again, session_id, result)
+    # The approval outlived both restarts: the IDE's tool_result after it continues the turn.
+    assert events[-2].json()["is_final"] is True
+    assert events[-1].event == "done"
 
 
 def test_append_order_is_kept_over_many_turns(client: httpx.Client) -> None:
