@@ -260,3 +260,29 @@ async def test_a_url_target_with_nothing_listening_says_so() -> None:
     target = UrlTarget(f"http://127.0.0.1:{port}", connect_wait=0.5)
     with pytest.raises(TargetError, match=rf"the gateway at http://127.0.0.1:{port} does not"):
         await target.start()
+
+
+def test_the_example_target_runs_without_an_activated_virtualenv(tmp_path: Path) -> None:
+    """README's `sessionlab verify --target examples/targets/reference-process.yaml` after `make`:
+    the file's `sessionlab` is the installation that runs verify, activated or not."""
+    import subprocess
+
+    bare = {**os.environ, "PATH": "/usr/bin:/bin"}
+    result = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "sessionlab"),
+            "verify",
+            "--target",
+            str(EXAMPLES / "reference-process.yaml"),
+            "--only",
+            "G-HEALTH-1",
+        ],
+        env=bare,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=deadline(120),
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "CONFORMS" in result.stdout

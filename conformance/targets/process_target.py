@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import IO
@@ -31,6 +32,14 @@ from conformance.targets.logs import LogBuffer
 
 # Output still buffered in a pipe after the process exits is read for at most this long.
 DRAIN_WAIT = 5.0
+
+
+def _with_own_scripts(path: str) -> str:
+    """PATH, then the folder of sessionlab's own commands: a target file naming `sessionlab`
+    runs the installation that runs it, activated or not; anything else on PATH comes first."""
+    own = str(Path(sys.executable).parent)
+    folders = path.split(os.pathsep) if path else []
+    return os.pathsep.join(folders if own in folders else [*folders, own])
 
 
 class ProcessRunner(ServiceRunner):
@@ -222,6 +231,7 @@ class ProcessTarget(LaunchedTarget):
             # like reach the service as they would from a shell.
             env={
                 **os.environ,
+                "PATH": _with_own_scripts(os.environ.get("PATH", "")),
                 **{name: fill(value, values) for name, value in spec.env.items()},
                 RUN_ID_VARIABLE: self.run_id,
             },
