@@ -2,84 +2,17 @@
 
 import argparse
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
-
-from pydantic import AnyHttpUrl, SecretStr, ValidationError
 
 from conformance import __version__
 from conformance.contract.requirements import PROFILES
 
 
-def _secret(value: str | None) -> SecretStr | None:
-    return None if value is None else SecretStr(value)
-
-
-def _given(**values: Any) -> dict[str, Any]:
-    # Only flags the user gave override the environment and the defaults.
-    return {key: value for key, value in values.items() if value is not None}
-
-
-def _user_tokens(
-    pairs: list[str] | None, usage_error: Callable[[str], NoReturn]
-) -> dict[str, str] | None:
-    """`--user-token NAME=TOKEN` flags as the gateway's token -> name; None when none given.
-
-    Messages name the flag's position, never its value: the value holds a token.
-    """
-    if not pairs:
-        return None
-    tokens: dict[str, str] = {}
-    for position, pair in enumerate(pairs, start=1):
-        name, sep, token = pair.partition("=")
-        if not sep or not name or not token:
-            usage_error(f"--user-token {position} is not NAME=TOKEN")
-        if token in tokens:
-            usage_error(f"--user-token {position} repeats the token of user {tokens[token]!r}")
-        tokens[token] = name
-    return tokens
-
-
 def _serve(args: argparse.Namespace) -> int:
-    from reference.serve import ServeError, ServeSettings, run
-    from reference.settings import GatewaySettings, RuntimeSettings
+    from reference.serve import serve_command
 
-    ports = {"runtime_port": args.runtime_port, "gateway_port": args.gateway_port}
-    if args.port is not None:
-        if args.service == "both":
-            args.usage_error("--port names the port of `runtime` or `gateway` alone")
-        ports[f"{args.service}_port"] = args.port
-    try:
-        serve = ServeSettings(
-            **_given(
-                host=args.host,
-                **ports,
-                log_level=args.log_level,
-            )
-        )
-        runtime = RuntimeSettings(
-            **_given(
-                data_dir=args.data_dir,
-                database_url=args.database_url,
-                internal_key=_secret(args.internal_key),
-                strict=False if args.tolerant else None,
-            )
-        )
-        gateway = GatewaySettings(
-            **_given(
-                runtime_url=AnyHttpUrl(args.runtime_url) if args.runtime_url else None,
-                internal_key=_secret(args.internal_key),
-                client_key=_secret(args.client_key),
-                turn_timeout=args.turn_timeout,
-                strict=False if args.tolerant else None,
-                user_tokens=_user_tokens(args.user_token, args.usage_error),
-            )
-        )
-        return run(args.service, serve, runtime, gateway, args.runtime_url is not None)
-    except (ServeError, ValidationError) as exc:
-        print(f"sessionlab serve: {exc}", file=sys.stderr)
-        return 2
+    return serve_command(args, args.serve_parser)
 
 
 def _schemas(args: argparse.Namespace) -> int:
@@ -116,6 +49,8 @@ def _run(args: argparse.Namespace) -> int:
         ),
         junit_path=args.junit_xml,
         json_path=args.json,
+        client=args.client,
+        only=args.only or [],
     )
 
 
@@ -138,6 +73,16 @@ def _positive_rate(value: str) -> float:
     if not rate > 0:
         raise argparse.ArgumentTypeError(f"a positive number of requests a second, not {value!r}")
     return rate
+
+
+def _positive_seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = 0.0
+    if not seconds > 0:
+        raise argparse.ArgumentTypeError(f"a positive number of seconds, not {value!r}")
+    return seconds
 
 
 def _smoke(args: argparse.Namespace) -> int:
@@ -171,6 +116,23 @@ def _verify(args: argparse.Namespace) -> int:
     )
 
 
+def _replay(args: argparse.Namespace) -> int:
+    from conformance.replay import ReplayOptions, run_replay
+
+    return run_replay(
+        ReplayOptions(
+            report=args.report,
+            requirement_id=args.requirement,
+            gateway_url=args.gateway_url,
+            runtime_url=args.runtime_url,
+            client_key=args.client_key,
+            internal_key=args.internal_key,
+            user_token=args.user_token,
+            timeout=args.timeout,
+        )
+    )
+
+
 def _bench(args: argparse.Namespace) -> int:
     from reference.bench import run_bench
 
@@ -189,9 +151,12 @@ def build_parser() -> argparse.ArgumentParser:
         "serve",
         help="run the reference runtime and gateway",
         description="Run the reference Agent Runtime and Gateway on loopback until Ctrl-C or "
-        "SIGTERM. Every option also reads SESSIONLAB_<OPTION> from the environment "
-        "(e.g. SESSIONLAB_INTERNAL_KEY, SESSIONLAB_GATEWAY_PORT).",
+        "SIGTERM. Every option may instead be set as SESSIONLAB_<OPTION>, upper case with "
+        "dashes as underscores (e.g. SESSIONLAB_GATEWAY_PORT=8000, SESSIONLAB_TOLERANT=yes; "
+        "repeated values separated by spaces); a flag wins over its variable. Exit status: 0 "
+        "after a signal, 2 for a value it cannot serve.",
     )
+    # Every option defaults to None: a value means the user gave it, by flag or variable.
     serve.add_argument(
         "service",
         nargs="?",
@@ -212,10 +177,24 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--client-key", help="key the gateway requires of clients (default none)")
     serve.add_argument("--turn-timeout", type=float, help="seconds one agent turn may take")
     serve.add_argument(
+        "--max-bytes",
+        type=int,
+        help="largest REST body and WebSocket frame, in bytes (default 4194304): 413 and close "
+        "1009 beyond it",
+    )
+    serve.add_argument(
+        "--allowed-origin",
+        action="append",
+        metavar="ORIGIN",
+        help="a browser origin allowed to open sockets and call REST (repeatable; default none: "
+        "requests carrying any Origin are refused, requests without one are served)",
+    )
+    serve.add_argument(
         "--user-token",
         action="append",
         metavar="NAME=TOKEN",
         help="turn user auth on: user NAME signs in with bearer TOKEN (repeatable; environment: "
+        "SESSIONLAB_USER_TOKEN='NAME=TOKEN NAME=TOKEN', or "
         'SESSIONLAB_USER_TOKENS=\'{"TOKEN": "NAME"}\')',
     )
     serve.add_argument(
@@ -225,14 +204,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="accept unknown session ids like the described system (not strict)",
     )
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
-    serve.set_defaults(handler=_serve, usage_error=serve.error)
+    serve.set_defaults(handler=_serve, serve_parser=serve)
 
     verify = commands.add_parser(
         "verify",
         help="check a target against the contract, requirement by requirement",
         description="Run the conformance checks against a target and report per requirement ID. "
         "With no target option it starts the reference stack itself. Exit status: 0 conforms, "
-        "1 a MUST requirement failed, 2 usage error, 3 the run itself failed.",
+        "1 a MUST requirement failed, 2 usage error, 3 the run itself failed (the target did "
+        "not start, or the pre-flight found a part unreachable or a key refused).",
     )
     _add_target_options(verify)
     what = verify.add_argument_group("what to check")
@@ -255,20 +235,72 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--json", type=Path, help="write the JSON report here")
     out.add_argument("--junit-xml", type=Path, help="write JUnit XML (one case per requirement)")
     out.add_argument("--html", type=Path, help="write the HTML report here")
-    out.add_argument("-v", "--verbose", action="store_true", help="list every check as it runs")
+    out.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="also show each failed check's full traceback and any output held back during the run",
+    )
     verify.set_defaults(handler=_verify)
+
+    replay = commands.add_parser(
+        "replay",
+        help="send a failed requirement's recorded exchange again and show what comes back",
+        description="Send the recorded exchange of a failed requirement's checks (from a report "
+        "of `sessionlab verify --json`) to the same target or another, and print what comes "
+        "back under what was recorded: HTTP requests as recorded, event streams read to their "
+        "end, sockets opened with the recorded frames sent in order. Keys are read from "
+        "SESSIONLAB_CLIENT_KEY, SESSIONLAB_INTERNAL_KEY and SESSIONLAB_USER_TOKEN (or the "
+        "options), never from the report. Exit status: 0 sent again, 2 it cannot be (no "
+        "report, an unknown ID, one that did not fail, no transcript, a key missing).",
+    )
+    replay.add_argument("report", type=Path, help="the JSON report of `sessionlab verify --json`")
+    replay.add_argument("requirement", metavar="ID", help="the failed requirement to replay")
+    elsewhere = replay.add_argument_group("target (default: the URLs of the report)")
+    elsewhere.add_argument("--gateway-url", help="send what went to the gateway here instead")
+    elsewhere.add_argument("--runtime-url", help="send what went to the runtime here instead")
+    elsewhere.add_argument("--client-key", help="default: $SESSIONLAB_CLIENT_KEY")
+    elsewhere.add_argument("--internal-key", help="default: $SESSIONLAB_INTERNAL_KEY")
+    elsewhere.add_argument("--user-token", help="bearer token; default: $SESSIONLAB_USER_TOKEN")
+    elsewhere.add_argument(
+        "--timeout",
+        type=_positive_seconds,
+        default=10.0,
+        metavar="S",
+        help="seconds to wait for each answer or frame (default 10)",
+    )
+    replay.set_defaults(handler=_replay)
 
     run = commands.add_parser(
         "run",
         help="run test plans (scenario files) against a target",
-        description="Run scenario files step by step against a target. Every file is validated "
-        "first; a bad one is reported with its file, line and reason and nothing runs. "
-        "Exit status: 0 all passed or skipped, 1 a scenario failed, 2 bad input, 3 the run broke.",
+        description="Run scenario files step by step against a target; with none named, the "
+        "test plans shipped with sessionlab. Every file is validated first; a bad one is "
+        "reported with its file, line and reason and nothing runs. SIGINT or SIGTERM stops and "
+        "removes what the run launched, then exits 130 or 143. Exit status: 0 all passed or "
+        "skipped, 1 a scenario failed, 2 bad input, 3 the run broke.",
     )
-    run.add_argument("files", nargs="+", type=Path, help="scenario files or folders of them")
+    run.add_argument(
+        "files",
+        nargs="*",
+        type=Path,
+        help="scenario files or folders of them (default: the plans shipped with sessionlab)",
+    )
+    run.add_argument(
+        "--only", action="append", metavar="ID", help="run only the plan with this id (repeatable)"
+    )
     _add_target_options(run)
-    run.add_argument("--junit-xml", type=Path, help="write JUnit XML (one case per scenario)")
+    run.add_argument(
+        "--junit-xml", type=Path, help="write JUnit XML (one case per scenario and client model)"
+    )
     run.add_argument("--json", type=Path, help="write the step-by-step results as JSON")
+    run.add_argument(
+        "--client",
+        choices=["designed", "shipped", "both"],
+        help="the IDE simulator's client model: designed (the design note's intent), shipped "
+        "(the real IDE on the wire) or both (each plan once per model); default: the target "
+        "file's `client:`, else designed",
+    )
     run.set_defaults(handler=_run)
 
     smoke = commands.add_parser(
@@ -295,6 +327,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # `serve` stops on a signal by itself; the commands that launch a target, in process or not,
+    # stop and remove it first (exit status 130 or 143).
+    if args.command in ("verify", "run", "smoke", "bench"):
+        from conformance.stopping import run_stoppably
+
+        return run_stoppably(lambda: args.handler(args), f"sessionlab {args.command}")
     code: int = args.handler(args)
     return code
 

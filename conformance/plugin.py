@@ -124,6 +124,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--sessionlab-json", dest="sessionlab_json", help="write the per-requirement report here"
     )
     group.addoption(
+        "--sessionlab-report-path",
+        dest="sessionlab_report_path",
+        metavar="FILE",
+        help="where the JSON report ends up, for the `sessionlab replay` lines; empty: nowhere "
+        "(default: --sessionlab-json)",
+    )
+    group.addoption(
         "--sessionlab-hypothesis-dir",
         dest="sessionlab_hypothesis_dir",
         metavar="DIR",
@@ -331,10 +338,14 @@ def _where(config: pytest.Config, endpoints: Endpoints) -> Where:
         options += ["--internal-key", f'"${INTERNAL_KEY_VARIABLE}"']
     for profile in config.getoption("sessionlab_profiles") or ():
         options += ["--profile", profile]
+    report_path = config.getoption("sessionlab_report_path")
+    if report_path is None:
+        report_path = config.getoption("sessionlab_json")
     return Where(
         runtime_url=endpoints.runtime_url,
         has_user_tokens=bool(endpoints.user_tokens),
         verify_options=tuple(options),
+        report_path=str(report_path) if report_path else None,
     )
 
 
@@ -676,7 +687,8 @@ def _with_parts(
         result,
         expected=failure.expected if failure else None,
         received=failure.received if failure else result.message,
-        reproduce=reproduce_line(wire, where) or (failure.reproduce if failure else None),
+        reproduce=reproduce_line(wire, where, requirement_id)
+        or (failure.reproduce if failure else None),
         replay=replay_line(wire, requirement_id, where),
     )
 

@@ -3,8 +3,10 @@
 For HTTP it is the `curl` commands of the check's last requests (one a line) to paste; keys appear
 as environment variable references (`$SESSIONLAB_CLIENT_KEY`, `$SESSIONLAB_INTERNAL_KEY`), never as
 their values. For a WebSocket it
-says where to connect and which frames to send, in order. A generated example also gets the
-`SESSIONLAB_SEED=... sessionlab verify --only ...` line that replays the run's examples.
+says where to connect and which frames to send, in order. A failure whose exchange holds a socket or
+an event stream, which curl cannot replay, also gets the `sessionlab replay REPORT ID` command that
+sends it again. A generated example also gets the `SESSIONLAB_SEED=... sessionlab verify --only ...`
+line that replays the run's examples.
 """
 
 import ast
@@ -23,6 +25,8 @@ WIRE = ("http-request", "http-response", "ws-open", "ws-send", "ws-recv", "ws-cl
 # How probes.http_probe records a request: `METHOD URL[ {'x-internal-auth': '...'}][ BODY]`.
 REQUEST = re.compile(r"(?P<method>[A-Z]+) (?P<url>\S+)(?: (?P<key>\{'x-internal-auth': [^}]*\}))?")
 SEED = re.compile(r"\(seed (\d+)\)")
+# How probes.http_probe records an answer: `STATUS CONTENT-TYPE BODY`.
+EVENT_STREAM = re.compile(r"\d{3} text/event-stream\b")
 SHOWN_FRAMES = 4
 SHOWN_REQUESTS = 3
 FRAME_LIMIT = 160
@@ -36,34 +40,52 @@ class Where:
     has_user_tokens: bool = False
     # The target options of `sessionlab verify` that name this target, keys as variables.
     verify_options: tuple[str, ...] = ()
+    # Where this run's JSON report is written, for the replay command; None when it is not.
+    report_path: str | None = None
 
 
-# The hook for `sessionlab replay` (not there yet): given the failing check's transcript, the
-# command that replays its socket exchange. When it returns a line, that line is used instead of
-# the description of the frames.
-ReplayCommand = Callable[[Sequence[dict[str, Any]]], str | None]
-replay_command: ReplayCommand | None = None
+def sessionlab_replay(
+    transcript: Sequence[dict[str, Any]], requirement_id: str, where: Where
+) -> str | None:
+    """`sessionlab replay REPORT ID` for an exchange holding a socket or an event stream."""
+    if not any(_streams(entry) for entry in transcript):
+        return None
+    if where.report_path is None:
+        # The command needs the report: a shell comment says how to get one, and stays pasteable.
+        return f"sessionlab replay report.json {requirement_id}  # with --json report.json"
+    return f"sessionlab replay {shlex.quote(where.report_path)} {shlex.quote(requirement_id)}"
 
 
-def reproduce_line(transcript: Sequence[dict[str, Any]], where: Where) -> str | None:
+# The hook for the command that sends a socket or stream exchange again: given the failing check's
+# transcript, the requirement it failed and the target, a line added under the others (None: no
+# line).
+ReplayCommand = Callable[[Sequence[dict[str, Any]], str, Where], str | None]
+replay_command: ReplayCommand | None = sessionlab_replay
+
+
+def reproduce_line(
+    transcript: Sequence[dict[str, Any]], where: Where, requirement_id: str | None = None
+) -> str | None:
     """How to send again what the check sent last before it failed; None without wire traffic."""
     wire = [entry for entry in transcript if entry["kind"] in WIRE]
     if not wire:
         return None
     if wire[-1]["kind"].startswith("ws-"):
-        if replay_command is not None:
-            command = replay_command(transcript)
-            if command:
-                return command
-        return _socket_line(wire)
-    # The failing answer is not always the last one (a check may read the history after the
-    # request it judges): the last few requests, in order, one command a line.
-    commands: list[str] = []
-    for entry in wire:
-        command = _curl(entry["text"], where) if entry["kind"] == "http-request" else None
-        if command and (not commands or commands[-1] != command):
-            commands.append(command)
-    return "\n".join(commands[-SHOWN_REQUESTS:]) or None
+        lines = [_socket_line(wire)]
+    else:
+        # The failing answer is not always the last one (a check may read the history after the
+        # request it judges): the last few requests, in order, one command a line.
+        commands: list[str] = []
+        for entry in wire:
+            command = _curl(entry["text"], where) if entry["kind"] == "http-request" else None
+            if command and (not commands or commands[-1] != command):
+                commands.append(command)
+        lines = commands[-SHOWN_REQUESTS:]
+    if replay_command is not None and requirement_id is not None:
+        replay = replay_command(wire, requirement_id, where)
+        if replay:
+            lines.append(replay)
+    return "\n".join(lines) or None
 
 
 def replay_line(
@@ -78,7 +100,7 @@ def replay_line(
     return re.sub(" +", " ", command)
 
 
-def _key_reference(value: str, variable: str) -> str:
+def key_reference(value: str, variable: str) -> str:
     """The header's value with the configured key as a variable; the rest stays as sent (a
     check's wrong key is the right one with more after it)."""
     if value == REDACTED:
@@ -103,7 +125,7 @@ def _curl(text: str, where: Where) -> str | None:
             sent = ast.literal_eval(match["key"])["x-internal-auth"]
         except (ValueError, SyntaxError, KeyError):
             sent = REDACTED
-        parts += ["-H", f'"X-Internal-Auth: {_key_reference(str(sent), variable)}"']
+        parts += ["-H", f'"X-Internal-Auth: {key_reference(str(sent), variable)}"']
     if where.has_user_tokens and not to_runtime:
         parts += ["-H", f'"Authorization: Bearer ${USER_TOKEN_VARIABLE}"']
     if body:
@@ -123,6 +145,13 @@ def _socket_line(wire: Sequence[dict[str, Any]]) -> str:
     earlier = len(sent) - len(shown)
     lead = f"(after {earlier} earlier frame(s) of the transcript) " if earlier else ""
     return f"open {url} (a WebSocket) and send, in order: {lead}{' then '.join(shown)}"
+
+
+def _streams(entry: dict[str, Any]) -> bool:
+    """A socket frame, or an answer that is an event stream: what curl lines cannot replay."""
+    if entry["kind"].startswith("ws-"):
+        return True
+    return entry["kind"] == "http-response" and EVENT_STREAM.match(entry["text"]) is not None
 
 
 def _short(text: str) -> str:

@@ -94,6 +94,8 @@ class VerifyOptions:
         for flag, value in pairs:
             if value is not None:
                 args += [flag, value]
+        # The reproduce lines name the report `sessionlab replay` reads, never the scratch copy.
+        args += ["--sessionlab-report-path", "" if self.json_path is None else str(self.json_path)]
         for profile in self.profiles:
             args += ["--profile", profile]
         for prefix in self.only:
@@ -199,6 +201,11 @@ def run_verify(options: VerifyOptions) -> int:
             finally:
                 progress.close()
             stray = _held_text(held)
+        if code == pytest.ExitCode.INTERRUPTED:
+            # Checks that never ran would read as errors and the verdict as a judgement: a run
+            # cut short (Ctrl-C, SIGTERM) judges nothing.
+            say("sessionlab verify: interrupted before the end; no verdict", sys.stderr)
+            return HARNESS_FAILED
         if code == pytest.ExitCode.USAGE_ERROR or not report_path.exists():
             if stray:
                 say(stray, sys.stderr)

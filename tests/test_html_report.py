@@ -1,10 +1,15 @@
 """The HTML report of `sessionlab verify --html`: its structure read back with the stdlib parser,
-and the page rendered by a real headless Chromium (screenshot and DOM)."""
+the page of a real failing run of the `sessionlab` executable, and the page rendered by a real
+headless Chromium (screenshot and DOM)."""
 
+import itertools
+import json
 import os
+import re
 import signal
 import struct
 import subprocess
+import sys
 import time
 import zlib
 from collections import Counter
@@ -36,13 +41,21 @@ PASS_BANNER = (bytes.fromhex("e3f3e8"), bytes.fromhex("2f8f4e"))
 def check(
     nodeid: str, outcome: str, message: str = "", transcript: list[dict[str, Any]] | None = None
 ) -> dict[str, Any]:
-    return {
+    made: dict[str, Any] = {
         "nodeid": nodeid,
         "outcome": outcome,
         "message": message,
         "duration": 0.0125,
         "transcript": transcript or [],
     }
+    if outcome == "failed":
+        # As the plugin writes a failure: what was awaited, what came, how to see it again.
+        made |= {
+            "expected": f"expected of {nodeid}",
+            "received": f"received of {nodeid}",
+            "reproduce": f"curl -sS -i http://127.0.0.1:8000/{nodeid}\nsessionlab replay r.json X",
+        }
+    return made
 
 
 def requirement(
@@ -110,6 +123,28 @@ FAILED_TRANSCRIPT = [
     {"at": 0.0012, "kind": "http-request", "text": "POST /sessions\nX-Internal-Auth: <redacted>"},
     {"at": 0.0153, "kind": "http-response", "text": f'500 {{"error": "{HOSTILE} {UNICODE}"}}'},
     {"at": 0.02, "kind": "note", "text": "expected 200 or 201"},
+]
+# One check's exchange with both parties: the runtime's stream, then a socket on the gateway.
+MIXED_TRANSCRIPT = [
+    {"at": 0.001, "kind": "http-request", "text": "POST http://127.0.0.1:8001/sessions"},
+    {"at": 0.002, "kind": "http-response", "text": '200 application/json {"session_id": "s_1"}'},
+    {
+        "at": 0.003,
+        "kind": "http-request",
+        "text": "POST http://127.0.0.1:8001/agent/message/stream {'x-internal-auth': '<redacted>'}"
+        ' {"session_id": "s_1"}',
+    },
+    {
+        "at": 0.004,
+        "kind": "http-response",
+        "text": "200 text/event-stream; charset=utf-8 event: message\ndata: {}\n\n"
+        "event: done\ndata: {}\n\n",
+    },
+    {"at": 0.005, "kind": "note", "text": "a note is no exchange"},
+    {"at": 0.006, "kind": "ws-open", "text": "ws://127.0.0.1:8000/ws/s_1"},
+    {"at": 0.007, "kind": "ws-send", "text": '{"type": "user_message", "content": "hi"}'},
+    {"at": 0.008, "kind": "ws-recv", "text": '{"type": "error", "content": "no"}'},
+    {"at": 0.009, "kind": "ws-close", "text": "close 1011 'bad frame'"},
 ]
 
 
@@ -267,7 +302,8 @@ def test_a_must_failure_says_does_not_conform_with_exit_code_1() -> None:
         "1 MUST requirement(s) of the checked profiles failed, 2 requirement(s) could not be judged"
         in text
     )
-    (title,) = root.find_all("title")
+    (head,) = root.find_all("head")
+    (title,) = head.find_all("title")
     assert title.text().startswith("DOES NOT CONFORM")
 
 
@@ -381,19 +417,51 @@ def test_each_row_shows_id_level_status_word_title_and_message() -> None:
 
 def test_must_failures_come_first_then_by_level_and_status() -> None:
     root = parse(render_html(failing_report()))
-    (core,) = [t for t in root.find_all("table") if "requirements" in t.classes()][:1]
-    order = [r.attrs["id"].removeprefix("req-") for r in rows(core)]
-    assert order == [
+    failures, core = [t for t in root.find_all("table") if "requirements" in t.classes()][:2]
+    assert "failures" in failures.classes()
+    # Failures of every level lead, open: failed, then errors, then warnings.
+    assert [r.attrs["id"].removeprefix("req-") for r in rows(failures)] == [
         "R-CREATE-1",  # MUST failed
         "W-BAD-1",  # MUST error
-        "R-HEALTH-1",
-        "R-LIST-1",  # MUST passed
-        "R-HIST-1",  # MUST skipped
         "G-LOG-1",  # SHOULD error
         "R-CREATE-2",  # SHOULD warning
     ]
+    assert [r.attrs["id"].removeprefix("req-") for r in rows(core)] == [
+        "R-HEALTH-1",
+        "R-LIST-1",  # MUST passed
+        "R-HIST-1",  # MUST skipped
+    ]
+    # The profile's table still holds every requirement of it, a failure as a pointer up.
+    moved = [e for e in core.find_all("tr") if "moved" in e.classes()]
+    assert [m.find_all("th")[0].text() for m in moved] == [
+        "R-CREATE-1",
+        "W-BAD-1",
+        "G-LOG-1",
+        "R-CREATE-2",
+    ]
+    assert {a.attrs["href"] for m in moved for a in m.find_all("a")} == {
+        "#req-R-CREATE-1",
+        "#req-W-BAD-1",
+        "#req-G-LOG-1",
+        "#req-R-CREATE-2",
+    }
     groups = [th.text() for th in core.find_all("th", scope="rowgroup")]
     assert groups == ["MUST (5)", "SHOULD (2)"]
+
+
+def test_failing_rows_come_open_before_any_passing_row() -> None:
+    root = parse(render_html(failing_report()))
+    statuses = [r.attrs["data-status"] for r in rows(root)]
+    leading = [s for s in statuses if s in ("failed", "error", "warning")]
+    assert statuses[: len(leading)] == leading
+    assert statuses.index("passed") > len(leading) - 1
+    for entry in rows(root)[: len(leading)]:
+        (details,) = [d for d in entry.find_all("details") if "checks" in d.classes()] or [None]
+        assert details is None or "open" in details.attrs
+    heading = [" ".join(h.text().split()) for h in root.find_all("h2")]
+    assert heading.index(next(h for h in heading if h.startswith("Failures"))) < heading.index(
+        "Profile core — 1 failed, 2 errors, 1 warning, 2 passed, 1 skipped"
+    )
 
 
 def test_needs_attention_links_to_each_row_that_went_wrong() -> None:
@@ -405,11 +473,11 @@ def test_needs_attention_links_to_each_row_that_went_wrong() -> None:
     assert {t.removeprefix("#") for t in targets} <= ids
 
 
-def test_a_failed_row_expands_to_its_checks_failing_first_with_the_transcript() -> None:
+def test_a_failed_row_is_open_on_its_checks_failing_first_with_the_transcript() -> None:
     root = parse(render_html(failing_report()))
     failed = row(root, "R-CREATE-1")
     (details,) = failed.find_all("details")
-    assert "open" not in details.attrs
+    assert "open" in details.attrs
     (summary_,) = details.find_all("summary")
     assert summary_.text() == "2 checks: 1 failed, 1 passed; wire transcript"
     outcomes = [li.attrs["data-outcome"] for li in details.find_all("li")]
@@ -423,6 +491,101 @@ def test_a_failed_row_expands_to_its_checks_failing_first_with_the_transcript() 
     assert "X-Internal-Auth: <redacted>" in transcript.text()
 
 
+def test_a_failing_check_shows_expected_received_and_its_reproduce_lines() -> None:
+    root = parse(render_html(failing_report()))
+    (failing,) = [li for li in row(root, "R-CREATE-1").find_all("li", data_outcome="failed")]
+    (parts,) = failing.find_all("dl")
+    names = [dt.text() for dt in parts.find_all("dt")]
+    values = [" ".join(dd.text().split()) for dd in parts.find_all("dd")]
+    assert dict(zip(names, values, strict=True)) == {
+        "expected": "expected of create[none]",
+        "received": "received of create[none]",
+        "reproduce": "curl -sS -i http://127.0.0.1:8000/create[none] sessionlab replay r.json X",
+    }
+    (reproduce,) = parts.find_all("pre")
+    assert reproduce.text().splitlines()[1] == "sessionlab replay r.json X"
+
+
+def arrows(svg: Element) -> list[Element]:
+    return [g for g in svg.find_all("g") if "arrow" in g.classes()]
+
+
+def test_every_failing_check_has_a_sequence_diagram_with_one_arrow_per_exchange() -> None:
+    report = failing_report()
+    report["requirements"][1]["checks"].append(check("mixed", "failed", "no", MIXED_TRANSCRIPT))
+    root = parse(render_html(report))
+    failing = [li for li in root.find_all("li", data_outcome="failed")]
+    for item in failing:
+        wire = [
+            e
+            for e in next(
+                c
+                for r in report["requirements"]
+                for c in r["checks"]
+                if c["nodeid"] == item.find_all("code")[0].text()
+            )["transcript"]
+            if e["kind"] != "note"
+        ]
+        svgs = item.find_all("svg")
+        if not wire:
+            assert not svgs
+            continue
+        (svg,) = svgs
+        assert len(arrows(svg)) == len(wire)
+        assert [g.attrs["data-kind"] for g in arrows(svg)] == [e["kind"] for e in wire]
+    (mixed,) = [li for li in failing if li.find_all("code")[0].text() == "mixed"]
+    (svg,) = mixed.find_all("svg")
+    lanes = [t.text() for t in svg.find_all("text") if "lane-name" in t.classes()]
+    assert lanes == ["IDE", "gateway", "runtime"]
+    # A request to the runtime URL and its answer are the runtime's; the socket the gateway's.
+    assert [(g.attrs["data-lane"], "to-target" in g.classes()) for g in arrows(svg)] == [
+        ("runtime", True),
+        ("runtime", False),
+        ("runtime", True),
+        ("runtime", False),
+        ("gateway", True),
+        ("gateway", True),
+        ("gateway", False),
+        ("gateway", False),
+    ]
+    labels = [
+        " ".join(t.text() for t in g.find_all("text") if "label" in t.classes())
+        for g in arrows(svg)
+    ]
+    assert labels[2] == 'POST /agent/message/stream {"session_id": "s_1"}'
+    assert labels[3] == "200 event stream, 2 event(s): message, done"
+    assert labels[4] == "open /ws/s_1"
+    # The whole entry is the arrow's tooltip, markup escaped like everywhere else.
+    hostile = next(li for li in failing if li.find_all("code")[0].text() == "create[none]")
+    (hostile_svg,) = hostile.find_all("svg")
+    assert any(HOSTILE in t.text() for t in hostile_svg.find_all("title"))
+    assert not root.find_all("script")
+
+
+def test_shared_causes_lead_the_page_under_the_verdict() -> None:
+    report = failing_report()
+    report["causes"] = [
+        {
+            "cause": "no connection to http://127.0.0.1:8001 (All connection attempts failed)",
+            "requirements": ["R-CREATE-1", "R-CREATE-2", "W-BAD-1"],
+        }
+    ]
+    root = parse(render_html(report))
+    (causes,) = [e for e in root.walk() if "causes" in e.classes()]
+    assert "3 requirements fail for one cause: no connection to http://127.0.0.1:8001" in " ".join(
+        causes.text().split()
+    )
+    assert [a.attrs["href"] for a in causes.find_all("a")] == [
+        "#req-R-CREATE-1",
+        "#req-R-CREATE-2",
+        "#req-W-BAD-1",
+    ]
+    order = [e for e in root.walk() if e.classes() & {"verdict", "causes", "facts", "failures"}]
+    assert [sorted(e.classes() & {"verdict", "causes", "facts", "failures"})[0] for e in order][
+        :4
+    ] == ["verdict", "causes", "facts", "failures"]
+
+
 def test_markup_in_a_transcript_is_text_and_never_an_element() -> None:
     page = render_html(failing_report())
     root = parse(page)
@@ -430,6 +593,8 @@ def test_markup_in_a_transcript_is_text_and_never_an_element() -> None:
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     (pre,) = [p for p in root.find_all("pre") if HOSTILE in p.text()]
     assert UNICODE in pre.text()
+    (tooltip,) = [t for t in root.find_all("title") if HOSTILE in t.text()]
+    assert UNICODE in tooltip.text()
 
 
 def test_attribute_values_and_every_field_are_escaped() -> None:
@@ -553,6 +718,79 @@ def test_a_report_from_the_verdict_functions_renders_every_requirement() -> None
         {s: n for s, n in summary(verdicts).items() if n}
     )
     assert row(root, "R-CREATE-2").attrs["data-status"] == "warning"
+
+
+# The page of a real failing run
+
+SESSIONLAB = str(Path(sys.executable).parent / "sessionlab")
+REPO = Path(__file__).resolve().parents[1]
+FETCHING = re.compile(
+    r"<(script|link|img|iframe|object|embed|image|use)\b[^>]*\b(src|href)\s*=\s*[\"']?\s*"
+    r"(https?:|//)",
+    re.IGNORECASE,
+)
+
+
+def test_the_page_of_a_failing_run_leads_with_its_failures_each_drawn_as_a_sequence(
+    tmp_path: Path,
+) -> None:
+    """A broken runtime whose stream never says done, checked by the `sessionlab` executable:
+    the failing rows lead, every failing check has its diagram, and the page fetches nothing."""
+    report_path, page_path = tmp_path / "report.json", tmp_path / "report.html"
+    result = subprocess.run(
+        [
+            SESSIONLAB,
+            "verify",
+            *("--target-factory", "tests.broken.core_breaks:stream_without_done"),
+            *("--only", "R-STREAM", "--only", "R-LIST", "--only", "W-CONN-1"),
+            *("--json", str(report_path), "--html", str(page_path)),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=deadline(300),
+        check=False,
+    )
+    assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-3000:]
+    report = json.loads(report_path.read_text())
+    page = page_path.read_text()
+    root = parse(page)
+
+    statuses = [r.attrs["data-status"] for r in rows(root)]
+    leading = len(statuses) - len(
+        list(itertools.dropwhile(lambda s: s in ("failed", "error", "warning"), statuses))
+    )
+    assert statuses[:leading] == ["failed"]
+    assert "passed" in statuses[leading:]
+    assert not {"failed", "error", "warning"} & set(statuses[leading:])
+
+    failing = [
+        c
+        for r in report["requirements"]
+        for c in r["checks"]
+        if c["outcome"] == "failed" and c.get("transcript")
+    ]
+    assert failing
+    items = {li.find_all("code")[0].text(): li for li in root.find_all("li", data_outcome="failed")}
+    for check_ in failing:
+        wire = [e for e in check_["transcript"] if e["kind"] != "note"]
+        (svg,) = items[check_["nodeid"]].find_all("svg")
+        assert len(arrows(svg)) == len(wire), check_["nodeid"]
+        lanes = {g.attrs["data-lane"] for g in arrows(svg)}
+        # The stream check talks to the runtime only: its arrows are in the runtime's lane.
+        assert lanes == {"runtime"}, check_["nodeid"]
+        reproduce = " ".join(
+            pre.text() for pre in items[check_["nodeid"]].find_all("pre", class_="reproduce")
+        )
+        assert f"sessionlab replay {report_path} R-STREAM-1" in reproduce
+
+    assert not FETCHING.search(page)
+    assert not root.find_all("script")
+    assert not root.find_all("link")
+    for element in root.walk():
+        for name in ("src", "href", "xlink:href", "srcset", "action", "data"):
+            value = element.attrs.get(name, "")
+            assert not re.match(r"\s*(https?:|//)", value), (element.tag, name, value)
 
 
 # The page in a real browser

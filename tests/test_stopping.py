@@ -169,6 +169,8 @@ def test_a_signal_stops_and_removes_what_the_run_launched_before_sessionlab_exit
     assert not launched.run_dir.exists()
     assert run.left_in_tmp() == []
     assert f"stopped by {signum.name}" in run.err.read_text()
+    # A run cut short judges nothing: no verdict, no requirement counted as an error.
+    assert "CONFORM" not in run.out.read_text() + run.err.read_text(), run.output()
 
 
 def test_a_second_signal_exits_at_once_and_the_watchdog_removes_the_rest(

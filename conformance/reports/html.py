@@ -1,8 +1,9 @@
 """The HTML report: one self-contained page of a verify report.
 
-Inline CSS, no script and nothing fetched, so the file can be archived as a CI artifact and opened
-anywhere, offline. Every string from the report is escaped: transcripts hold whatever the target
-sent, markup included.
+Inline CSS and SVG, no script and nothing fetched, so the file can be archived as a CI artifact and
+opened anywhere, offline. Every string from the report is escaped: transcripts hold whatever the
+target sent, markup included. What went wrong leads: shared causes under the verdict, then the
+failures, open, each failing check with its sequence diagram, then the tables of the rest.
 """
 
 import html
@@ -10,6 +11,7 @@ import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from conformance.verdicts import STATUSES, exit_status
 
@@ -28,6 +30,19 @@ SYMBOLS = {
 PLURALS = {"warning": "warnings", "error": "errors"}
 # Statuses a reader has to act on; their rows carry the failing checks' transcripts.
 EXPANDED = ("failed", "error", "warning", "blocked", "partial")
+# Statuses whose rows lead the page, open, above the tables of everything else.
+LEADING = ("failed", "error", "warning")
+WIRE = ("http-request", "http-response", "ws-open", "ws-send", "ws-recv", "ws-close")
+# The sequence diagram: lanes, and how many arrows one diagram draws at most (the transcript
+# table under it holds them all).
+LANES = {"IDE": 150, "gateway": 470, "runtime": 790}
+DIAGRAM_WIDTH = 880
+ROW = 30
+TOP = 48
+MAX_ARROWS = 200
+LABEL_LIMIT = 84
+# How the transcript records an event stream's answer: `STATUS text/event-stream[; params] BODY`.
+EVENT_STREAM = re.compile(r"(?P<status>\d{3}) text/event-stream(?:;\s*[\w-]+=[^\s;]+)* ?")
 ONLY_PREFIX = "not selected by --only"
 
 # C0 and C1 controls (tab, newline and carriage return aside) and lone surrogates cannot be
@@ -198,6 +213,41 @@ tr.kind-http-response td.kind, tr.kind-ws-recv td.kind, tr.kind-sse td.kind { co
 tr.kind-note td.kind { color: var(--muted); font-style: italic; }
 .empty { color: var(--muted); font-style: italic; margin: 4px 0 0; }
 
+.causes { margin: 0 0 16px; padding: 12px 16px; border: 1px solid var(--fail-edge);
+  border-radius: 6px; background: #fffafa; }
+.causes h2 { font-size: 16px; margin: 0 0 6px; color: var(--fail-ink); }
+.causes ul { margin: 0; padding-left: 20px; }
+.causes li { margin: 4px 0; overflow-wrap: anywhere; }
+
+section.failures h2 { color: var(--fail-ink); }
+tr.moved > th { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: 14px;
+  white-space: nowrap; }
+tr.moved .title { color: var(--muted); }
+.profile { color: var(--muted); font-size: 13px; font-weight: normal; }
+dl.parts { display: grid; grid-template-columns: max-content 1fr; gap: 2px 12px;
+  margin: 6px 0 0; font-size: 13px; }
+dl.parts dt { color: var(--muted); font-weight: 600; }
+dl.parts dd { margin: 0; overflow-wrap: anywhere; }
+dl.parts pre { margin: 0; white-space: pre-wrap; overflow-wrap: anywhere; font-size: 12px;
+  background: var(--tint); padding: 4px 6px; border-radius: 4px; }
+figure.sequence { margin: 10px 0 0; overflow-x: auto; }
+figure.sequence figcaption { font-size: 12px; color: var(--muted); }
+svg.sequence { display: block; width: 100%; max-width: 880px; height: auto;
+  background: var(--paper); }
+svg.sequence text { font: 11px ui-monospace, "DejaVu Sans Mono", Menlo, Consolas, monospace;
+  fill: var(--ink); }
+svg.sequence .lane-name { font: 600 13px system-ui, "DejaVu Sans", sans-serif;
+  text-anchor: middle; }
+svg.sequence .lane-box { fill: var(--tint); stroke: var(--line); }
+svg.sequence .lifeline { stroke: var(--skip-edge); stroke-width: 1.5; stroke-dasharray: 4 3; }
+svg.sequence .at, svg.sequence .more { fill: var(--muted); }
+svg.sequence .label { paint-order: stroke; stroke: var(--paper); stroke-width: 3px; }
+svg.sequence .arrow line { stroke-width: 1.5; }
+svg.sequence .to-target line { stroke: #1f4fa8; }
+svg.sequence .to-target polygon { fill: #1f4fa8; }
+svg.sequence .to-ide line { stroke: #6b2fa0; }
+svg.sequence .to-ide polygon { fill: #6b2fa0; }
+
 details.not-checked > summary { cursor: pointer; font-size: 18px; font-weight: 600; }
 footer { margin-top: 40px; color: var(--muted); font-size: 13px; }
 .visually-hidden { position: absolute; width: 1px; height: 1px; overflow: hidden;
@@ -215,7 +265,9 @@ footer { margin-top: 40px; color: var(--muted); font-size: 13px; }
     content-visibility: visible; display: block;
   }
   tr.level, thead { break-after: avoid; }
-  li.check, table.transcript tr, .summary li, .verdict { break-inside: avoid; }
+  li.check, table.transcript tr, .summary li, .verdict, .causes, figure.sequence {
+    break-inside: avoid;
+  }
 }
 """
 
@@ -295,10 +347,31 @@ def _header(report: dict[str, Any]) -> str:
         f'<p class="word">{word}</p>'
         f'<p class="exit">exit code {code}: {_escape(meaning)}</p>'
         f"</section>"
+        f"{_causes(report)}"
         f'<dl class="facts">{rows}</dl>'
         f'<section aria-label="Summary"><h2 class="visually-hidden">Summary</h2>'
         f'<ul class="summary" aria-label="{total} requirements">{summary}</ul></section>'
         f"</header>"
+    )
+
+
+def _causes(report: dict[str, Any]) -> str:
+    """Failures that share one cause, told once before anything else: fix that first."""
+    causes: list[dict[str, Any]] = report.get("causes") or []
+    if not causes:
+        return ""
+    items = "".join(
+        f"<li><strong>{len(cause['requirements'])} requirements</strong> fail for one cause: "
+        f"<code>{_escape(cause['cause'])}</code> ("
+        + ", ".join(
+            f'<a href="#{_anchor(i)}"><code>{_escape(i)}</code></a>' for i in cause["requirements"]
+        )
+        + ")</li>"
+        for cause in causes
+    )
+    return (
+        f'<section class="causes" aria-labelledby="causes-h">'
+        f'<h2 id="causes-h">Shared causes</h2><ul>{items}</ul></section>'
     )
 
 
@@ -366,7 +439,134 @@ def _transcript(check: dict[str, Any]) -> str:
     )
 
 
-def _checks(requirement: dict[str, Any]) -> str:
+def _parties(entries: list[dict[str, Any]], runtime_url: str | None) -> list[str]:
+    """The lane each wire entry goes to or comes from: a request to the runtime URL and its
+    answer are the runtime's, sockets and everything else the gateway's."""
+    waiting: list[str] = []
+    parties = []
+    for entry in entries:
+        kind = entry.get("kind")
+        party = "gateway"
+        if kind == "http-request":
+            url = str(entry.get("text", "")).split(" ", 2)[1:2]
+            party = "runtime" if url and _under(url[0], runtime_url) else "gateway"
+            waiting.append(party)
+        elif kind == "http-response" and waiting:
+            party = waiting.pop(0)
+        parties.append(party)
+    return parties
+
+
+def _under(url: str, base: str | None) -> bool:
+    if not base:
+        return False
+    base = base.rstrip("/")
+    return url == base or url.startswith((base + "/", base + "?"))
+
+
+def _towards_target(entry: dict[str, Any]) -> bool:
+    kind = entry.get("kind")
+    if kind == "ws-close":
+        # Recorded as "closed by sessionlab, code N" when the check closed it.
+        return str(entry.get("text", "")).startswith("closed by sessionlab")
+    return kind in ("http-request", "ws-open", "ws-send")
+
+
+def _label(entry: dict[str, Any]) -> str:
+    """What the arrow says: requests and sockets by path, the rest as recorded."""
+    kind, text = str(entry.get("kind")), str(entry.get("text", ""))
+    if kind == "http-request":
+        method, _, rest = text.partition(" ")
+        url, _, body = rest.partition(" ")
+        split = urlsplit(url)
+        path = split.path + (f"?{split.query}" if split.query else "")
+        body = re.sub(r"^\{'x-internal-auth': [^}]*\} ?", "", body)
+        text = f"{method} {path or url} {body}".rstrip()
+    elif kind == "http-response" and (stream := EVENT_STREAM.match(text)):
+        # An event stream is told by its events, in order: the one that ends it matters most.
+        blocks = [b for b in re.split(r"\n\n+", text[stream.end() :]) if b.strip()]
+        names = [(re.findall(r"^event: ?(.*)$", b, re.M) or ["message"])[-1] for b in blocks]
+        text = f"{stream['status']} event stream, {len(names)} event(s): {', '.join(names)}"
+    elif kind == "ws-open":
+        text = f"open {urlsplit(text).path or text}"
+    elif kind == "ws-send":
+        text = f"send {text}" if text else "send (an empty frame)"
+    text = " ".join(text.split())
+    return text if len(text) <= LABEL_LIMIT else text[: LABEL_LIMIT - 1] + "…"
+
+
+def _sequence(check: dict[str, Any], runtime_url: str | None) -> str:
+    """The check's wire exchange as a sequence diagram: one arrow per request, answer, socket
+    open, frame and close, between sessionlab (the IDE's lane), the gateway and the runtime."""
+    entries = [e for e in check.get("transcript") or [] if e.get("kind") in WIRE]
+    if not entries:
+        return ""
+    drawn = entries[:MAX_ARROWS]
+    parties = _parties(drawn, runtime_url)
+    height = TOP + ROW * len(drawn) + (ROW if len(entries) > len(drawn) else 0) + 12
+    parts = []
+    for name, x in LANES.items():
+        parts.append(
+            f'<rect class="lane-box" x="{x - 60}" y="6" width="120" height="26" rx="4"></rect>'
+            f'<text class="lane-name" x="{x}" y="24">{name}</text>'
+            f'<line class="lifeline" x1="{x}" y1="32" x2="{x}" y2="{height - 4}"></line>'
+        )
+    for number, (entry, party) in enumerate(zip(drawn, parties, strict=True)):
+        y = TOP + ROW * number + 16
+        toward = _towards_target(entry)
+        start, end = (LANES["IDE"], LANES[party]) if toward else (LANES[party], LANES["IDE"])
+        tip = -8 if end > start else 8
+        label = _label(entry)
+        at = entry.get("at")
+        parts.append(
+            f'<g class="arrow {"to-target" if toward else "to-ide"}" '
+            f'data-kind="{_escape(entry.get("kind", ""))}" data-lane="{party}">'
+            f"<title>{_escape(entry.get('kind', ''))}: {_escape(entry.get('text', ''))}</title>"
+            f'<text class="at" x="6" y="{y + 4}">'
+            f"{f'+{at:.3f}' if isinstance(at, int | float) else ''}</text>"
+            f'<text class="label" x="{min(start, end) + 8}" y="{y - 5}">{_escape(label)}</text>'
+            f'<line x1="{start}" y1="{y}" x2="{end + tip}" y2="{y}"></line>'
+            f'<polygon points="{end},{y} {end + tip},{y - 4} {end + tip},{y + 4}"></polygon>'
+            f"</g>"
+        )
+    if len(entries) > len(drawn):
+        parts.append(
+            f'<text class="more" x="{LANES["IDE"]}" y="{height - 16}">'
+            f"… {len(entries) - len(drawn)} more exchange(s): in the transcript below</text>"
+        )
+    reached = "gateway and runtime" if "runtime" in parties else "gateway"
+    summary = (
+        f"Sequence diagram of {len(entries)} exchange(s) between sessionlab as the IDE and the "
+        f"{reached}"
+    )
+    return (
+        f'<figure class="sequence">'
+        f'<svg class="sequence" role="img" '
+        f'viewBox="0 0 {DIAGRAM_WIDTH} {height}" width="{DIAGRAM_WIDTH}" height="{height}" '
+        f'aria-label="{_escape(summary)}">{"".join(parts)}</svg>'
+        f"<figcaption>{_escape(summary)}; sessionlab plays the IDE, keys redacted.</figcaption>"
+        f"</figure>"
+    )
+
+
+def _parts(check: dict[str, Any]) -> str:
+    """Expected, received and how to see it again: what a failing check's reader acts on."""
+    rows = []
+    if check.get("expected") is not None:
+        rows.append(("expected", f"<dd>{_escape(check['expected'])}</dd>"))
+    if check.get("received") is not None:
+        rows.append(("received", f"<dd>{_escape(check['received'])}</dd>"))
+    for name in ("reproduce", "replay"):
+        if check.get(name):
+            rows.append((name, f'<dd><pre class="{name}">{_escape(check[name])}</pre></dd>'))
+    if not rows:
+        return ""
+    return '<dl class="parts">' + "".join(f"<dt>{n}</dt>{d}" for n, d in rows) + "</dl>"
+
+
+def _checks(
+    requirement: dict[str, Any], runtime_url: str | None = None, open_: bool = False
+) -> str:
     checks: list[dict[str, Any]] = requirement["checks"]
     if not checks or requirement["status"] == "skipped":
         return ""
@@ -396,20 +596,27 @@ def _checks(requirement: dict[str, Any]) -> str:
             if check.get("message")
             else ""
         )
+        + (
+            _parts(check) + _sequence(check, runtime_url)
+            if check["outcome"] in ("failed", "error")
+            else ""
+        )
         + _transcript(check)
         + "</li>"
         for check in ordered
     )
     return (
-        f'<details class="checks"><summary>{_escape(label)}</summary>'
+        f'<details class="checks"{" open" if open_ else ""}><summary>{_escape(label)}</summary>'
         f'<ol class="check-list">{items}</ol></details>'
     )
 
 
-def _row(requirement: dict[str, Any]) -> str:
+def _row(requirement: dict[str, Any], runtime_url: str | None = None, lead: bool = False) -> str:
     status = str(requirement["status"])
     level = str(requirement["level"])
-    checks = _checks(requirement)
+    checks = _checks(requirement, runtime_url, open_=lead)
+    # Among the failures of every profile, a row says which profile it is of.
+    profile = f' <span class="profile">({_escape(requirement["profile"])})</span>' if lead else ""
     message = (
         ""
         if status == "passed" and checks
@@ -421,8 +628,56 @@ def _row(requirement: dict[str, Any]) -> str:
         f'<th scope="row">{_escape(requirement["id"])}</th>'
         f'<td class="level {_escape(level)}">{_escape(level)}</td>'
         f'<td class="status">{_badge(status, _known(requirement))}</td>'
-        f'<td><p class="title">{_escape(requirement["title"])}</p>'
+        f'<td><p class="title">{_escape(requirement["title"])}{profile}</p>'
         f"{message}{checks}</td></tr>"
+    )
+
+
+def _moved(requirement: dict[str, Any]) -> str:
+    """A failure's place in its profile's table: it is shown in full under Failures."""
+    status = str(requirement["status"])
+    level = str(requirement["level"])
+    return (
+        f'<tr class="moved" data-status="{_escape(status)}" data-level="{_escape(level)}">'
+        f'<th scope="row">{_escape(requirement["id"])}</th>'
+        f'<td class="level {_escape(level)}">{_escape(level)}</td>'
+        f'<td class="status">{_badge(status, _known(requirement))}</td>'
+        f'<td><p class="title">{_escape(requirement["title"])} — '
+        f'<a href="#{_anchor(requirement["id"])}">shown under Failures, above</a></p></td></tr>'
+    )
+
+
+def _leads(requirement: dict[str, Any]) -> bool:
+    return requirement["status"] in LEADING
+
+
+def _failures(report: dict[str, Any], checked: list[dict[str, Any]]) -> str:
+    """Every failed, errored and warning requirement of the run, open, before any passing row:
+    new failures first, then errors, warnings, and the baseline's known failures last."""
+    leading = sorted(
+        (r for r in checked if _leads(r)),
+        key=lambda r: (
+            _known(r),
+            STATUS_ORDER.get(r["status"], 9),
+            _level_rank(r["level"]),
+            r["id"],
+        ),
+    )
+    if not leading:
+        return ""
+    runtime_url = (report.get("target") or {}).get("runtime_url")
+    rows = "".join(_row(r, runtime_url, lead=True) for r in leading)
+    return (
+        f'<section class="failures" aria-labelledby="failures-h"><h2 id="failures-h">Failures '
+        f'<span class="counts">— {_escape(_counts(leading))}, each with its failing checks'
+        f"</span></h2>"
+        f'<table class="requirements failures"><caption class="visually-hidden">Failed, errored '
+        f"and warning requirements</caption>"
+        f'<colgroup><col class="c-id"><col class="c-level"><col class="c-status"><col>'
+        f"</colgroup>"
+        f'<thead><tr><th scope="col">ID</th><th scope="col">Level</th>'
+        f'<th scope="col">Status</th><th scope="col">Requirement</th></tr></thead>'
+        f"<tbody>{rows}</tbody></table></section>"
     )
 
 
@@ -438,7 +693,8 @@ def _table(caption: str, requirements: Iterable[dict[str, Any]]) -> str:
         )
         groups.append(
             f'<tbody><tr class="level"><th colspan="4" scope="rowgroup">{_escape(level)}'
-            f" ({len(rows)})</th></tr>{''.join(_row(r) for r in rows)}</tbody>"
+            f" ({len(rows)})</th></tr>"
+            f"{''.join(_moved(r) if _leads(r) else _row(r) for r in rows)}</tbody>"
         )
     return (
         f'<table class="requirements"><caption class="visually-hidden">{_escape(caption)}'
@@ -503,7 +759,8 @@ def render_html(report: dict[str, Any]) -> str:
         "style-src 'unsafe-inline'\">"
         f"<title>{_escape(word)} — {_escape(target)} — sessionlab report</title>"
         f"<style>{CSS}</style></head><body>"
-        f"{_header(report)}<main>{_attention(checked)}{_profiles(report)}</main>"
+        f"{_header(report)}<main>{_attention(checked)}{_failures(report, checked)}"
+        f"{_profiles(report)}</main>"
         f"<footer>Generated by sessionlab {_escape(report.get('sessionlab', ''))}. "
         "Keys are redacted in transcripts. Exit codes of <code>sessionlab verify</code>: "
         "0 conforms, 1 does not conform, 3 the run could not judge the target.</footer>"
