@@ -177,6 +177,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--client-key", help="key the gateway requires of clients (default none)")
     serve.add_argument("--turn-timeout", type=float, help="seconds one agent turn may take")
     serve.add_argument(
+        "--grace-period",
+        type=float,
+        help="seconds a stop waits for turns in flight before closing sockets (default 5; 0 "
+        "cuts them at once); new turns and sockets are refused meanwhile",
+    )
+    serve.add_argument(
         "--max-bytes",
         type=int,
         help="largest REST body and WebSocket frame, in bytes (default 4194304): 413 and close "

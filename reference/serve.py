@@ -22,7 +22,7 @@ import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, NoReturn, TextIO, cast
+from typing import TYPE_CHECKING, Any, Literal, NoReturn, TextIO, cast
 
 import uvicorn
 from fastapi import FastAPI
@@ -32,6 +32,9 @@ from pydantic_settings import SettingsError
 from reference.server import LOOPBACK, SERVICE, ServiceName, bind_socket, make_server
 from reference.settings import GatewaySettings, RuntimeSettings
 from reference.users import check_user_tokens
+
+if TYPE_CHECKING:
+    from reference.gateway.drain import Drain
 
 Service = Literal["both", "runtime", "gateway"]
 log = logging.getLogger("sessionlab.serve")
@@ -47,6 +50,9 @@ _TYPE_NAMES: dict[object, str] = {int: "a whole number", float: "a number"}
 # A store that takes longer than this to open would also fail the runtime's start.
 STORE_PROBE_SECONDS = 30.0
 LOG_FORMAT = "%(asctime)s %(levelname)s %(service_logger)s: %(message)s"
+# Long enough for an agent's reply to finish streaming, short enough for a process manager's
+# patience before it kills (a target file's stop_timeout defaults to 10 s).
+DEFAULT_GRACE_PERIOD = 5.0
 
 
 class ServeError(Exception):
@@ -60,6 +66,8 @@ class ServeSettings(BaseModel):
     runtime_port: int = 8001
     gateway_port: int = 8000
     log_level: str = "info"
+    # Seconds a stop waits for the turns (and requests) in flight before it cuts them.
+    grace_period: float = DEFAULT_GRACE_PERIOD
 
 
 # --- options and their environment variables ------------------------------------------------
@@ -155,6 +163,13 @@ def _host(value: str, label: str) -> str:
 def _seconds(value: float, label: str) -> float:
     if not (math.isfinite(value) and value > 0):
         raise ServeError(f"{label} {value:g} is not a positive number of seconds")
+    return value
+
+
+def _grace(value: float, label: str) -> float:
+    # 0 is a choice: stop at once, cutting whatever is in flight.
+    if not (math.isfinite(value) and 0 <= value <= 3600):
+        raise ServeError(f"{label} {value:g} is not a number of seconds from 0 to 3600")
     return value
 
 
@@ -338,6 +353,11 @@ def settle(
         **given,
         **{field: value for field, value in ports.items() if value is not None},
         **({"log_level": args.log_level} if args.log_level is not None else {}),
+        **(
+            {"grace_period": _grace(args.grace_period, sources["grace_period"])}
+            if args.grace_period is not None
+            else {}
+        ),
     )
     internal_key = (
         None if args.internal_key is None else _key(args.internal_key, sources["internal_key"])
@@ -427,7 +447,17 @@ class _Running:
     name: str
     server: uvicorn.Server
     port: int
+    app: FastAPI
     task: "asyncio.Task[None] | None" = None
+
+    @property
+    def drain(self) -> "Drain | None":
+        """The gateway's (set by its lifespan); the runtime has none."""
+        # Imported late, as the apps are: a refused configuration loads neither service.
+        from reference.gateway.drain import Drain
+
+        drain = getattr(self.app.state, "drain", None)
+        return drain if isinstance(drain, Drain) else None
 
 
 def configure_logging(level: str) -> None:
@@ -536,7 +566,10 @@ def _banner(
     strict = runtime.strict and gateway.strict
     profile = "strict: unknown session ids refused" if strict else "tolerant: unknown ids accepted"
     lines.append(f"Profile {profile}; log level {serve.log_level}, on stderr.")
-    lines.append("Stop with Ctrl-C or SIGTERM.")
+    lines.append(
+        f"Stop with Ctrl-C or SIGTERM: turns in flight get a grace period of "
+        f"{serve.grace_period:g} s to finish; a second signal stops at once."
+    )
     return "\n".join(lines)
 
 
@@ -560,13 +593,19 @@ async def serve_until_signalled(
 ) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
+    # A second signal during the grace period: the user will not wait.
+    hurry = asyncio.Event()
+
+    def signalled() -> None:
+        (hurry if stop.is_set() else stop).set()
+
     for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
+        loop.add_signal_handler(signum, signalled)
     running: list[_Running] = []
     try:
         for name, app, sock in apps:
-            server = make_server(app, serve.log_level)
-            item = _Running(name, server, sock.getsockname()[1])
+            server = make_server(app, serve.log_level, stop_timeout=serve.grace_period)
+            item = _Running(name, server, sock.getsockname()[1], app)
             # Everything the server task spawns (connections, requests) inherits the name.
             context = contextvars.copy_context()
             context.run(SERVICE.set, name)
@@ -582,16 +621,33 @@ async def serve_until_signalled(
         tasks = [item.task for item in running if item.task is not None]
         await asyncio.wait([stopped, *tasks], return_when=asyncio.FIRST_COMPLETED)
         stopped.cancel()
+        if stop.is_set():
+            await _drain(running, serve.grace_period, hurry)
         return 0 if stop.is_set() else 1
     finally:
         # The gateway goes first, so no turn reaches a runtime that is shutting down.
         for item in reversed(running):
+            if hurry.is_set():
+                item.server.config.timeout_graceful_shutdown = 0
             item.server.should_exit = True
             if item.task is not None:
                 # A failed start was reported above, with the server's own log before it.
                 await asyncio.gather(item.task, return_exceptions=True)
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
+
+
+async def _drain(running: list[_Running], grace: float, hurry: asyncio.Event) -> None:
+    """The gateway's turns in flight finish (within `grace`), new ones are refused, and its
+    sockets close with 1001; the runtime serves those turns meanwhile."""
+    began = asyncio.get_running_loop().time()
+    for item in running:
+        if item.drain is not None and not (item.task is not None and item.task.done()):
+            await item.drain.stop(grace, hurry)
+    spent = asyncio.get_running_loop().time() - began
+    for item in running:
+        # What is left of the grace period, for the requests the server waits for itself.
+        item.server.config.timeout_graceful_shutdown = math.ceil(max(0.0, grace - spent))
 
 
 def run(

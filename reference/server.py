@@ -4,6 +4,7 @@ import asyncio
 import contextlib
 import contextvars
 import logging
+import math
 import resource
 import socket
 import threading
@@ -265,8 +266,13 @@ class _QuietServer(uvicorn.Server):
 
 
 def make_server(
-    app: ASGIApp, log_level: str = "warning", limits: ServerLimits | None = None
+    app: ASGIApp,
+    log_level: str = "warning",
+    limits: ServerLimits | None = None,
+    stop_timeout: float | None = None,
 ) -> uvicorn.Server:
+    """`stop_timeout`: seconds a stop waits for requests in flight before cancelling them;
+    None waits for as long as they take."""
     quiet_client_trouble()
     limits = limits or limits_of(app)
     connections = connection_cap(limits.max_connections)
@@ -289,6 +295,8 @@ def make_server(
         limit_concurrency=connections + 1,
         # Connections the kernel holds before accepting: no more than the server would take.
         backlog=min(2048, connections),
+        # Whole seconds (uvicorn's type), rounded up: never shorter than asked.
+        timeout_graceful_shutdown=None if stop_timeout is None else math.ceil(stop_timeout),
     )
     return _QuietServer(config)
 

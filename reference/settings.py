@@ -33,6 +33,10 @@ class RuntimeSettings(BaseSettings):
     head_timeout: float = Field(default=5.0, gt=0)
     # Open connections at most; more are closed at once (and never past the process's files).
     max_connections: int = Field(default=1000, ge=8)
+    # Seconds the stream waits before each frame, as an agent that thinks would: turns that take
+    # a while without an LLM, for tests and demonstrations of what happens mid-turn (a stop, a
+    # drop). SESSIONLAB_FRAME_DELAY; no option of `serve`.
+    frame_delay: float = Field(default=0.0, ge=0, le=60)
 
     def resolved_database_url(self) -> str:
         if self.database_url:

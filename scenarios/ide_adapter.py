@@ -218,5 +218,7 @@ async def open_ide(
         headers=endpoints.socket_headers(),
         turn_timeout=turn_timeout,
         client=client,
+        # X-IDEM-1: a target that names its messages lets the IDE resend one safely.
+        idempotent="idempotent" in target.profiles,
     )
     return ScenarioIde(settings, preferences)

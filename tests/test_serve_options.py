@@ -350,6 +350,7 @@ def env_cases(tmp: Path) -> dict[str, tuple[str, list[str], Check]]:
         "--internal-key": ("env-internal-key", both, _internal_key_works),
         "--client-key": ("env-client-key", both, _client_key_required),
         "--turn-timeout": ("7.5", both, banner_has("turn timeout 7.5 s")),
+        "--grace-period": ("2.5", both, banner_has("grace period of 2.5 s")),
         "--max-bytes": ("65536", both, banner_has("size limit 65536 bytes")),
         "--allowed-origin": (
             "https://a.example https://b.example",

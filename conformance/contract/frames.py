@@ -21,6 +21,9 @@ class UserMessageFrame(_Frame):
     type: Literal["user_message"] = "user_message"
     content: str
     role: Role
+    # Profile `idempotent` (X-IDEM-1): the IDE's name for this message; a resend under the same
+    # name within the session gets the stored reply instead of a second turn.
+    client_message_id: str | None = Field(default=None, min_length=1, max_length=128)
 
 
 class ToolResultFrame(_Frame):

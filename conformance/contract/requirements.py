@@ -15,7 +15,17 @@ class Level(StrEnum):
     MAY = "MAY"
 
 
-PROFILES = ("core", "strict", "scripted", "lifecycle", "export", "search", "auth", "sharing")
+PROFILES = (
+    "core",
+    "strict",
+    "scripted",
+    "lifecycle",
+    "export",
+    "search",
+    "auth",
+    "sharing",
+    "idempotent",
+)
 CLIENT_PROFILE = "client"
 
 

@@ -18,7 +18,9 @@ from reference.runtime.app import create_app as create_runtime_app
 from reference.server import ThreadedServer
 from reference.settings import GatewaySettings, RuntimeSettings
 
-REFERENCE_PROFILES = frozenset({"core", "strict", "scripted", "lifecycle", "export", "search"})
+REFERENCE_PROFILES = frozenset(
+    {"core", "strict", "scripted", "lifecycle", "export", "search", "idempotent"}
+)
 # Claimed as well when the reference runs with users (X-AUTH-1, X-SHARE-1).
 USER_PROFILES = frozenset({"auth", "sharing"})
 _LOGGERS: dict[Service, str] = {"runtime": "sessionlab.runtime", "gateway": "sessionlab.gateway"}

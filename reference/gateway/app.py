@@ -17,7 +17,8 @@ from reference.asgi_guards import KEY_HEADER, BodyLimit, DepthLimit, OriginGuard
 from reference.errors import install_error_handlers
 from reference.gateway import proxy, websocket
 from reference.gateway.auth import client_key_guard
-from reference.gateway.deps import RUNTIME_CLIENT, SETTINGS
+from reference.gateway.deps import DRAIN, RUNTIME_CLIENT, SETTINGS
+from reference.gateway.drain import Drain
 from reference.gateway.pool import HygienicTransport
 from reference.gateway.users import UserGuard, redact_server_logs
 from reference.server import ServerLimits, attach_limits
@@ -49,9 +50,11 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         settings = GatewaySettings()
 
     @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[dict[str, Any]]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
+        # On the app as well: whoever stops the server (`sessionlab serve`) drains it first.
+        app.state.drain = drain = Drain()
         async with runtime_client(settings) as client:
-            yield {RUNTIME_CLIENT: client, SETTINGS: settings}
+            yield {RUNTIME_CLIENT: client, SETTINGS: settings, DRAIN: drain}
 
     app = FastAPI(title="sessionlab reference gateway", version=__version__, lifespan=lifespan)
     install_error_handlers(app)

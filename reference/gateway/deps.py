@@ -6,11 +6,13 @@ import httpx
 from fastapi import Depends
 from starlette.requests import HTTPConnection
 
+from reference.gateway.drain import Drain
 from reference.settings import GatewaySettings
 
 # Keys of the lifespan state (starlette copies it into every request's and socket's `state`).
 RUNTIME_CLIENT = "runtime_client"
 SETTINGS = "gateway_settings"
+DRAIN = "gateway_drain"
 
 
 def runtime_client(connection: HTTPConnection) -> httpx.AsyncClient:
@@ -22,5 +24,10 @@ def gateway_settings(connection: HTTPConnection) -> GatewaySettings:
     return cast(GatewaySettings, getattr(connection.state, SETTINGS))
 
 
+def gateway_drain(connection: HTTPConnection) -> Drain:
+    return cast(Drain, getattr(connection.state, DRAIN))
+
+
 RuntimeClient = Annotated[httpx.AsyncClient, Depends(runtime_client)]
 Settings = Annotated[GatewaySettings, Depends(gateway_settings)]
+Draining = Annotated[Drain, Depends(gateway_drain)]

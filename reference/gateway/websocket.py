@@ -12,7 +12,8 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from conformance.contract.frames import ClientFrame, FrameError, parse_client_frame
 from conformance.contract.sse import SSEDecoder
-from reference.gateway.deps import RuntimeClient, Settings
+from reference.gateway.deps import Draining, RuntimeClient, Settings
+from reference.gateway.drain import GOING_AWAY, REFUSED_TURN, STOPPING, Closing, Drain
 from reference.gateway.errors import runtime_error, transport_failure
 from reference.gateway.proxy import quote_segment
 from reference.gateway.relay import STREAM_CUT, ends_turn, error_frame, relay
@@ -80,8 +81,17 @@ async def socket_access(
 
 @router.websocket("/ws/{session_id}")
 async def session_socket(
-    websocket: WebSocket, session_id: str, runtime: RuntimeClient, settings: Settings
+    websocket: WebSocket,
+    session_id: str,
+    runtime: RuntimeClient,
+    settings: Settings,
+    drain: Draining,
 ) -> None:
+    if drain.stopping:
+        # Refused with a close code that tells the IDE to come back later, not that it erred.
+        await websocket.accept()
+        await websocket.close(code=GOING_AWAY, reason=STOPPING)
+        return
     user = current_user(websocket)
     if user is None:
         unknown = settings.strict and await session_unknown(runtime, session_id)
@@ -103,7 +113,12 @@ async def session_socket(
     logger.info("WebSocket connected: %s", printable(session_id))
     # The IDE may leave at any time, mid-turn too: normal, nothing to report.
     with suppress(WebSocketDisconnect):
-        await _serve(websocket, runtime, settings, session_id, user, access == "reader")
+        try:
+            await _serve(websocket, runtime, settings, drain, session_id, user, access == "reader")
+        except Closing:
+            # The IDE may have gone meanwhile: then there is nothing left to close.
+            with suppress(RuntimeError, OSError):
+                await websocket.close(code=GOING_AWAY, reason=STOPPING)
     logger.info("WebSocket disconnected: %s", printable(session_id))
 
 
@@ -111,12 +126,14 @@ async def _serve(
     websocket: WebSocket,
     runtime: httpx.AsyncClient,
     settings: GatewaySettings,
+    drain: Drain,
     session_id: str,
     user: str | None = None,
     read_only: bool = False,
 ) -> None:
+    """Frames until the IDE leaves; Closing once a stop's grace period is over."""
     while True:
-        message = await websocket.receive()
+        message = await drain.unless_closing(websocket.receive())
         if message["type"] == "websocket.disconnect":
             return
         text = message.get("text")
@@ -140,7 +157,12 @@ async def _serve(
             # X-SHARE-1: every client frame writes to the session; a reader only watches it.
             await websocket.send_text(error_frame(READ_ONLY))
             continue
-        await _turn(websocket, runtime, settings, session_id, frame, user)
+        if drain.stopping:
+            # Not sent on: the stop waits only for turns begun before it.
+            await websocket.send_text(error_frame(REFUSED_TURN))
+            continue
+        with drain.turn():
+            await drain.unless_closing(_turn(websocket, runtime, settings, session_id, frame, user))
 
 
 async def _turn(

@@ -1,11 +1,13 @@
 """The reference Agent Runtime: `create_app(settings)`; run with `uvicorn --factory`."""
 
+import asyncio
+import hashlib
 import json
 import logging
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -30,6 +32,7 @@ from conformance.contract.bodies import (
     StreamError,
     StreamRequest,
 )
+from conformance.contract.frames import UserMessageFrame
 from reference.asgi_guards import BodyLimit, DepthLimit, KeyGuard
 from reference.clock import utc_now
 from reference.errors import error_response, install_error_handlers
@@ -38,7 +41,13 @@ from reference.runtime.agents import AGENTS
 from reference.runtime.export import transcript_markdown
 from reference.runtime.script_agent import respond
 from reference.runtime.sharing import User, readable, writable
-from reference.runtime.store import SessionNotFound, SessionState, Store, is_storable
+from reference.runtime.store import (
+    ClientMessage,
+    SessionNotFound,
+    SessionState,
+    Store,
+    is_storable,
+)
 from reference.server import ServerLimits, attach_limits
 from reference.settings import RuntimeSettings
 
@@ -212,6 +221,44 @@ def _new_call_id() -> str:
     return f"call_{secrets.token_hex(8)}"
 
 
+def _digest(frame: UserMessageFrame) -> str:
+    return hashlib.sha256(json.dumps([frame.role, frame.content]).encode()).hexdigest()
+
+
+def _resent(
+    earlier: ClientMessage, digest: str, session_id: str, settings: RuntimeSettings
+) -> StreamingResponse:
+    """A resend's answer: the stored reply, unless the name was given to another message."""
+    log.info(
+        "Resent message %r of %r answered from the store", earlier.client_message_id, session_id
+    )
+    if earlier.digest != digest:
+        error = (
+            f"client_message_id {earlier.client_message_id!r} already names another message of "
+            "this session; a new message needs a new id"
+        )
+        return _event_stream([], error, settings.frame_delay)
+    return _event_stream(earlier.frames, earlier.error, settings.frame_delay)
+
+
+def _event_stream(
+    frames: list[dict[str, Any]], error: str | None, frame_delay: float
+) -> StreamingResponse:
+    async def events() -> AsyncIterator[bytes]:
+        for frame in frames:
+            if frame_delay:
+                await asyncio.sleep(frame_delay)
+            yield sse.encode_event(sse.MESSAGE, frame)
+        if error is not None:
+            yield sse.encode_event(sse.ERROR, StreamError(error=error).model_dump())
+        else:
+            yield sse.encode_event(sse.DONE, StreamDone().model_dump())
+
+    return StreamingResponse(
+        events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+    )
+
+
 @router.post("/agent/message/stream", response_model=None)
 async def message_stream(
     request: Request, store: StoreDep, settings: SettingsDep, user: User = None
@@ -238,23 +285,25 @@ async def message_stream(
         except IntegrityError:
             # Made meanwhile by a concurrent message, or another user's: then this is a 404.
             state = await writable(store, session_id, user)
-    call_id = getattr(body.message, "call_id", None)
+    message = body.message
+    # X-IDEM-1: a user message the IDE named is answered once; a resend gets the stored reply.
+    name = message.client_message_id if isinstance(message, UserMessageFrame) else None
+    digest = _digest(message) if isinstance(message, UserMessageFrame) else ""
+    if name is not None:
+        earlier = await store.client_message(session_id, name)
+        if earlier is not None:
+            return _resent(earlier, digest, session_id, settings)
+    call_id = getattr(message, "call_id", None)
     call = await store.tool_call(session_id, call_id) if call_id else None
-    turn = respond(body.message, state.current_agent, call, _new_call_id)
+    turn = respond(message, state.current_agent, call, _new_call_id)
+    frames = [frame.model_dump(mode="json", exclude_none=True) for frame in turn.frames]
+    named = None if name is None else ClientMessage(name, digest, frames, turn.error)
     # Everything is stored before the first byte goes out: an acknowledged turn is never lost.
-    await store.apply_turn(session_id, turn)
-
-    async def events() -> AsyncIterator[bytes]:
-        for frame in turn.frames:
-            yield sse.encode_event(sse.MESSAGE, frame.model_dump(mode="json", exclude_none=True))
-        if turn.error is not None:
-            yield sse.encode_event(sse.ERROR, StreamError(error=turn.error).model_dump())
-        else:
-            yield sse.encode_event(sse.DONE, StreamDone().model_dump())
-
-    return StreamingResponse(
-        events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
-    )
+    earlier = await store.apply_turn(session_id, turn, named)
+    if earlier is not None:
+        # A concurrent send of the same message was stored first: this one is its resend.
+        return _resent(earlier, digest, session_id, settings)
+    return _event_stream(frames, turn.error, settings.frame_delay)
 
 
 def create_app(settings: RuntimeSettings) -> FastAPI:

@@ -24,6 +24,7 @@ from reference.runtime.script_agent import PendingCall, Turn
 from reference.runtime.tables import (
     AgentSwitchRow,
     Base,
+    ClientMessageRow,
     MessageRow,
     SessionRow,
     SessionShareRow,
@@ -67,6 +68,17 @@ class SessionState:
 
 
 @dataclass(frozen=True)
+class ClientMessage:
+    """A named user message's reply as it was streamed (X-IDEM-1)."""
+
+    client_message_id: str
+    # sha256 of the message's role and content: a name reused for another message shows.
+    digest: str
+    frames: list[dict[str, Any]]
+    error: str | None = None
+
+
+@dataclass(frozen=True)
 class SearchHit:
     session: SessionState
     snippet: str
@@ -82,6 +94,15 @@ def _state(row: SessionRow) -> SessionState:
         switch_count=row.switch_count,
         title=row.title,
         owner=row.owner,
+    )
+
+
+def _client_message(row: ClientMessageRow) -> ClientMessage:
+    return ClientMessage(
+        client_message_id=row.client_message_id,
+        digest=row.digest,
+        frames=list(row.frames),
+        error=row.error,
     )
 
 
@@ -290,7 +311,14 @@ class Store:
             if row is None:
                 raise SessionNotFound(session_id)
             # Children first: the cascade is declared, but SQLite enforces it only per connection.
-            for table in (MessageRow, AgentSwitchRow, ToolCallRow, SessionShareRow):
+            # Names of messages go with their session: the same name may serve a new one.
+            for table in (
+                MessageRow,
+                AgentSwitchRow,
+                ToolCallRow,
+                SessionShareRow,
+                ClientMessageRow,
+            ):
                 await db.execute(delete(table).where(table.session_id == session_id))
             await db.delete(row)
 
@@ -354,8 +382,35 @@ class Store:
                 feedback=row.feedback,
             )
 
-    async def apply_turn(self, session_id: str, turn: Turn) -> None:
-        """Write all a turn changes in one transaction: it is there entirely or not at all."""
+    async def client_message(self, session_id: str, client_message_id: str) -> ClientMessage | None:
+        """The reply stored for a named user message of the session, if it was stored."""
+        async with self._sessions() as db:
+            row = await db.get(ClientMessageRow, (session_id, client_message_id))
+            return None if row is None else _client_message(row)
+
+    async def apply_turn(
+        self, session_id: str, turn: Turn, named: ClientMessage | None = None
+    ) -> ClientMessage | None:
+        """Write all a turn changes in one transaction: it is there entirely or not at all.
+
+        `named`: the turn answers a user message the IDE named (X-IDEM-1), stored with it. When
+        that name was stored before, by an earlier send or a concurrent one, nothing of this turn
+        is stored and the earlier reply is returned instead.
+        """
+        try:
+            return await self._apply_turn(session_id, turn, named)
+        except IntegrityError:
+            if named is None:
+                raise
+            # Another process stored the same name between our check and our commit.
+            earlier = await self.client_message(session_id, named.client_message_id)
+            if earlier is None:
+                raise
+            return earlier
+
+    async def _apply_turn(
+        self, session_id: str, turn: Turn, named: ClientMessage | None
+    ) -> ClientMessage | None:
         async with self._writing() as db:
             session = await db.scalar(
                 select(SessionRow).where(SessionRow.id == session_id).with_for_update()
@@ -363,6 +418,21 @@ class Store:
             if session is None:
                 raise SessionNotFound(session_id)
             now = utc_now()
+            if named is not None:
+                # Under the session's lock: a concurrent resend waits here, then finds this row.
+                earlier = await db.get(ClientMessageRow, (session_id, named.client_message_id))
+                if earlier is not None:
+                    return _client_message(earlier)
+                db.add(
+                    ClientMessageRow(
+                        session_id=session_id,
+                        client_message_id=named.client_message_id,
+                        digest=named.digest,
+                        frames=named.frames,
+                        error=named.error,
+                        created_at=now,
+                    )
+                )
             for offset, message in enumerate(turn.messages):
                 db.add(
                     MessageRow(
@@ -404,3 +474,4 @@ class Store:
                 session.switch_count += 1
                 session.current_agent = turn.switch.to_agent
             session.last_activity = now
+        return None

@@ -83,3 +83,26 @@ class SessionShareRow(Base):
     )
     # A reserved word in PostgreSQL; SQLAlchemy quotes it wherever it is.
     user: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)
+
+
+class ClientMessageRow(Base):
+    """A user message the IDE named (X-IDEM-1) and the reply it was answered with.
+
+    Written in the transaction of its turn, so a named message is stored exactly when its reply
+    is. The primary key is the unique constraint that lets only one of two concurrent resends
+    store a turn; the other replays this row.
+    """
+
+    __tablename__ = "client_messages"
+
+    session_id: Mapped[str] = mapped_column(
+        ForeignKey("sessions.id", ondelete="CASCADE"), primary_key=True
+    )
+    client_message_id: Mapped[str] = mapped_column(PORTABLE_TEXT, primary_key=True)
+    # What the message said (role and content, hashed): the same name for another message is
+    # the IDE's mistake, refused rather than answered with a reply to something else.
+    digest: Mapped[str] = mapped_column(String(64))
+    # The turn's frames as streamed, and its error event's text if it ended in one.
+    frames: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(PORTABLE_TEXT, nullable=True)
+    created_at: Mapped[str] = mapped_column(String(40))

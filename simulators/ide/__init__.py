@@ -9,7 +9,9 @@ agent bloc: deferred connect, history to chat items, tool calls, approvals). `Id
 written out, no restore at start-up, no reconnect after a drop ...). Each difference is one policy
 of its concern's module (rest_policy, restore_service, session_manager, websocket_repository,
 frames_out, frames_in, chat_view), gathered per model in `clients`; docs/client-fidelity.md lists
-them against the real client's files.
+them against the real client's files. `IdeSettings.idempotent` (the target claims profile
+`idempotent`) makes the designed client name each user_message and send an unanswered one again
+after its socket dropped mid-turn (X-IDEM-1); the shipped client has no ids.
 """
 
 from simulators.ide.driver import Ide, IdeError

@@ -17,6 +17,10 @@ from simulators.ide.websocket_repository import SocketError
 
 __all__ = ["Chat", "ChatItem", "ItemKind", "Outcome"]
 
+# Resends of one message at most: a server that drops every socket mid-turn ends the turn in an
+# error, not in a loop.
+MAX_RESENDS = 3
+
 
 class Chat:
     def __init__(
@@ -43,6 +47,8 @@ class Chat:
         self._approvals: set[asyncio.Task[None]] = set()
         # A turn was started and has not ended yet: a socket closing now leaves it unanswered.
         self._turn_open = False
+        self._resends = 0
+        self._resending: set[asyncio.Task[None]] = set()
 
     def show_history(self, history: History | None) -> None:
         self.items = self.view.history_items(history)
@@ -52,9 +58,11 @@ class Chat:
         if text is not None:
             self.items.append(ChatItem("user", text))
         self._turn_open = True
+        self._resends = 0
 
     def _end_turn(self, outcome: Outcome) -> None:
         self._turn_open = False
+        self.protocol.answered()
         self.outcomes.put_nowait(outcome)
 
     def fail(self, text: str) -> None:
@@ -65,9 +73,29 @@ class Chat:
     def socket_closed(self, reason: str) -> None:
         """The socket is gone (closed by the gateway, or would not send): a turn in progress
         ends in that error."""
-        if self._turn_open:
-            self.trace.step(CHAT, None, reason, "C-WS-2", ok=False)
-            self.fail(reason)
+        if not self._turn_open:
+            return
+        unanswered = self.protocol.unanswered
+        if unanswered is not None and self._resends < MAX_RESENDS:
+            # X-IDEM-1: the server may have stored the turn; the same name gets its reply.
+            self._resends += 1
+            name = unanswered["client_message_id"]
+            self.trace.step(CHAT, None, f"{reason}; sending message {name} again", "C-WS-2")
+            task = asyncio.create_task(self._resend(reason))
+            self._resending.add(task)
+            task.add_done_callback(self._resending.discard)
+            return
+        self.trace.step(CHAT, None, reason, "C-WS-2", ok=False)
+        self.fail(reason)
+
+    async def _resend(self, reason: str) -> None:
+        # The resend's answer is the whole reply again: what came of it before is dropped.
+        self._reply = []
+        try:
+            await self.protocol.resend_unanswered()
+        except SocketError as exc:
+            self.trace.step(CHAT, None, f"{reason}; the resend failed: {exc}", "C-WS-2", ok=False)
+            self.fail(f"{reason}; the resend failed: {exc}")
 
     async def on_text(self, text: str) -> None:
         self.trace.traffic(f"WS recv {text[:300]}")
@@ -75,6 +103,8 @@ class Chat:
             case Chunk() as chunk:
                 self._chunk(chunk)
             case ToolCallFrame() as call:
+                # The message's turn ended in this call: a resend now would ask for it again.
+                self.protocol.answered()
                 self.items.append(ChatItem("tool_call", call.tool_name, call.call_id))
                 self.tool_calls.put_nowait(call)
                 await self._tool_call(call)
@@ -138,5 +168,5 @@ class Chat:
         await self._run(call, run_with)
 
     async def close(self) -> None:
-        for task in list(self._approvals):
+        for task in [*self._approvals, *self._resending]:
             task.cancel()

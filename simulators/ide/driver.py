@@ -54,7 +54,9 @@ class Ide:
         self.repository = WebSocketRepository(
             settings, self.trace, model.socket, self._on_text, self._on_socket_closed
         )
-        self.protocol = AgentProtocolService(self.repository, model.frames_out)
+        self.protocol = AgentProtocolService(
+            self.repository, model.frames_out, names_messages=settings.idempotent
+        )
         self.chat = Chat(
             self.protocol, self.workspace, self.policy, self.trace, model.frames_in, model.view
         )

@@ -19,7 +19,10 @@ class Decided:
 
 
 class FramesOut(Protocol):
-    def user_message(self, content: str) -> Frame: ...
+    def user_message(self, content: str, client_message_id: str | None = None) -> Frame:
+        """`client_message_id`: the name X-IDEM-1 lets a client give a message, if the model
+        writes one."""
+        ...
 
     def switch_agent(self, agent_type: str, content: str) -> Frame: ...
 
@@ -45,8 +48,11 @@ def _switch_agent(agent_type: str, content: str) -> Frame:
 class DesignedFrames:
     """The design note's frames: optional fields left out, the executor's value as the result."""
 
-    def user_message(self, content: str) -> Frame:
-        return _user_message(content)
+    def user_message(self, content: str, client_message_id: str | None = None) -> Frame:
+        frame = _user_message(content)
+        if client_message_id is not None:
+            frame["client_message_id"] = client_message_id
+        return frame
 
     def switch_agent(self, agent_type: str, content: str) -> Frame:
         return _switch_agent(agent_type, content)
@@ -146,7 +152,8 @@ def _operation_result(tool_name: str, arguments: dict[str, Any], value: Any) -> 
 class ShippedFrames:
     """The real IDE's frames: every field written out, null included."""
 
-    def user_message(self, content: str) -> Frame:
+    def user_message(self, content: str, client_message_id: str | None = None) -> Frame:
+        # The real IDE has no message ids: a name asked for is not written.
         return _user_message(content)
 
     def switch_agent(self, agent_type: str, content: str) -> Frame:

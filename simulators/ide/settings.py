@@ -26,6 +26,10 @@ class IdeSettings:
     # simulated IDE keeps: the shipped client has none.
     turn_timeout: float = 30.0
     client: Client = "designed"
+    # The target claims profile `idempotent` (X-IDEM-1): the designed client names each
+    # user_message with a client_message_id, and sends it again under that name when its socket
+    # drops before the turn ended. The shipped client has no ids, whatever this says.
+    idempotent: bool = False
 
     def scaled(self, seconds: float) -> float:
         return seconds * TIMEOUT_SCALE
