@@ -46,6 +46,7 @@ def _run(args: argparse.Namespace) -> int:
             client_key=args.client_key,
             internal_key=args.internal_key,
             turn_timeout=args.turn_timeout,
+            keep_run=args.keep_run,
         ),
         junit_path=args.junit_xml,
         json_path=args.json,
@@ -63,6 +64,13 @@ def _add_target_options(parser: argparse.ArgumentParser) -> None:
     where.add_argument("--client-key", help="key the gateway requires of clients")
     where.add_argument("--internal-key", help="key the runtime requires")
     where.add_argument("--turn-timeout", type=float, help="seconds one agent turn may take")
+    where.add_argument(
+        "--keep-run",
+        type=Path,
+        metavar="DIR",
+        help="keep what the run made in DIR: the services' logs, the data of the services it "
+        "launched, the report with its transcripts (default: all temporary)",
+    )
 
 
 def _positive_rate(value: str) -> float:
@@ -112,6 +120,7 @@ def _verify(args: argparse.Namespace) -> int:
             verbose=args.verbose,
             baseline=args.baseline,
             rate=args.rate,
+            keep_run=args.keep_run,
         )
     )
 

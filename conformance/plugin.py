@@ -75,6 +75,12 @@ TIMEOUT_SCALE = float(os.environ.get("SESSIONLAB_TIMEOUT_SCALE", "1"))
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("sessionlab", "sessionlab conformance checks")
     group.addoption("--target", dest="sessionlab_target", help="target description file (YAML)")
+    group.addoption(
+        "--keep-run",
+        dest="sessionlab_keep_run",
+        type=Path,
+        help="keep the services' logs and data in this folder after the run",
+    )
     group.addoption("--gateway-url", dest="sessionlab_gateway_url", help="gateway base URL")
     group.addoption("--runtime-url", dest="sessionlab_runtime_url", help="runtime base URL")
     group.addoption("--client-key", dest="sessionlab_client_key", help="the gateway's client key")
@@ -279,6 +285,7 @@ def _make_target(config: pytest.Config) -> Target:
         client_key=config.getoption("sessionlab_client_key"),
         internal_key=config.getoption("sessionlab_internal_key"),
         turn_timeout=config.getoption("sessionlab_turn_timeout"),
+        keep_run=config.getoption("sessionlab_keep_run"),
     )
     try:
         return make_target(options)
@@ -317,6 +324,11 @@ def sessionlab_target(request: pytest.FixtureRequest) -> Iterator[TargetRunner]:
             request.config.stash[STOPPED] = problem
             pytest.exit(problem, returncode=HARNESS_FAILED)
     yield runner
+    keep = request.config.getoption("sessionlab_keep_run")
+    if keep is not None:
+        from conformance.keep_run import keep_logs
+
+        keep_logs(runner, keep)
     runner.close()
 
 
@@ -592,7 +604,10 @@ def pytest_runtest_makereport(
         outcome, message = "partial", "; ".join(dict.fromkeys(notes))
     if kept is not None and verdict.traceback:
         kept.note(kept.redact(verdict.traceback))
-    wire = kept.as_list() if kept and outcome in ("failed", "error") else []
+    # A kept run (--keep-run) keeps every check's exchange; otherwise the report carries those
+    # of the failures only, which is what a reader looks for.
+    keep_all = item.config.getoption("sessionlab_keep_run") is not None
+    wire = kept.as_list() if kept and (keep_all or outcome in ("failed", "error")) else []
     result = CheckResult(
         nodeid=item.nodeid,
         requirement_ids=verdict.blamed,

@@ -5,6 +5,7 @@ import os
 import secrets
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from conformance.targets import Target
 
@@ -23,6 +24,8 @@ class TargetOptions:
     client_key: str | None = field(default=None, repr=False)
     internal_key: str | None = field(default=None, repr=False)
     turn_timeout: float | None = None
+    # --keep-run: the folder that keeps the launched services' logs and data after the run.
+    keep_run: Path | None = None
 
 
 def _call_factory(spec: str) -> Target:
@@ -62,6 +65,7 @@ def make_target(options: TargetOptions) -> Target:
 
         # The reference is verified with its keys on, so the key checks run rather than skip.
         return ReferenceTarget(
+            data_dir=None if options.keep_run is None else options.keep_run / "data",
             client_key=options.client_key or secrets.token_urlsafe(24),
             turn_timeout=options.turn_timeout or 10.0,
         )
@@ -74,5 +78,6 @@ def make_target(options: TargetOptions) -> Target:
         client_key=options.client_key,
         internal_key=options.internal_key,
         turn_timeout=options.turn_timeout,
+        run_dir=options.keep_run,
     )
     return target

@@ -49,6 +49,7 @@ class VerifyOptions:
     verbose: bool = False
     baseline: Path | None = None
     rate: float | None = None
+    keep_run: Path | None = None
 
     def pytest_args(self, report_path: Path) -> list[str]:
         args = [
@@ -90,6 +91,7 @@ class VerifyOptions:
             ("--turn-timeout", None if self.turn_timeout is None else str(self.turn_timeout)),
             ("--baseline", None if self.baseline is None else str(self.baseline)),
             ("--rate", None if self.rate is None else str(self.rate)),
+            ("--keep-run", None if self.keep_run is None else str(self.keep_run)),
         ]
         for flag, value in pairs:
             if value is not None:
@@ -122,8 +124,12 @@ def _write(path: Path, text: str) -> None:
 
 def write_reports(report: dict[str, Any], options: VerifyOptions) -> None:
     report = secrecy.redact_data(report)
+    document = json.dumps(report, indent=2, ensure_ascii=False) + "\n"
     if options.json_path:
-        _write(options.json_path, json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+        _write(options.json_path, document)
+    if options.keep_run:
+        options.keep_run.mkdir(parents=True, exist_ok=True)
+        _write(options.keep_run / "report.json", document)
     if options.junit_path:
         _write(options.junit_path, render_junit(report))
     if options.html_path:
@@ -224,4 +230,8 @@ def run_verify(options: VerifyOptions) -> int:
     say(render_console(report, verbose=options.verbose, tracebacks=progress.tracebacks))
     if report.get("stopped"):
         say(f"sessionlab verify: {report['stopped']}", sys.stderr)
+    if options.keep_run:
+        from conformance.keep_run import describe
+
+        say(describe(options.keep_run))
     return exit_status(report)

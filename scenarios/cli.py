@@ -9,6 +9,7 @@ import json
 import sys
 from pathlib import Path
 
+from conformance.keep_run import describe, keep_logs
 from conformance.target_options import TargetOptionError, TargetOptions, make_target
 from conformance.target_runner import TargetRunner
 from conformance.targets import TargetError
@@ -93,6 +94,8 @@ def run_command(
             flush=True,
         )
         results = asyncio.run(run_plans(scenarios, runner, clients=clients))
+        if options.keep_run is not None:
+            keep_logs(runner, options.keep_run)
     finally:
         runner.close()
     for result in results:
@@ -111,10 +114,15 @@ def run_command(
     )
     if junit_path:
         junit_path.write_text(render_junit(results), encoding="utf-8")
+    document = {
+        "scenarios": [result.as_dict() for result in results],
+        "summary": {**counts, "clients": list(clients), "client_differences": differences},
+    }
+    text = json.dumps(document, indent=2, ensure_ascii=False)
     if json_path:
-        document = {
-            "scenarios": [result.as_dict() for result in results],
-            "summary": {**counts, "clients": list(clients), "client_differences": differences},
-        }
-        json_path.write_text(json.dumps(document, indent=2, ensure_ascii=False), encoding="utf-8")
+        json_path.write_text(text, encoding="utf-8")
+    if options.keep_run is not None:
+        options.keep_run.mkdir(parents=True, exist_ok=True)
+        (options.keep_run / "plans.json").write_text(text, encoding="utf-8")
+        print(describe(options.keep_run))
     return FAILED if counts["failed"] or counts["error"] else PASSED
