@@ -79,10 +79,15 @@ async def ordinary_health(base_url: str, transcript: Transcript, who: str) -> st
 async def hostile_and_ordinary(
     hostile: Awaitable[list[str]], ordinary: Callable[[], Awaitable[str | None]]
 ) -> tuple[list[str], str | None]:
-    """Run the hostile client and, once it is under way, the ordinary one."""
+    """Run the hostile client and, once it is under way, the ordinary one, again and again until
+    the hostile one is done: a harm that comes late in the attack (a big frame still arriving)
+    is seen as well as one at its start."""
     hostile_task = asyncio.ensure_future(hostile)
     await asyncio.sleep(0.05)
-    hurt = await ordinary()
+    while True:
+        hurt = await ordinary()
+        if hurt is not None or hostile_task.done():
+            break
     return await hostile_task, hurt
 
 

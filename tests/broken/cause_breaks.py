@@ -168,7 +168,7 @@ def odd_stream_bodies_streamed() -> ReferenceTarget:
     def done_for_invalid(scope: Scope, body: bytes) -> bytes | None:
         try:
             data = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):
             return None
         message = data.get("message") if isinstance(data, dict) else None
         valid = isinstance(message, dict) and isinstance(message.get("type"), str)

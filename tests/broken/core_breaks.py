@@ -218,6 +218,8 @@ async def _close_on_text(message: Message, send: Send) -> bool:
     if message["type"] == "websocket.receive" and text is not None:
         try:
             json.loads(text)
+        except RecursionError:
+            return False  # JSON, only deeper than this break reads: the gateway's own handling
         except ValueError:
             await send({"type": "websocket.close", "code": 1011, "reason": "bad frame"})
             return True
@@ -234,7 +236,8 @@ async def _crash_on_lone_surrogate(message: Message, _send: Send) -> bool:
     if message["type"] == "websocket.receive" and text is not None:
         try:
             data = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):
+            # Not JSON, or deeper than this break reads: the gateway's own handling.
             return False
         # As a gateway that forwards the decoded frame as UTF-8 does: the handler dies.
         json.dumps(data, ensure_ascii=False).encode()
@@ -299,24 +302,36 @@ def _client_frame(message: Message, kind: str) -> dict[str, Any] | None:
     return frame if isinstance(frame, dict) and frame.get("type") == kind else None
 
 
-async def _repeat_approved_call(message: Message, send: Send) -> bool:
-    decision = _client_frame(message, "hitl_decision")
-    if decision is not None and decision.get("decision") in ("approve", "edit"):
-        # The exchange the contract no longer allows: the approved call comes back to be run.
-        again = {
-            "type": "tool_call",
-            "call_id": decision["call_id"],
-            "tool_name": "write_file",
-            "arguments": decision.get("modified_arguments") or {},
-            "requires_approval": False,
-        }
-        await send({"type": "websocket.send", "text": json.dumps(again)})
-    return False
-
-
 def approval_repeats_call() -> ReferenceTarget:
     """W-HITL-1: after approve or edit the tool_call comes again for the same call_id."""
-    return ReferenceTarget(gateway_wrapper=intercept_socket(incoming=_repeat_approved_call))
+    asked: set[str] = set()
+
+    async def note_call(message: Message, send: Send) -> bool:
+        text = message.get("text")
+        if message["type"] == "websocket.send" and text and '"tool_call"' in text:
+            frame = json.loads(text)
+            if frame.get("requires_approval") is True:
+                asked.add(frame["call_id"])
+        return False
+
+    async def repeat(message: Message, send: Send) -> bool:
+        decision = _client_frame(message, "hitl_decision")
+        call_id = None if decision is None else decision.get("call_id")
+        if not isinstance(call_id, str) or call_id not in asked:
+            return False
+        if decision.get("decision") in ("approve", "edit"):
+            # The exchange the contract no longer allows: the approved call comes back to run.
+            again = {
+                "type": "tool_call",
+                "call_id": decision["call_id"],
+                "tool_name": "write_file",
+                "arguments": decision.get("modified_arguments") or {},
+                "requires_approval": False,
+            }
+            await send({"type": "websocket.send", "text": json.dumps(again)})
+        return False
+
+    return ReferenceTarget(gateway_wrapper=intercept_socket(outgoing=note_call, incoming=repeat))
 
 
 def approval_result_refused() -> ReferenceTarget:
@@ -329,7 +344,7 @@ def approval_result_refused() -> ReferenceTarget:
             decided.add(str(decision.get("call_id")))
             return False
         result = _client_frame(message, "tool_result")
-        if result is None or result.get("call_id") not in decided:
+        if result is None or str(result.get("call_id")) not in decided:
             return False
         error = {"type": "error", "content": f"No tool call awaits {result['call_id']}"}
         await send({"type": "websocket.send", "text": json.dumps(error)})
