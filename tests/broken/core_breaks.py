@@ -341,12 +341,14 @@ def approval_result_refused() -> ReferenceTarget:
     async def refuse(message: Message, send: Send) -> bool:
         decision = _client_frame(message, "hitl_decision")
         if decision is not None:
-            decided.add(str(decision.get("call_id")))
+            if isinstance(decision.get("call_id"), str):
+                decided.add(decision["call_id"])
             return False
         result = _client_frame(message, "tool_result")
-        if result is None or str(result.get("call_id")) not in decided:
+        call_id = None if result is None else result.get("call_id")
+        if not isinstance(call_id, str) or call_id not in decided:
             return False
-        error = {"type": "error", "content": f"No tool call awaits {result['call_id']}"}
+        error = {"type": "error", "content": f"No tool call awaits {call_id}"}
         await send({"type": "websocket.send", "text": json.dumps(error)})
         return True
 
