@@ -298,7 +298,10 @@ def _client_frame(message: Message, kind: str) -> dict[str, Any] | None:
     text = message.get("text")
     if message["type"] != "websocket.receive" or not text or f'"{kind}"' not in text:
         return None
-    frame = json.loads(text)
+    try:
+        frame = json.loads(text)
+    except (ValueError, RecursionError):
+        return None  # not a frame: the gateway's to answer
     return frame if isinstance(frame, dict) and frame.get("type") == kind else None
 
 
@@ -309,8 +312,8 @@ def approval_repeats_call() -> ReferenceTarget:
     async def note_call(message: Message, send: Send) -> bool:
         text = message.get("text")
         if message["type"] == "websocket.send" and text and '"tool_call"' in text:
-            frame = json.loads(text)
-            if frame.get("requires_approval") is True:
+            frame = json.loads(text)  # the gateway's own frames: always JSON objects
+            if frame.get("type") == "tool_call" and frame.get("requires_approval") is True:
                 asked.add(frame["call_id"])
         return False
 
