@@ -14,7 +14,6 @@ import httpx
 import pytest
 import websockets
 
-from conformance.targets.loader import load_target
 from conformance.targets.process_target import ProcessTarget
 from scenarios.loader import load_scenarios
 from tests.broken.harness import statuses
@@ -24,10 +23,11 @@ from tests.fixtures.alternative.harness import (
     TARGET_FILE,
     alternative_environment,
     judged,
+    started,
     verify_alternative,
 )
 from tests.fixtures.stack import deadline
-from tests.fixtures.thirdparty.harness import assert_nothing_left, client
+from tests.fixtures.thirdparty.harness import client
 
 PLANS = REPO / "scenarios" / "plans"
 
@@ -36,16 +36,8 @@ PLANS = REPO / "scenarios" / "plans"
 async def alternative(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> AsyncIterator[ProcessTarget]:
-    for name, value in alternative_environment({}).items():
-        monkeypatch.setenv(name, value)
-    target = load_target(TARGET_FILE, run_dir=tmp_path / "run")
-    assert isinstance(target, ProcessTarget)
-    await target.start()
-    try:
+    async with started(TARGET_FILE, monkeypatch, tmp_path / "run") as target:
         yield target
-    finally:
-        await target.close()
-    assert_nothing_left(target)
 
 
 async def turn(socket: Any) -> list[dict[str, Any]]:

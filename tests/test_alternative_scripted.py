@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 import websockets
 
-from conformance.targets.loader import load_target
 from conformance.targets.process_target import ProcessTarget
 from tests.broken.harness import message, statuses
 from tests.fixtures.alternative.agent import ACKNOWLEDGEMENT
@@ -25,10 +24,11 @@ from tests.fixtures.alternative.harness import (
     SHARED_KEY,
     alternative_environment,
     judged,
+    started,
     verify_alternative,
 )
 from tests.fixtures.stack import deadline
-from tests.fixtures.thirdparty.harness import assert_nothing_left, client, create_session
+from tests.fixtures.thirdparty.harness import client, create_session
 
 SCRIPTED_CHECKS = ("W-TOOL-1", "W-HITL-1", "W-AGENT-1")
 # The IDE writes every field out, null included (protocol.md section 5).
@@ -44,16 +44,8 @@ TOOL_RAN = {
 
 @pytest.fixture
 async def scripted(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> AsyncIterator[ProcessTarget]:
-    for name, value in alternative_environment({}).items():
-        monkeypatch.setenv(name, value)
-    target = load_target(SCRIPTED_TARGET_FILE, run_dir=tmp_path / "run")
-    assert isinstance(target, ProcessTarget)
-    await target.start()
-    try:
+    async with started(SCRIPTED_TARGET_FILE, monkeypatch, tmp_path / "run") as target:
         yield target
-    finally:
-        await target.close()
-    assert_nothing_left(target)
 
 
 async def send(socket: Any, frame: dict[str, Any]) -> None:
