@@ -21,7 +21,7 @@ from websockets.exceptions import ConnectionClosed
 from conformance.contract.frames import AssistantMessageFrame, FrameError, ServerFrame
 from conformance.failures import Expect
 from conformance.plugin import deadline
-from conformance.probes import NoFrame, Socket, SocketClosed, describe_close
+from conformance.probes import NoFrame, Socket, SocketClosed, TurnDidNotEnd, describe_close
 from conformance.target_runner import TargetRunner
 from conformance.transcript import Transcript
 
@@ -77,18 +77,23 @@ async def ordinary_health(base_url: str, transcript: Transcript, who: str) -> st
 
 
 async def hostile_and_ordinary(
-    hostile: Awaitable[list[str]], ordinary: Callable[[], Awaitable[str | None]]
+    hostile: Awaitable[list[str]], *ordinary: Callable[[], Awaitable[str | None]]
 ) -> tuple[list[str], str | None]:
-    """Run the hostile client and, once it is under way, the ordinary one, again and again until
-    the hostile one is done: a harm that comes late in the attack (a big frame still arriving)
-    is seen as well as one at its start."""
+    """Run the hostile client and, once it is under way, each ordinary one side by side, again
+    and again until the hostile one is done: a harm that comes late in the attack (a big frame
+    still arriving) is seen as well as one at its start, and one ordinary client's wait (a turn)
+    leaves no gap in another's watch (GET /health)."""
     hostile_task = asyncio.ensure_future(hostile)
     await asyncio.sleep(0.05)
-    while True:
-        hurt = await ordinary()
-        if hurt is not None or hostile_task.done():
-            break
-    return await hostile_task, hurt
+
+    async def watch(client: Callable[[], Awaitable[str | None]]) -> str | None:
+        while True:
+            hurt = await client()
+            if hurt is not None or hostile_task.done():
+                return hurt
+
+    hurts = await asyncio.gather(*(watch(client) for client in ordinary))
+    return await hostile_task, next((hurt for hurt in hurts if hurt is not None), None)
 
 
 async def _deep_posts(
@@ -405,6 +410,9 @@ async def test_a_hostile_socket_never_hurts_another(
     ordinary_session = await create_session(gateway)
     rounds = 4 if deep else 1
     async with open_ws(ordinary_session) as ordinary:
+        # A turn before the attack stands for the prerequisite W-TURN-1: once it has ended in
+        # time, a turn that does not end during the attack is this requirement's failure.
+        await socket_turn(ordinary, user_message(f"before {run_id}"), expect)
 
         async def hostile() -> list[str]:
             sends = [send for _ in range(rounds) for _, send in HOSTILE_SENDS]
@@ -415,18 +423,21 @@ async def test_a_hostile_socket_never_hurts_another(
             return []
 
         async def ordinary_turn() -> str | None:
-            hurt = await ordinary_health(endpoints.gateway_url, transcript, "the gateway")
-            text = f"ordinary {run_id}"
+            await ordinary.send_json(user_message(f"ordinary {run_id}"))
             try:
-                frames = await socket_turn(ordinary, user_message(text), expect)
-            except FrameError as exc:
-                return f"an invalid frame: {exc}"
+                frames = await ordinary.turn()
+            except (TurnDidNotEnd, FrameError, SocketClosed) as exc:
+                return f"the ordinary turn did not complete: {exc}"
             if frames[-1].type == "error":
                 return f"the ordinary turn ended in an error: {frames[-1].model_dump()}"
             transcript.note(f"the ordinary turn answered {_reply(frames)[:80]!r}")
-            return hurt
+            return None
 
-        _, hurt = await hostile_and_ordinary(hostile(), ordinary_turn)
+        _, hurt = await hostile_and_ordinary(
+            hostile(),
+            lambda: ordinary_health(endpoints.gateway_url, transcript, "the gateway"),
+            ordinary_turn,
+        )
     expect.that(
         hurt is None,
         "a turn on another socket and GET /health unhurt while one socket sends hostile frames",
