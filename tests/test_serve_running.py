@@ -20,6 +20,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.frames import Frame, Opcode
 
+from conformance.targets.ports import free_ports
 from tests.fixtures.stack import deadline
 
 # The installed command, as a tester runs it (not `python -m`).
@@ -53,10 +54,8 @@ def run_serve(*args: str, env: Mapping[str, str] | None = None) -> subprocess.Co
 
 
 def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
+    (port,) = free_ports(1)
+    return port
 
 
 class Serving:
