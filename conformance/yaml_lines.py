@@ -49,8 +49,13 @@ def _convert(node: yaml.Node, location: Location, lines: dict[Location, int]) ->
         return result
     if isinstance(node, yaml.SequenceNode):
         return [_convert(item, (*location, index), lines) for index, item in enumerate(node.value)]
-    # Scalars: let the safe loader's resolver give them their types (int, bool, null ...).
-    return yaml.SafeLoader(yaml.serialize(node)).get_single_data()
+    # Scalars: compose has resolved their tags (int, bool, null ...); the safe constructor
+    # builds the value. (Re-serialising the node would lose an empty value: `key:` with nothing.)
+    loader = yaml.SafeLoader("")
+    try:
+        return loader.construct_object(node, deep=True)
+    finally:
+        loader.dispose()
 
 
 def parse_yaml(text: str) -> LoadedYaml:

@@ -955,6 +955,11 @@ def test_consecutive_assistant_bubbles_read_as_one_reply() -> None:
             "id: x\ntitle: t\nsteps:\n  - open_panel: now\n",
             "4: open_panel takes a mapping of arguments",
         ),
+        (
+            "id: x\ntitle: t\nsteps:\n  - new_session:\n  - send:\n",
+            "5: send: text: Field required",
+        ),
+        ("id: x\ntitle: t\nsteps:\n  -\n", "4: a step is a mapping such as `- send: hello`"),
     ],
     ids=[
         "typo",
@@ -983,6 +988,8 @@ def test_consecutive_assistant_bubbles_read_as_one_reply() -> None:
         "stored-nothing",
         "created-unknown-field",
         "panel-with-an-argument",
+        "step-with-an-empty-value",
+        "empty-step",
     ],
 )
 def test_a_bad_plan_gets_its_file_line_and_reason(tmp_path: Path, text: str, reason: str) -> None:
