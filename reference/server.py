@@ -11,10 +11,12 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import uvicorn
 from starlette.types import ASGIApp
+from uvicorn.loops.auto import auto_loop_factory
+from uvicorn.protocols.http.auto import AutoHTTPProtocol
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from reference.settings import DEFAULT_MAX_BYTES
@@ -183,7 +185,20 @@ def connection_cap(wanted: int) -> int:
     return max(8, min(wanted, (soft - _RESERVED_FILES) // 2))
 
 
-def guarded_http(head_timeout: float, max_connections: int) -> type[H11Protocol]:
+# uvicorn's fastest HTTP/1.1 protocol installed: httptools' C parser where it is (the
+# `uvicorn[standard]` extra), else h11 in pure Python; both offer what the guard below uses.
+if TYPE_CHECKING:
+    _FastestHttp = H11Protocol
+else:
+    _FastestHttp = AutoHTTPProtocol
+
+
+def loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
+    """uvloop's event loop where it is installed, else asyncio's: as `uvicorn` itself picks."""
+    return auto_loop_factory()
+
+
+def guarded_http(head_timeout: float, max_connections: int) -> type[asyncio.Protocol]:
     """uvicorn's HTTP/1.1 protocol with a deadline for request heads and a bound on connections.
 
     uvicorn waits for a request head for ever: a client that sends half of one holds its
@@ -194,9 +209,9 @@ def guarded_http(head_timeout: float, max_connections: int) -> type[H11Protocol]
     """
     # Connections awaiting a request head, oldest first (dicts keep insertion order), each with
     # the way to drop it.
-    waiting: dict[H11Protocol, Callable[[], None]] = {}
+    waiting: dict[_FastestHttp, Callable[[], None]] = {}
 
-    class HeadDeadline(H11Protocol):
+    class HeadDeadline(_FastestHttp):
         _head_timer: asyncio.TimerHandle | None = None
 
         def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -246,13 +261,17 @@ def guarded_http(head_timeout: float, max_connections: int) -> type[H11Protocol]
     return HeadDeadline
 
 
-def bind_socket(host: str = LOOPBACK, port: int = 0) -> socket.socket:
+def bind_socket(host: str = LOOPBACK, port: int = 0, reuse_port: bool = False) -> socket.socket:
+    """`reuse_port`: several processes of one service each listen on the port with a socket of
+    their own, and the kernel spreads new connections over them (SO_REUSEPORT)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # IPPROTO_TCP spelled out: asyncio sets TCP_NODELAY only on sockets that say so, and without
     # it every small response waits out the client's delayed ACK (about 40 ms).
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     # A restarted service takes its old port back at once, even with connections in TIME_WAIT.
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
     sock.set_inheritable(True)
     return sock
@@ -329,7 +348,8 @@ class ThreadedServer:
 
         def run() -> None:
             try:
-                asyncio.run(server.serve(sockets=[sock]))
+                with asyncio.Runner(loop_factory=loop_factory()) as runner:
+                    runner.run(server.serve(sockets=[sock]))
             except BaseException as exc:  # reported to the starting thread below
                 failure.append(exc)
             finally:

@@ -328,5 +328,9 @@ def test_bench_prints_its_ratios() -> None:
     started = time.perf_counter()
     result = run_cli("bench", "--scale", "0.05")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.count("ratio") == 4
+    single, _, scale_out = result.stdout.partition("\nscale-out:")
+    # Create, history alone and 16 at a time, chat at 2,000 and at 10,000 messages.
+    assert single.count("ratio") == 5
+    # With 1 and with 2 worker processes (reference/bench_workers.py).
+    assert scale_out.count("ratio 2 workers / 1") == 1
     assert time.perf_counter() - started < deadline(120)

@@ -15,11 +15,10 @@ from conformance import __version__
 from conformance.contract.bodies import Health
 from reference.asgi_guards import KEY_HEADER, BodyLimit, DepthLimit, OriginGuard
 from reference.errors import install_error_handlers
-from reference.gateway import proxy, websocket
+from reference.gateway import pool, proxy, websocket
 from reference.gateway.auth import client_key_guard
 from reference.gateway.deps import DRAIN, RUNTIME_CLIENT, SETTINGS
 from reference.gateway.drain import Drain
-from reference.gateway.pool import HygienicTransport
 from reference.gateway.users import UserGuard, redact_server_logs
 from reference.server import ServerLimits, attach_limits
 from reference.settings import GatewaySettings
@@ -36,11 +35,15 @@ def runtime_client(settings: GatewaySettings) -> httpx.AsyncClient:
         base_url=str(settings.runtime_url),
         headers=headers,
         # A refused or silent runtime must turn into a 503 well within G-DOWN-1's 10 s.
-        timeout=httpx.Timeout(settings.request_timeout, connect=settings.connect_timeout),
+        timeout=httpx.Timeout(
+            settings.request_timeout,
+            connect=settings.connect_timeout,
+            pool=min(pool.POOL_WAIT, settings.request_timeout),
+        ),
         # Proxy variables of the environment must not reroute calls to a loopback runtime.
         trust_env=False,
         # A connection left unusable by one broken exchange must not fail another client's.
-        transport=HygienicTransport(),
+        transport=pool.HygienicTransport(),
     )
 
 

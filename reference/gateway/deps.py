@@ -1,4 +1,8 @@
-"""What the gateway's routes share, handed to them as FastAPI dependencies."""
+"""What the gateway's routes share, handed to them as FastAPI dependencies.
+
+Each is a coroutine though none awaits: FastAPI runs a plain function dependency in a worker
+thread, a thread hop per request and per socket.
+"""
 
 from typing import Annotated, cast
 
@@ -15,16 +19,16 @@ SETTINGS = "gateway_settings"
 DRAIN = "gateway_drain"
 
 
-def runtime_client(connection: HTTPConnection) -> httpx.AsyncClient:
+async def runtime_client(connection: HTTPConnection) -> httpx.AsyncClient:
     """The one pooled client to the runtime, opened and closed by the app's lifespan."""
     return cast(httpx.AsyncClient, getattr(connection.state, RUNTIME_CLIENT))
 
 
-def gateway_settings(connection: HTTPConnection) -> GatewaySettings:
+async def gateway_settings(connection: HTTPConnection) -> GatewaySettings:
     return cast(GatewaySettings, getattr(connection.state, SETTINGS))
 
 
-def gateway_drain(connection: HTTPConnection) -> Drain:
+async def gateway_drain(connection: HTTPConnection) -> Drain:
     return cast(Drain, getattr(connection.state, DRAIN))
 
 

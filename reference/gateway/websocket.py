@@ -25,6 +25,11 @@ logger = logging.getLogger("sessionlab.gateway")
 
 STREAM_PATH = "/agent/message/stream"
 UNKNOWN_SESSION = 4404
+# RFC 6455 "try again later": the gateway had no connection to the runtime free in time.
+TRY_AGAIN_LATER = 1013
+BUSY = "gateway busy: try again later"
+# A runtime's answers to a method it does not offer on a route.
+NO_HEAD = frozenset({HTTPStatus.METHOD_NOT_ALLOWED, HTTPStatus.NOT_IMPLEMENTED})
 BINARY_FRAME = "Invalid message: binary frames are not supported, send JSON text"
 READ_ONLY = "read-only: this session is shared with you; only its owner can post to it"
 
@@ -40,13 +45,20 @@ async def session_unknown(runtime: httpx.AsyncClient, session_id: str) -> bool:
     """True only when the runtime says the session does not exist.
 
     The history route rather than `/agents/{id}/current`: some runtimes answer 404 there until a
-    session's first message. An unreachable runtime, or any other answer, is not a "no": the socket
-    is accepted and each turn reports the runtime's state as an error frame (W-DOWN-1), which keeps
-    the IDE's socket usable once the runtime is back instead of refusing it for an outage.
+    session's first message. Asked with HEAD, which the reference runtime answers without reading
+    the history (a switch read it twice, and opening a socket slowed as the session grew); a
+    runtime without HEAD there (405, 501) is asked with GET. An unreachable runtime, or any other
+    answer, is not a "no": the socket is accepted and each turn reports the runtime's state as an
+    error frame (W-DOWN-1), which keeps the IDE's socket usable once the runtime is back instead
+    of refusing it for an outage. httpx.PoolTimeout (the gateway is busy) is raised.
     """
     path = f"/sessions/{quote_segment(session_id.encode())}/history"
     try:
-        response = await runtime.get(path)
+        response = await runtime.head(path)
+        if response.status_code in NO_HEAD:
+            response = await runtime.get(path)
+    except httpx.PoolTimeout:
+        raise
     except httpx.RequestError:
         return False
     return response.status_code == HTTPStatus.NOT_FOUND
@@ -61,11 +73,13 @@ async def socket_access(
     """What a user may do on a socket to the session (X-AUTH-1); None when the runtime cannot say.
 
     An unverified socket is accepted, as without users (W-DOWN-1): the runtime checks the user on
-    every turn anyway.
+    every turn anyway. httpx.PoolTimeout (the gateway is busy) is raised.
     """
     path = f"/sessions/{quote_segment(session_id.encode())}/access"
     try:
         response = await runtime.get(path, headers=user_headers(user))
+    except httpx.PoolTimeout:
+        raise
     except httpx.RequestError:
         return None
     if response.status_code == HTTPStatus.NOT_FOUND:
@@ -93,11 +107,21 @@ async def session_socket(
         await websocket.close(code=GOING_AWAY, reason=STOPPING)
         return
     user = current_user(websocket)
-    if user is None:
-        unknown = settings.strict and await session_unknown(runtime, session_id)
-        access: SocketAccess | None = "unknown" if unknown else None
-    else:
-        access = await socket_access(runtime, session_id, user)
+    try:
+        if user is None:
+            unknown = settings.strict and await session_unknown(runtime, session_id)
+            access: SocketAccess | None = "unknown" if unknown else None
+        else:
+            access = await socket_access(runtime, session_id, user)
+    except httpx.PoolTimeout:
+        # Answered, with a code that tells the IDE to retry, before the client or the server
+        # gives up on the handshake and cancels it mid-wait.
+        logger.warning(
+            "WebSocket refused, no runtime connection free in time: %s", printable(session_id)
+        )
+        await websocket.accept()
+        await websocket.close(code=TRY_AGAIN_LATER, reason=BUSY)
+        return
     refusal = None
     if access == "unknown" and settings.strict:
         refusal = (UNKNOWN_SESSION, "unknown session")

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
+from pydantic_core import to_json
 from sqlalchemy.exc import IntegrityError
 
 from conformance import __version__
@@ -45,6 +46,7 @@ from reference.runtime.store import (
     ClientMessage,
     SessionNotFound,
     SessionState,
+    StaleTurn,
     Store,
     is_storable,
 )
@@ -55,12 +57,14 @@ log = logging.getLogger("sessionlab.runtime")
 SERVICE = "sessionlab-runtime"
 
 
-def get_store(request: Request) -> Store:
+# Coroutines though they do not await: FastAPI runs a plain function dependency in a worker
+# thread, a thread hop per request.
+async def get_store(request: Request) -> Store:
     store: Store = request.app.state.store
     return store
 
 
-def get_settings(request: Request) -> RuntimeSettings:
+async def get_settings(request: Request) -> RuntimeSettings:
     settings: RuntimeSettings = request.app.state.settings
     return settings
 
@@ -122,19 +126,31 @@ async def list_sessions(store: StoreDep, user: User = None) -> SessionList:
     return SessionList(sessions=sessions, total=len(sessions))
 
 
-@router.get("/sessions/{session_id}/history")
-async def history(session_id: str, store: StoreDep, user: User = None) -> History:
-    state = await readable(store, session_id, user)
-    messages = await store.messages(session_id)
-    switches = await store.agent_history(session_id)
-    return History(
-        session_id=session_id,
-        messages=messages,
-        message_count=len(messages),
-        last_activity=state.last_activity,
-        current_agent=state.current_agent,
-        agent_history=[record.model_dump() for record in switches],
-    )
+@router.get("/sessions/{session_id}/history", response_model=History)
+async def history(session_id: str, store: StoreDep, user: User = None) -> Response:
+    if user is not None:
+        await readable(store, session_id, user)
+    rows = await store.history(session_id)
+    # The History body from plain rows, serialised by pydantic's own JSON writer: the bytes a
+    # History model would give, without a model and a validation per message
+    # (docs/performance.md; tests/test_reference_speed_paths.py holds them equal).
+    body = {
+        "session_id": session_id,
+        "messages": rows.messages,
+        "message_count": len(rows.messages),
+        "last_activity": rows.state.last_activity,
+        "current_agent": rows.state.current_agent,
+        "agent_history": rows.agent_history,
+    }
+    return Response(to_json(body), media_type="application/json")
+
+
+@router.head("/sessions/{session_id}/history")
+async def history_exists(session_id: str, store: StoreDep, user: User = None) -> Response:
+    """Whether the history is there (200) or not (404), without reading it: the gateway's check
+    before it accepts a socket (W-CONN-2), which must not cost more as a session grows."""
+    await readable(store, session_id, user)
+    return Response(status_code=200)
 
 
 @router.get("/sessions/search")
@@ -294,12 +310,20 @@ async def message_stream(
         if earlier is not None:
             return _resent(earlier, digest, session_id, settings)
     call_id = getattr(message, "call_id", None)
-    call = await store.tool_call(session_id, call_id) if call_id else None
-    turn = respond(message, state.current_agent, call, _new_call_id)
-    frames = [frame.model_dump(mode="json", exclude_none=True) for frame in turn.frames]
-    named = None if name is None else ClientMessage(name, digest, frames, turn.error)
-    # Everything is stored before the first byte goes out: an acknowledged turn is never lost.
-    earlier = await store.apply_turn(session_id, turn, named)
+    while True:
+        call = await store.tool_call(session_id, call_id) if call_id else None
+        turn = respond(message, state.current_agent, call, _new_call_id)
+        frames = [frame.model_dump(mode="json", exclude_none=True) for frame in turn.frames]
+        named = None if name is None else ClientMessage(name, digest, frames, turn.error)
+        try:
+            # Everything is stored before the first byte goes out: an acknowledged turn is never
+            # lost.
+            earlier = await store.apply_turn(session_id, turn, named)
+            break
+        except StaleTurn:
+            # Another turn of the session, on any runtime process, was stored since this one
+            # was read: decided again on what it left. Each retry follows a stored turn.
+            state = await store.get_session(session_id)
     if earlier is not None:
         # A concurrent send of the same message was stored first: this one is its resend.
         return _resent(earlier, digest, session_id, settings)

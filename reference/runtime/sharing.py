@@ -21,7 +21,7 @@ NO_USERS = "sharing needs user auth, which is off"
 User = Annotated[str | None, Header(alias=USER_HEADER, pattern=USER_NAME.pattern)]
 
 
-def _store(request: Request) -> Store:
+async def _store(request: Request) -> Store:
     return cast(Store, request.app.state.store)
 
 

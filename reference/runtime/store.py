@@ -2,13 +2,28 @@
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import json
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, delete, event, func, inspect, or_, select, text
+import aiosqlite
+from sqlalchemy import (
+    Row,
+    Select,
+    String,
+    bindparam,
+    delete,
+    event,
+    func,
+    insert,
+    or_,
+    select,
+    type_coerce,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -17,13 +32,13 @@ from sqlalchemy.ext.asyncio import (
 
 from conformance.contract.bodies import AgentSwitchRecord, Message
 from conformance.contract.ids import new_server_session_id
+from reference import migrations
 from reference.clock import utc_now
 from reference.runtime.agents import DEFAULT_AGENT
 from reference.runtime.portable_text import PORTABLE_TEXT
-from reference.runtime.script_agent import PendingCall, Turn
+from reference.runtime.script_agent import Basis, PendingCall, Turn
 from reference.runtime.tables import (
     AgentSwitchRow,
-    Base,
     ClientMessageRow,
     MessageRow,
     SessionRow,
@@ -35,6 +50,10 @@ from reference.users import Access
 
 class SessionNotFound(LookupError):
     pass
+
+
+class StaleTurn(Exception):
+    """What a turn was decided on changed before it could be stored: decide it again."""
 
 
 ID_MAX = 64
@@ -79,12 +98,22 @@ class ClientMessage:
 
 
 @dataclass(frozen=True)
+class HistoryRows:
+    """A history as the JSON objects it shows: each message as Message serialises it, each agent
+    switch as AgentSwitchRecord does."""
+
+    state: SessionState
+    messages: list[dict[str, Any]]
+    agent_history: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
 class SearchHit:
     session: SessionState
     snippet: str
 
 
-def _state(row: SessionRow) -> SessionState:
+def _state(row: SessionRow | Row[Any]) -> SessionState:
     return SessionState(
         session_id=row.id,
         created_at=row.created_at,
@@ -106,14 +135,78 @@ def _client_message(row: ClientMessageRow) -> ClientMessage:
     )
 
 
-def _message(row: MessageRow) -> Message:
-    return Message(
-        role=row.role,
-        content=row.content,
-        name=row.name,
-        tool_call_id=row.tool_call_id,
-        tool_calls=row.tool_calls,
+_INSERT_SESSION = insert(SessionRow)
+_SESSION = select(SessionRow.__table__).where(SessionRow.id == bindparam("id"))
+_MESSAGE_FIELDS = (
+    select(
+        MessageRow.role,
+        MessageRow.content,
+        MessageRow.name,
+        MessageRow.tool_call_id,
+        # As stored: most messages have none, and decoding "null" a thousand times is not free.
+        type_coerce(MessageRow.tool_calls, String),
     )
+    .where(MessageRow.session_id == bindparam("session_id"))
+    .order_by(MessageRow.seq)
+)
+_SWITCH_FIELDS = (
+    select(
+        AgentSwitchRow.from_agent,
+        AgentSwitchRow.to_agent,
+        AgentSwitchRow.reason,
+        AgentSwitchRow.switched_at,
+    )
+    .where(AgentSwitchRow.session_id == bindparam("session_id"))
+    .order_by(AgentSwitchRow.seq)
+)
+
+
+# A message without tool calls, as each store hands it back: SQLite the JSON text, asyncpg decoded.
+_NO_TOOL_CALLS = (None, "null")
+
+
+def _message_fields(
+    role: str, content: str | None, name: str | None, tool_call_id: str | None, tool_calls: Any
+) -> dict[str, Any]:
+    """One message as Message serialises it: `content` always, the other fields when set."""
+    fields: dict[str, Any] = {"role": role, "content": content}
+    if name is not None:
+        fields["name"] = name
+    if tool_call_id is not None:
+        fields["tool_call_id"] = tool_call_id
+    # SQLite hands back the column's text; asyncpg decodes a json column itself.
+    if isinstance(tool_calls, str):
+        tool_calls = None if tool_calls == "null" else json.loads(tool_calls)
+    if tool_calls is not None:
+        fields["tool_calls"] = tool_calls
+    return fields
+
+
+# The SQL of a select as SQLite's driver takes it, and the order of its parameters.
+_SQLITE_SQL: dict[Select[*tuple[Any, ...]], tuple[str, list[str]]] = {}
+
+
+async def _fetch_all(
+    connection: AsyncConnection,
+    statement: Select[*tuple[Any, ...]],
+    parameters: dict[str, Any],
+) -> Sequence[Sequence[Any]]:
+    """The rows of a select, as tuples of the columns' values.
+
+    On SQLite in one round trip to the driver's thread (aiosqlite's execute_fetchall) rather than
+    four (cursor, execute, fetch, close): a history read makes three selects. Only for selects
+    whose columns SQLite returns as they are stored (no type processing on that dialect).
+    """
+    if connection.dialect.name != "sqlite":
+        return list((await connection.execute(statement, parameters)).all())
+    if statement not in _SQLITE_SQL:
+        compiled = statement.compile(dialect=connection.dialect)
+        _SQLITE_SQL[statement] = (str(compiled), list(compiled.positiontup or []))
+    sql, names = _SQLITE_SQL[statement]
+    raw = await connection.get_raw_connection()
+    driver = raw.driver_connection
+    assert isinstance(driver, aiosqlite.Connection)
+    return list(await driver.execute_fetchall(sql, [parameters[name] for name in names]))
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -129,18 +222,15 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     dbapi_connection.create_function("lower", 1, _lower, deterministic=True)
 
 
-def _add_owner_column(connection: Connection) -> None:
-    """Give a store made before user auth its `owner` column (create_all adds tables only).
-
-    Its sessions keep a null owner: they stay visible with user auth off, hidden from users.
-    """
-    columns = {column["name"] for column in inspect(connection).get_columns("sessions")}
-    if "owner" in columns:
-        return
-    connection.execute(text("ALTER TABLE sessions ADD COLUMN owner VARCHAR(64)"))
-    for index in Base.metadata.tables["sessions"].indexes:
-        if "owner" in index.columns:
-            index.create(connection, checkfirst=True)
+async def _still_holds(db: AsyncSession, session: SessionRow, basis: Basis) -> bool:
+    """Whether a turn's basis holds, read under the session's lock (every turn takes it)."""
+    if session.current_agent != basis.agent:
+        return False
+    if basis.call_id is None or not is_storable(basis.call_id):
+        return True
+    call = await db.get(ToolCallRow, basis.call_id, populate_existing=True)
+    state = None if call is None or call.session_id != session.id else call.state
+    return state == basis.call_state
 
 
 def _visible_to(user: str) -> Any:
@@ -170,13 +260,20 @@ class Store:
         self._write_lock = asyncio.Lock() if engine.dialect.name == "sqlite" else None
 
     @classmethod
-    async def open(cls, url: str) -> "Store":
-        engine = create_async_engine(url, pool_pre_ping=True)
+    async def open(cls, url: str, upgrade: bool = True) -> "Store":
+        """Open the store, its schema made or upgraded (reference.migrations); with `upgrade`
+        off, a schema behind this version's raises SchemaBehind instead."""
+        # A ping before each checkout finds a connection PostgreSQL dropped; a SQLite file's
+        # connection cannot be dropped, and the ping was a third of a create's round trips.
+        engine = create_async_engine(url, pool_pre_ping=not url.startswith("sqlite"))
         if engine.dialect.name == "sqlite":
             event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
-        async with engine.begin() as connection:
-            await connection.run_sync(Base.metadata.create_all)
-            await connection.run_sync(_add_owner_column)
+        try:
+            async with engine.begin() as connection:
+                await connection.run_sync(migrations.prepare, upgrade)
+        except BaseException:
+            await engine.dispose()
+            raise
         return cls(engine)
 
     async def close(self) -> None:
@@ -191,13 +288,21 @@ class Store:
             await stack.enter_async_context(db.begin())
             yield db
 
+    @contextlib.asynccontextmanager
+    async def _writing_rows(self) -> AsyncIterator[AsyncConnection]:
+        """As _writing, for Core statements: no ORM unit of work around a single insert."""
+        async with contextlib.AsyncExitStack() as stack:
+            if self._write_lock is not None:
+                await stack.enter_async_context(self._write_lock)
+            yield await stack.enter_async_context(self.engine.begin())
+
     async def create_session(
         self, session_id: str | None = None, owner: str | None = None
     ) -> SessionState:
         for _ in range(5):
             now = utc_now()
-            row = SessionRow(
-                id=session_id or new_server_session_id(),
+            state = SessionState(
+                session_id=session_id or new_server_session_id(),
                 created_at=now,
                 last_activity=now,
                 current_agent=DEFAULT_AGENT,
@@ -206,22 +311,33 @@ class Store:
                 owner=owner,
             )
             try:
-                async with self._writing() as db:
-                    db.add(row)
+                async with self._writing_rows() as connection:
+                    await connection.execute(
+                        _INSERT_SESSION,
+                        {
+                            "id": state.session_id,
+                            "created_at": now,
+                            "last_activity": now,
+                            "current_agent": DEFAULT_AGENT,
+                            "message_count": 0,
+                            "switch_count": 0,
+                            "owner": owner,
+                        },
+                    )
             except IntegrityError:
                 if session_id is not None:
                     raise
                 continue  # a random id collided: draw another
-            return _state(row)
+            return state
         raise RuntimeError("could not draw a free session id")
 
     async def get_session(self, session_id: str) -> SessionState:
         _storable(session_id)
-        async with self._sessions() as db:
-            row = await db.get(SessionRow, session_id)
-            if row is None:
-                raise SessionNotFound(session_id)
-            return _state(row)
+        async with self.engine.connect() as connection:
+            row = (await connection.execute(_SESSION, {"id": session_id})).first()
+        if row is None:
+            raise SessionNotFound(session_id)
+        return _state(row)
 
     async def list_sessions(self, user: str | None = None) -> list[SessionState]:
         """Every session, or with a user only those the user owns or has been shared."""
@@ -279,13 +395,51 @@ class Store:
             return int(await db.scalar(select(func.count()).select_from(SessionRow)) or 0)
 
     async def messages(self, session_id: str) -> list[Message]:
-        async with self._sessions() as db:
-            rows = await db.scalars(
-                select(MessageRow)
-                .where(MessageRow.session_id == session_id)
-                .order_by(MessageRow.seq)
+        return [Message(**fields) for fields in await self.message_fields(session_id)]
+
+    async def message_fields(self, session_id: str) -> list[dict[str, Any]]:
+        """The session's messages as the JSON objects the history shows, absent fields left out.
+
+        Plain rows of a Core select, not ORM objects and a model each: those took 40 ms of CPU
+        for a 1,000-message history (docs/performance.md).
+        """
+        async with self.engine.connect() as connection:
+            rows = await connection.execute(_MESSAGE_FIELDS, {"session_id": session_id})
+            return [_message_fields(*row) for row in rows]
+
+    async def history(self, session_id: str) -> HistoryRows:
+        """The session, its messages (as message_fields) and its agent switches, read on one
+        connection; SessionNotFound when there is no such session."""
+        _storable(session_id)
+        async with self.engine.connect() as connection:
+            found = await _fetch_all(connection, _SESSION, {"id": session_id})
+            if not found:
+                raise SessionNotFound(session_id)
+            session = dict(zip(_SESSION.selected_columns.keys(), found[0], strict=True))
+            rows = await _fetch_all(connection, _MESSAGE_FIELDS, {"session_id": session_id})
+            messages = [
+                # Most messages are a role and a content: built here, without a call each.
+                {"role": role, "content": content}
+                if name is None and tool_call_id is None and tool_calls in _NO_TOOL_CALLS
+                else _message_fields(role, content, name, tool_call_id, tool_calls)
+                for role, content, name, tool_call_id, tool_calls in rows
+            ]
+            switches = await _fetch_all(connection, _SWITCH_FIELDS, {"session_id": session_id})
+            keys = _SWITCH_FIELDS.selected_columns.keys()
+            return HistoryRows(
+                SessionState(
+                    session_id=session["id"],
+                    created_at=session["created_at"],
+                    last_activity=session["last_activity"],
+                    current_agent=session["current_agent"],
+                    message_count=session["message_count"],
+                    switch_count=session["switch_count"],
+                    title=session["title"],
+                    owner=session["owner"],
+                ),
+                messages,
+                [dict(zip(keys, row, strict=True)) for row in switches],
             )
-            return [_message(row) for row in rows]
 
     async def agent_history(self, session_id: str) -> list[AgentSwitchRecord]:
         async with self._sessions() as db:
@@ -423,6 +577,9 @@ class Store:
                 earlier = await db.get(ClientMessageRow, (session_id, named.client_message_id))
                 if earlier is not None:
                     return _client_message(earlier)
+            if turn.basis is not None and not await _still_holds(db, session, turn.basis):
+                raise StaleTurn(session_id)
+            if named is not None:
                 db.add(
                     ClientMessageRow(
                         session_id=session_id,
