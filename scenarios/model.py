@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from conformance.contract.requirements import PROFILES
+from simulators.durability.schedule import parse_name
 from simulators.ide.settings import CLIENTS as CLIENTS
 from simulators.ide.settings import Client as Client
 
@@ -84,6 +85,46 @@ class NetworkArgs(_Args):
     fault: Literal["down", "up", "cut", "reset", "latency", "timeout", "clear"]
     ms: float | None = Field(default=None, ge=0)
     jitter_ms: float = Field(default=0, ge=0)
+
+
+class ScheduledFault(_Args):
+    at: float = Field(ge=0)
+    fault: str
+    hold: float = Field(default=0, ge=0)
+    ms: int = Field(default=0, ge=0)
+
+    @field_validator("fault")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        parse_name(value)  # ScheduleError is a ValueError: reported at the step's line
+        return value
+
+
+class DurabilityArgs(_Args):
+    """Many IDEs at work under a fault schedule, then the history checker (X-DUR-1): `faults` is
+    a count drawn from `seed` (among `only`, if given), or the schedule itself."""
+
+    ides: int = Field(default=10, ge=1, le=1000)
+    faults: int | list[ScheduledFault] = 10
+    seed: int | None = None
+    only: list[str] = Field(default_factory=list)
+
+    @field_validator("faults", mode="before")
+    @classmethod
+    def _named_faults(cls, value: Any) -> Any:
+        # Before the union is tried: its first branch (a count) would hide the name's fault.
+        if isinstance(value, list):
+            for item in value:
+                if isinstance(item, dict) and "fault" in item:
+                    parse_name(str(item["fault"]))
+        return value
+
+    @field_validator("only")
+    @classmethod
+    def _known_names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            parse_name(name)
+        return value
 
 
 class StateExpect(_Args):
@@ -262,6 +303,12 @@ ACTIONS: dict[str, Action] = dict(
         _action("resume", "fault", ServiceArg, "unfreeze a service (SIGCONT)", "service"),
         _action("network", "fault", NetworkArgs, "a network fault on one hop"),
         _action("wait", "fault", SecondsArg, "let time pass", "seconds"),
+        _action(
+            "durability",
+            "fault",
+            DurabilityArgs,
+            "many IDEs under a fault schedule; fails on an anomaly (X-DUR-1)",
+        ),
         _action("expect_state", "expect", StateExpect, "the session manager's state", "state"),
         _action("expect_session", "expect", SessionExpect, "the IDE's current session id"),
         _action("expect_reply", "expect", ReplyExpect, "the agent's final reply", "equals"),

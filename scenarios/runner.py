@@ -21,6 +21,7 @@ from scenarios.model import (
     ChatItemExpect,
     Client,
     CreatedExpect,
+    DurabilityArgs,
     EditArgs,
     ErrorExpect,
     HistoryExpect,
@@ -43,6 +44,8 @@ from scenarios.model import (
     WorkspaceFile,
 )
 from scenarios.results import ScenarioResult, StepResult
+from simulators.durability.run import DurabilitySettings, NotControllable, run_durability
+from simulators.durability.schedule import schedule_from
 from simulators.faultproxy import FaultProxy, Latency, Timeout
 from simulators.ide import IdeError
 
@@ -563,6 +566,33 @@ async def _network(run: _Run, args: NetworkArgs) -> None:
         await apply(run.proxy)
 
 
+async def _durability(run: _Run, args: DurabilityArgs) -> str:
+    """X-DUR-1 as a step: the IDEs of the run, not the plan's IDE, under the schedule."""
+    endpoints = run.target.endpoints
+    assert endpoints is not None
+    given = None if isinstance(args.faults, int) else [f.model_dump() for f in args.faults]
+    settings = DurabilitySettings(
+        ides=args.ides,
+        faults=args.faults if isinstance(args.faults, int) else 0,
+        seed=args.seed,
+        schedule=schedule_from(given) if given is not None else None,
+        fault_names=tuple(args.only),
+    )
+    try:
+        result = await run_durability(
+            run.target,
+            endpoints,
+            settings,
+            profiles=run.target.profiles,
+            turn_timeout=run.target.turn_timeout,
+        )
+    except NotControllable as exc:
+        raise StepFailed(str(exc)) from None
+    if not result.passed:
+        raise StepFailed(result.render())
+    return result.checked.summary()
+
+
 async def _healed(proxy: FaultProxy) -> None:
     proxy.clear_faults()
     proxy.up()
@@ -614,6 +644,8 @@ async def _execute(run: _Run, step: Step, bound: float) -> str | None:
             await _service(run, step.action, args.service)
         case NetworkArgs():
             await _network(run, args)
+        case DurabilityArgs():
+            return await _durability(run, args)
         case SecondsArg():
             await asyncio.sleep(args.seconds)
         case StateExpect():

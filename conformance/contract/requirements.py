@@ -25,6 +25,7 @@ PROFILES = (
     "auth",
     "sharing",
     "idempotent",
+    "durability",
 )
 CLIENT_PROFILE = "client"
 

@@ -7,6 +7,7 @@ failures, open, each failing check with its sequence diagram, then the tables of
 """
 
 import html
+import json
 import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -414,10 +415,26 @@ def _level_rank(level: str) -> int:
     return LEVELS.index(level) if level in LEVELS else len(LEVELS)
 
 
+def _timeline(entry: dict[str, Any]) -> str:
+    """A durability run's operations and faults on one time axis (X-DUR-1), drawn as an SVG."""
+    from simulators.durability.timeline import timeline_svg
+
+    try:
+        data = json.loads(entry.get("text", ""))
+        operations, faults = data["operations"], data["faults"]
+        anomalous = {int(op["index"]) for op in operations if op.get("anomaly")}
+        drawn = timeline_svg(operations, faults, anomalous)
+    except (ValueError, KeyError, TypeError):
+        return ""
+    return f'<figure class="timeline">{drawn}<figcaption>Timeline</figcaption></figure>'
+
+
 def _transcript(check: dict[str, Any]) -> str:
-    entries: list[dict[str, Any]] = check.get("transcript") or []
+    recorded: list[dict[str, Any]] = check.get("transcript") or []
+    timelines = "".join(_timeline(e) for e in recorded if e.get("kind") == "timeline")
+    entries = [entry for entry in recorded if entry.get("kind") != "timeline"]
     if not entries:
-        return (
+        return timelines + (
             '<p class="empty">No wire exchange was recorded.</p>'
             if check["outcome"] in ("failed", "error")
             else ""
@@ -429,7 +446,7 @@ def _transcript(check: dict[str, Any]) -> str:
         f'<td class="text"><pre>{_escape(entry.get("text", ""))}</pre></td></tr>'
         for entry in entries
     )
-    return (
+    return timelines + (
         f'<table class="transcript">'
         f"<caption>Wire transcript ({len(entries)} entries, keys redacted)</caption>"
         f'<colgroup><col class="c-at"><col class="c-kind"><col></colgroup>'

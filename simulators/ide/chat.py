@@ -57,6 +57,8 @@ class Chat:
     def turn_started(self, text: str | None = None) -> None:
         if text is not None:
             self.items.append(ChatItem("user", text))
+        # What a turn cut off by a dropped socket had received is not this turn's reply.
+        self._reply = []
         self._turn_open = True
         self._resends = 0
 
@@ -76,6 +78,10 @@ class Chat:
         if not self._turn_open:
             return
         unanswered = self.protocol.unanswered
+        if unanswered is not None and self._resending:
+            # A resend is already under way (the reader and a failed send both heard of the
+            # drop): a second one would interleave two answers in one reply.
+            return
         if unanswered is not None and self._resends < MAX_RESENDS:
             # X-IDEM-1: the server may have stored the turn; the same name gets its reply.
             self._resends += 1
@@ -89,10 +95,13 @@ class Chat:
         self.fail(reason)
 
     async def _resend(self, reason: str) -> None:
-        # The resend's answer is the whole reply again: what came of it before is dropped.
-        self._reply = []
+        def fresh_reply() -> None:
+            # The resend's answer is the whole reply again: what came of it before is dropped,
+            # once the old socket can bring no more of it.
+            self._reply = []
+
         try:
-            await self.protocol.resend_unanswered()
+            await self.protocol.resend_unanswered(fresh_reply)
         except SocketError as exc:
             self.trace.step(CHAT, None, f"{reason}; the resend failed: {exc}", "C-WS-2", ok=False)
             self.fail(f"{reason}; the resend failed: {exc}")

@@ -3,6 +3,7 @@ repository's socket."""
 
 import asyncio
 import secrets
+from collections.abc import Callable
 from typing import Any
 
 from conformance.contract.frames import ToolCallFrame
@@ -31,10 +32,12 @@ class AgentProtocolService:
         """The turn of the last user_message ended: there is nothing to send again."""
         self.unanswered = None
 
-    async def resend_unanswered(self) -> None:
+    async def resend_unanswered(self, before_send: Callable[[], None] | None = None) -> None:
         """X-IDEM-1: reopen the socket to the same session and send the unanswered message again,
         under its name, so the server answers it with the reply it stored (if it stored one).
-        SocketError when no socket opens within the connect timeout."""
+        `before_send` runs once the old socket is gone and before the resend goes: nothing of the
+        old answer can come after it. SocketError when no socket opens within the connect
+        timeout."""
         frame = self.unanswered
         session_id = self.repository.session_id
         if frame is None or session_id is None:
@@ -50,6 +53,8 @@ class AgentProtocolService:
                 if loop.time() >= deadline:
                     raise
                 await asyncio.sleep(REOPEN_PAUSE)
+        if before_send is not None:
+            before_send()
         await self.repository.send(frame)
 
     async def reconnect(self, session_id: str) -> None:

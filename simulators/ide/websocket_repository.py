@@ -11,7 +11,7 @@ from typing import Any
 from urllib.parse import quote
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from conformance.contract.ids import WEBSOCKET_FALLBACK_ID
 from simulators.ide.settings import IdeSettings
@@ -88,7 +88,8 @@ class WebSocketRepository:
                     ping_interval=None,
                     max_size=None,
                 )
-        except (OSError, TimeoutError, InvalidStatus, InvalidURI) as exc:
+        # InvalidHandshake: a refusal (InvalidStatus), or a handshake cut short (InvalidMessage).
+        except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
             self.connection = None
             self.session_id = session_id
             raise SocketError(f"WebSocket {url} did not open: {type(exc).__name__}: {exc}") from exc
