@@ -22,19 +22,27 @@ import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, NoReturn, TextIO, cast
+from typing import TYPE_CHECKING, Any, Literal, NoReturn, cast
 
 import uvicorn
 from fastapi import FastAPI
 from pydantic import AnyHttpUrl, BaseModel, SecretStr, ValidationError
 from pydantic_settings import SettingsError
 
-from reference.server import LOOPBACK, SERVICE, ServiceName, bind_socket, make_server
+from reference.server import (
+    LOOPBACK,
+    SERVICE,
+    ServiceName,
+    bind_socket,
+    loop_factory,
+    make_server,
+)
 from reference.settings import GatewaySettings, RuntimeSettings
 from reference.users import check_user_tokens
 
 if TYPE_CHECKING:
     from reference.gateway.drain import Drain
+    from reference.migrations import Outcome
 
 Service = Literal["both", "runtime", "gateway"]
 log = logging.getLogger("sessionlab.serve")
@@ -50,6 +58,8 @@ _TYPE_NAMES: dict[object, str] = {int: "a whole number", float: "a number"}
 # A store that takes longer than this to open would also fail the runtime's start.
 STORE_PROBE_SECONDS = 30.0
 LOG_FORMAT = "%(asctime)s %(levelname)s %(service_logger)s: %(message)s"
+# More processes than this per service is a typing mistake on any machine this serves.
+MAX_WORKERS = 64
 # Long enough for an agent's reply to finish streaming, short enough for a process manager's
 # patience before it kills (a target file's stop_timeout defaults to 10 s).
 DEFAULT_GRACE_PERIOD = 5.0
@@ -68,6 +78,10 @@ class ServeSettings(BaseModel):
     log_level: str = "info"
     # Seconds a stop waits for the turns (and requests) in flight before it cuts them.
     grace_period: float = DEFAULT_GRACE_PERIOD
+    # Processes per service (docs/scale-out.md); more than one runtime needs PostgreSQL.
+    workers: int = 1
+    # False (--no-migrate): a store behind this version's schema is refused, not upgraded.
+    migrate: bool = True
 
 
 # --- options and their environment variables ------------------------------------------------
@@ -282,24 +296,44 @@ def usable_directory(path: Path, label: str) -> Path:
     return path
 
 
-def probe_store(url: str, label: str) -> None:
-    """Open and close the store once, so a store that cannot be used is one line, not the
-    runtime's failed start and its traceback."""
+def probe_store(url: str, label: str, upgrade: bool = True, refusal: str = "") -> "Outcome | None":
+    """Bring the store's schema up to date (or, with `upgrade` off, refuse one behind it, with
+    `refusal` saying what to do), then open and close the store once: a store that cannot be
+    used is one line, not the runtime's failed start and its traceback."""
+    from reference.migrations import SchemaBehind, SchemaUnknown, upgrade_store
     from reference.runtime.store import Store
 
-    async def probe() -> None:
+    async def probe() -> "Outcome":
         async with asyncio.timeout(STORE_PROBE_SECONDS):
-            store = await Store.open(url)
+            outcome = await upgrade_store(url, upgrade)
+            store = await Store.open(url, upgrade=False)
             await store.close()
+            return outcome
 
     try:
-        asyncio.run(probe())
+        return asyncio.run(probe())
     except TimeoutError:
         raise ServeError(
             f"{label}: the store did not open within {STORE_PROBE_SECONDS:g} s"
         ) from None
+    except SchemaBehind as exc:
+        raise ServeError(f"{label}: {exc}; {refusal}") from None
+    except SchemaUnknown as exc:
+        raise ServeError(f"{label}: {exc}") from None
     except Exception as exc:
         raise ServeError(f"{label}: cannot open the store ({_reason(exc)})") from None
+
+
+def _workers(value: int, label: str) -> int:
+    if not 1 <= value <= MAX_WORKERS:
+        raise ServeError(f"{label} {value} is not a number of processes (1 to {MAX_WORKERS})")
+    return value
+
+
+def _is_sqlite(url: str) -> bool:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).get_backend_name() == "sqlite"
 
 
 # --- from the command line to a plan --------------------------------------------------------
@@ -313,6 +347,8 @@ class Plan:
     gateway: GatewaySettings
     explicit_runtime_url: bool
     sources: dict[str, str]
+    # What preparing the store found (set by prepare_store; None for the gateway alone).
+    schema: "Outcome | None" = None
 
 
 def _settings_error(exc: ValidationError) -> ServeError:
@@ -358,6 +394,12 @@ def settle(
             if args.grace_period is not None
             else {}
         ),
+        **(
+            {"workers": _workers(args.workers, sources["workers"])}
+            if args.workers is not None
+            else {}
+        ),
+        migrate=not args.no_migrate,
     )
     internal_key = (
         None if args.internal_key is None else _key(args.internal_key, sources["internal_key"])
@@ -399,6 +441,14 @@ def settle(
         found = re.search(r'field "(\w+)"', str(exc))
         name = f"{ENV_PREFIX}{found.group(1).upper()}" if found else "a SESSIONLAB_ variable"
         raise ServeError(f"{name} is not valid JSON") from None
+    if serve.workers > 1 and service != "gateway" and _is_sqlite(runtime.resolved_database_url()):
+        # SQLite has one writer, queued inside one process: two processes would fail each
+        # other's writes with "database is locked".
+        raise ServeError(
+            f"{sources['workers']} {serve.workers} runs that many runtime processes, which "
+            "need a store they can share: give --database-url a PostgreSQL URL, or serve the "
+            "gateway alone with more workers"
+        )
     return Plan(service, serve, runtime, gateway, args.runtime_url is not None, sources)
 
 
@@ -412,10 +462,19 @@ def prepare_store(plan: Plan) -> None:
     if runtime.database_url is None or needs_key_file:
         usable_directory(runtime.data_dir, label)
     if runtime.database_url is None:
-        probe_store(runtime.resolved_database_url(), f"{label} {runtime.data_dir}")
+        where = f"--data-dir {runtime.data_dir}"
+        store_label = f"{label} {runtime.data_dir}"
     else:
         shown = _shown_database_url(runtime.database_url)
-        probe_store(runtime.database_url, f"{plan.sources['database_url']} {shown}")
+        where = f"--database-url {shown}"
+        store_label = f"{plan.sources['database_url']} {shown}"
+    refusal = (
+        f"upgrade it with `sessionlab migrate {where}`, or serve without "
+        f"{plan.sources['no_migrate']}"
+    )
+    plan.schema = probe_store(
+        runtime.resolved_database_url(), store_label, upgrade=plan.serve.migrate, refusal=refusal
+    )
 
 
 def _shown_database_url(url: str) -> str:
@@ -460,24 +519,31 @@ class _Running:
         return drain if isinstance(drain, Drain) else None
 
 
-def configure_logging(level: str) -> None:
+def configure_logging(level: str, worker: int | None = None) -> None:
+    """`worker`: the number of the worker process whose lines these are (--workers)."""
     handler = logging.StreamHandler(sys.stderr)
     # Shows `sessionlab.runtime...` or `sessionlab.gateway...` on every line a service logs, the
     # server library's own lines included: with both in one process they would read alike.
     handler.addFilter(ServiceName())
-    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    log_format = LOG_FORMAT if worker is None else LOG_FORMAT.replace(": ", f"[{worker}]: ", 1)
+    handler.setFormatter(logging.Formatter(log_format))
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
     # One line per proxied call is noise at info; the access log already has the request.
     logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))
+    # Alembic says at info which database kind it found, at every start; the banner says what
+    # was done to the schema.
+    logging.getLogger("alembic").setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
 def _url(host: str, port: int) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
-def _listen(name: str, host: str, port: int, port_label: str, host_label: str) -> socket.socket:
+def _listen(
+    name: str, host: str, port: int, port_label: str, host_label: str, reuse_port: bool = False
+) -> socket.socket:
     try:
-        return bind_socket(host, port)
+        return bind_socket(host, port, reuse_port=reuse_port)
     except OSError as exc:
         where = f"the {name} cannot listen on {host}:{port}"
         if exc.errno == errno.EADDRINUSE:
@@ -491,64 +557,77 @@ def _listen(name: str, host: str, port: int, port_label: str, host_label: str) -
         raise ServeError(f"{where}: {reason}") from None
 
 
-def plan_apps(
+def create_service_app(name: str, runtime: RuntimeSettings, gateway: GatewaySettings) -> FastAPI:
+    from reference.gateway.app import create_app as create_gateway_app
+    from reference.runtime.app import create_app as create_runtime_app
+
+    return create_runtime_app(runtime) if name == "runtime" else create_gateway_app(gateway)
+
+
+def bind_services(
     service: Service,
     serve: ServeSettings,
     runtime: RuntimeSettings,
     gateway: GatewaySettings,
     explicit_runtime_url: bool,
     sources: Mapping[str, str] | None = None,
-) -> list[tuple[str, FastAPI, socket.socket]]:
-    """Settle keys, sockets and URLs between the services and build their apps, runtime first."""
-    from reference.gateway.app import create_app as create_gateway_app
-    from reference.runtime.app import create_app as create_runtime_app
-
+    reuse_port: bool = False,
+) -> list[tuple[str, socket.socket]]:
+    """Settle keys, sockets and URLs between the services, runtime first. `reuse_port`: the
+    sockets only hold the ports for worker processes, which listen with sockets of their own."""
     named = dict(sources or {})
     if service == "runtime" and runtime.internal_key is None:
         raise ServeError(
             "the runtime alone needs --internal-key (or SESSIONLAB_INTERNAL_KEY): "
             "its gateway must send the same key"
         )
-    planned: list[tuple[str, FastAPI, socket.socket]] = []
+    planned: list[tuple[str, socket.socket]] = []
     host_label = named.get("host", "--host")
     if service in ("both", "runtime"):
         if runtime.internal_key is None:
             runtime.internal_key = SecretStr(secrets.token_urlsafe(24))
         label = named.get("runtime_port", "--runtime-port")
-        sock = _listen("runtime", serve.host, serve.runtime_port, label, host_label)
-        planned.append(("runtime", create_runtime_app(runtime), sock))
+        sock = _listen("runtime", serve.host, serve.runtime_port, label, host_label, reuse_port)
+        planned.append(("runtime", sock))
     if service in ("both", "gateway"):
         if service == "both":
             gateway.internal_key = runtime.internal_key
             if not explicit_runtime_url:
                 # Bound first, so port 0 already has its real number here.
-                runtime_port = planned[0][2].getsockname()[1]
+                runtime_port = planned[0][1].getsockname()[1]
                 gateway.runtime_url = AnyHttpUrl(_url(serve.host, runtime_port))
         label = named.get("gateway_port", "--gateway-port")
         try:
-            sock = _listen("gateway", serve.host, serve.gateway_port, label, host_label)
+            sock = _listen("gateway", serve.host, serve.gateway_port, label, host_label, reuse_port)
         except ServeError:
-            for _, _, bound in planned:
+            for _, bound in planned:
                 bound.close()
             raise
-        planned.append(("gateway", create_gateway_app(gateway), sock))
+        planned.append(("gateway", sock))
     return planned
 
 
 def _banner(
-    running: list[_Running],
+    running: list[tuple[str, int]],
     serve: ServeSettings,
     runtime: RuntimeSettings,
     gateway: GatewaySettings,
     key_file: Path | None = None,
+    schema: "Outcome | None" = None,
 ) -> str:
+    """What is served where: (service, port) pairs, runtime first."""
     lines = ["sessionlab reference stack"]
-    for item in running:
-        url = _url(serve.host, item.port)
-        if item.name == "gateway":
+    for name, port in running:
+        url = _url(serve.host, port)
+        if serve.workers > 1:
+            lines.append(f"  {name:<8} {url}  ({serve.workers} processes on this port)")
+        if name == "gateway":
             ws = url.replace("http", "ws", 1)
             key = "client key required" if gateway.client_key else "no client key"
-            lines.append(f"  gateway  {url}  (WebSocket {ws}/ws/<session_id>; {key})")
+            if serve.workers == 1:
+                lines.append(f"  gateway  {url}  (WebSocket {ws}/ws/<session_id>; {key})")
+            else:
+                lines.append(f"           WebSocket {ws}/ws/<session_id>; {key}")
             lines.append(f"           runtime at {gateway.runtime_url}")
             lines.append(f"           turn timeout {gateway.turn_timeout:g} s")
             origins = ", ".join(gateway.allowed_origins) or "none (only clients without Origin)"
@@ -557,9 +636,15 @@ def _banner(
                 users = ", ".join(sorted(set(gateway.user_tokens.values())))
                 lines.append(f"           user auth on, bearer tokens of: {users}")
         else:
-            lines.append(f"  runtime  {url}  (internal; X-Internal-Auth required)")
+            if serve.workers == 1:
+                lines.append(f"  runtime  {url}  (internal; X-Internal-Auth required)")
+            else:
+                lines.append("           internal; X-Internal-Auth required")
             store = runtime.resolved_database_url()
             lines.append(f"           store {_shown_database_url(store)}")
+            if schema is not None:
+                upgrades = "" if serve.migrate else "; upgrades off (--no-migrate)"
+                lines.append(f"           {_schema_line(schema)}{upgrades}")
             if key_file is not None:
                 # The path, never the key: a terminal's scrollback and CI logs are read by many.
                 lines.append(f"           internal key (random, this run only) in {key_file}")
@@ -571,6 +656,14 @@ def _banner(
         f"{serve.grace_period:g} s to finish; a second signal stops at once."
     )
     return "\n".join(lines)
+
+
+def _schema_line(schema: "Outcome") -> str:
+    if schema.before is None:
+        return f"schema created at revision {schema.after}"
+    if schema.before != schema.after:
+        return f"schema upgraded from {schema.before} to {schema.after}"
+    return f"schema at revision {schema.after}"
 
 
 class _StartFailed(Exception):
@@ -588,9 +681,10 @@ async def _serve_one(server: uvicorn.Server, sock: socket.socket) -> None:
 async def serve_until_signalled(
     apps: list[tuple[str, FastAPI, socket.socket]],
     serve: ServeSettings,
-    describe: Callable[[list[_Running]], str],
-    out: TextIO = sys.stdout,
+    announce: Callable[[list[_Running]], None],
+    stop_signals: tuple[signal.Signals, ...] = (signal.SIGINT, signal.SIGTERM),
 ) -> int:
+    """Serve until one of `stop_signals`; `announce` is called once every service accepts."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     # A second signal during the grace period: the user will not wait.
@@ -599,7 +693,7 @@ async def serve_until_signalled(
     def signalled() -> None:
         (hurry if stop.is_set() else stop).set()
 
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    for signum in stop_signals:
         loop.add_signal_handler(signum, signalled)
     running: list[_Running] = []
     try:
@@ -616,7 +710,7 @@ async def serve_until_signalled(
             if failed:
                 raise ServeError(f"the {failed[0].name} stopped while starting; see the log above")
             await asyncio.sleep(0.02)
-        print(describe(running), file=out, flush=True)
+        announce(running)
         stopped = asyncio.create_task(stop.wait())
         tasks = [item.task for item in running if item.task is not None]
         await asyncio.wait([stopped, *tasks], return_when=asyncio.FIRST_COMPLETED)
@@ -633,7 +727,7 @@ async def serve_until_signalled(
             if item.task is not None:
                 # A failed start was reported above, with the server's own log before it.
                 await asyncio.gather(item.task, return_exceptions=True)
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        for signum in stop_signals:
             loop.remove_signal_handler(signum)
 
 
@@ -657,30 +751,42 @@ def run(
     gateway: GatewaySettings,
     explicit_runtime_url: bool,
     sources: Mapping[str, str] | None = None,
+    schema: "Outcome | None" = None,
 ) -> int:
     configure_logging(serve.log_level)
     generated_key = service == "both" and runtime.internal_key is None
-    apps = plan_apps(service, serve, runtime, gateway, explicit_runtime_url, sources)
+    bound = bind_services(
+        service, serve, runtime, gateway, explicit_runtime_url, sources, serve.workers > 1
+    )
     key_file: Path | None = None
     if generated_key and runtime.internal_key is not None:
         key = runtime.internal_key.get_secret_value()
         try:
             key_file = write_key_file(runtime.data_dir, key)
         except OSError as exc:
-            for _, _, sock in apps:
+            for _, sock in bound:
                 sock.close()
             label = (sources or {}).get("data_dir", "--data-dir")
             raise ServeError(
                 f"{label} {runtime.data_dir}: cannot write the key file ({exc.strerror or exc})"
             ) from None
+
+    def describe(ports: list[tuple[str, int]]) -> str:
+        return _banner(ports, serve, runtime, gateway, key_file, schema)
+
     try:
-        return asyncio.run(
-            serve_until_signalled(
-                apps,
-                serve,
-                lambda running: _banner(running, serve, runtime, gateway, key_file),
-            )
-        )
+        if serve.workers > 1:
+            from reference.workers import supervise
+
+            return supervise(bound, serve, runtime, gateway, describe)
+        apps = [(name, create_service_app(name, runtime, gateway), sock) for name, sock in bound]
+
+        def announce(running: list[_Running]) -> None:
+            print(describe([(item.name, item.port) for item in running]), flush=True)
+
+        # uvloop's event loop where it is installed, as uvicorn itself would pick.
+        with asyncio.Runner(loop_factory=loop_factory()) as runner:
+            return runner.run(serve_until_signalled(apps, serve, announce))
     finally:
         if key_file is not None:
             # The key is dead with this run; the file must not look as if it still opened a door.
@@ -700,7 +806,43 @@ def serve_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
             plan.gateway,
             plan.explicit_runtime_url,
             plan.sources,
+            plan.schema,
         )
     except ServeError as exc:
         print(f"sessionlab serve: {exc}", file=sys.stderr)
         return 2
+
+
+def migrate_command(args: argparse.Namespace) -> int:
+    """`sessionlab migrate`: the store upgraded to this version's schema; 0, or 2 with one line."""
+    from reference.migrations import SchemaUnknown, upgrade_store
+
+    try:
+        given: dict[str, Any] = {}
+        if args.data_dir is not None:
+            given["data_dir"] = args.data_dir
+        if args.database_url is not None:
+            given["database_url"] = _database_url(args.database_url, "--database-url")
+        try:
+            settings = RuntimeSettings(**given)
+        except ValidationError as exc:
+            raise _settings_error(exc) from None
+        url = settings.resolved_database_url()
+        if settings.database_url is None:
+            usable_directory(settings.data_dir, "--data-dir")
+        try:
+            outcome = asyncio.run(upgrade_store(url))
+        except SchemaUnknown as exc:
+            raise ServeError(str(exc)) from None
+        except Exception as exc:
+            raise ServeError(f"cannot open the store ({_reason(exc)})") from None
+    except ServeError as exc:
+        print(f"sessionlab migrate: {exc}", file=sys.stderr)
+        return 2
+    if outcome.before is None:
+        print(f"store created at revision {outcome.after}")
+    elif outcome.before == outcome.after:
+        print(f"store already at revision {outcome.after}")
+    else:
+        print(f"store upgraded from revision {outcome.before} to {outcome.after}")
+    return 0

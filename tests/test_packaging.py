@@ -43,6 +43,8 @@ DATA_FILES = (
     "conformance/contract/requirements.yaml",
     "conformance/contract/schemas/Health.json",
     "scenarios/plans/tp1-create.yaml",
+    "reference/migrations/script.py.mako",
+    "reference/migrations/versions/0001_first_schema.py",
 )
 # Not packed: pip writes these itself when it installs.
 INSTALL_ONLY = {"RECORD", "INSTALLER", "REQUESTED", "direct_url.json"}

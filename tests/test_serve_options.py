@@ -364,6 +364,13 @@ def env_cases(tmp: Path) -> dict[str, tuple[str, list[str], Check]]:
         ),
         "--tolerant": ("yes", both, banner_has("Profile tolerant: unknown ids accepted")),
         "--log-level": ("warning", both, _quiet_at_warning),
+        # The gateway alone: more than one runtime process needs PostgreSQL (test_scale_out.py).
+        "--workers": (
+            "2",
+            ["gateway", "--port", "0", "--runtime-url", "http://127.0.0.1:9"],
+            banner_has("(2 processes on this port)"),
+        ),
+        "--no-migrate": ("yes", both, banner_has("upgrades off (--no-migrate)")),
     }
 
 

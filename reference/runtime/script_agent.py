@@ -50,6 +50,18 @@ class AgentSwitch:
     reason: str | None
 
 
+@dataclass(frozen=True)
+class Basis:
+    """What a turn was decided on: the session's agent, and the state of the call the frame
+    named (None: no such call). The store writes the turn only if both still hold under the
+    session's lock; else another turn of the session, on this process or another, came first
+    and this one is decided again on what that one left (docs/scale-out.md)."""
+
+    agent: str
+    call_id: str | None = None
+    call_state: str | None = None
+
+
 @dataclass
 class Turn:
     """Everything one turn changes, applied to the store in one transaction before streaming."""
@@ -59,6 +71,7 @@ class Turn:
     calls: list[PendingCall] = field(default_factory=list)
     switch: AgentSwitch | None = None
     error: str | None = None
+    basis: Basis | None = None
 
 
 def words_as_chunks(text: str) -> list[AssistantMessageFrame]:
@@ -233,10 +246,13 @@ def respond(
     """Decide one turn. `call` is the stored call the frame's call_id names, if any."""
     match frame:
         case UserMessageFrame():
-            return _user_message(frame, current_agent, new_call_id)
+            turn = _user_message(frame, current_agent, new_call_id)
         case ToolResultFrame():
-            return _tool_result(frame, call)
+            turn = _tool_result(frame, call)
         case HitlDecisionFrame():
-            return _decision(frame, call)
+            turn = _decision(frame, call)
         case SwitchAgentFrame():
-            return _switch_agent(frame, current_agent)
+            turn = _switch_agent(frame, current_agent)
+    call_id = getattr(frame, "call_id", None)
+    turn.basis = Basis(current_agent, call_id, None if call is None else call.state)
+    return turn

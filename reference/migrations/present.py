@@ -1,0 +1,8 @@
+"""What a store already holds, asked from inside a migration."""
+
+from alembic import op
+from sqlalchemy import inspect
+
+
+def has_table(name: str) -> bool:
+    return inspect(op.get_bind()).has_table(name)
