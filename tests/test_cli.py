@@ -184,7 +184,10 @@ def test_smoke_checks_the_reference_and_passes() -> None:
 
 def test_verify_finds_the_reference_conforming(tmp_path: Path) -> None:
     report_path = tmp_path / "report.json"
-    result = run_cli("verify", "--json", str(report_path), "--junit-xml", str(tmp_path / "j.xml"))
+    # A whole run: the bound is a guard against a hang, as for the target-file runs below.
+    result = run_cli(
+        "verify", "--json", str(report_path), "--junit-xml", str(tmp_path / "j.xml"), timeout=180
+    )
     assert result.returncode == 0, result.stdout[-4000:]
     report = json.loads(report_path.read_text())
     statuses = {r["id"]: r["status"] for r in report["requirements"]}
