@@ -1,76 +1,94 @@
-"""Many simulated IDEs in one process against the reference: each creates two sessions, chats in
-both and switches between them. Prints counts, errors and p50/p99 per flow, and the wall time.
+"""The many-IDEs benchmark: N simulated IDEs against the reference started as a process target
+(benchmarks/reference-process.yaml), measured per flow; docs/load.md has the figures.
 
-    .venv/bin/python benchmarks/many_ides.py [IDES]      (default 200)
+    .venv/bin/python benchmarks/many_ides.py [IDES]           # sessionlab load, a process per core
+    .venv/bin/python benchmarks/many_ides.py [IDES] --locust  # Locust, a master and 2 workers
+
+Default 1000 IDEs, all connected at once: a ramp-up of 300 s, then 120 s of work, users
+thinking 120 to 240 s between two operations (a person reading a reply, working on the code and
+writing the next message). Prints the table (p50, p90, p99 per flow, CPU per operation) and
+exits 1 if any operation failed. Extra arguments go to `sessionlab load` (e.g.
+`--duration 300 --html many.html`) or, with --locust, to the Locust master.
 """
 
 import asyncio
-import statistics
+import os
+import subprocess
 import sys
-import tempfile
-import time
-from collections import defaultdict
 from pathlib import Path
 
-from conformance.targets.reference_target import ReferenceTarget
-from simulators.ide import Ide, IdeSettings
-from simulators.ide.approvals import ApproveAll
+HERE = Path(__file__).resolve().parent
+TARGET = HERE / "reference-process.yaml"
+RAMP_UP, DURATION, THINK = 300, 120, (120, 240)
+# Seconds Locust lets the operations in flight end when its time is up (the step timeout, 30 s).
+STOP_TIMEOUT = 35
 
 
-def percentile(values: list[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
+def with_load_tool(ides: int, extra: list[str]) -> int:
+    from conformance.cli import main
+
+    return main(
+        ["load", "--target", str(TARGET), "--ides", str(ides), "--ramp-up", str(RAMP_UP),
+         "--duration", str(DURATION), "--think", f"{THINK[0]}-{THINK[1]}", *extra]
+    )  # fmt: skip
 
 
-async def one_ide(index: int, url: str, folder: Path, timings: dict[str, list[float]]) -> None:
-    ide = Ide(
-        IdeSettings(gateway_url=url, turn_timeout=60), folder / f"{index}.json", policy=ApproveAll()
-    )
+async def _with_locust(ides: int, extra: list[str]) -> int:
+    from conformance.targets.loader import load_target
+    from conformance.targets.ports import free_ports
 
-    async def timed(flow: str, step: object) -> object:
-        started = time.perf_counter()
-        result = await step  # type: ignore[misc]
-        timings[flow].append(time.perf_counter() - started)
-        return result
-
-    try:
-        first = await timed("create", ide.new_session())
-        await ide.send(f"hello {index}")
-        await timed("turn", ide.final_reply())
-        await timed("create", ide.new_session())
-        await ide.send(f"second {index}")
-        await timed("turn", ide.final_reply())
-        await timed("switch", ide.switch_to(str(first)))
-        await ide.send(f"back {index}")
-        await timed("turn", ide.final_reply())
-        if ide.errors:
-            raise RuntimeError(ide.errors[0])
-    finally:
-        await ide.close()
-
-
-async def main(count: int) -> int:
-    timings: dict[str, list[float]] = defaultdict(list)
-    async with ReferenceTarget(turn_timeout=60) as target:
-        url = target.endpoints.gateway_url
-        with tempfile.TemporaryDirectory() as scratch:
-            started = time.perf_counter()
-            outcomes = await asyncio.gather(
-                *(one_ide(i, url, Path(scratch), timings) for i in range(count)),
-                return_exceptions=True,
+    target = load_target(TARGET)
+    async with target:
+        endpoints = target.endpoints
+        (port,) = free_ports(1)
+        locust = [
+            sys.executable,
+            "-m",
+            "locust",
+            "-f",
+            str(HERE.parent / "simulators/load/locustfile.py"),
+        ]
+        env = {**os.environ, "SESSIONLAB_CLIENT_KEY": endpoints.client_key or ""}
+        workers = [
+            await asyncio.create_subprocess_exec(
+                *locust,
+                "--worker",
+                "--master-host",
+                "127.0.0.1",
+                "--master-port",
+                str(port),
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
             )
-            wall = time.perf_counter() - started
-    errors = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
-    print(f"{count} IDEs, {count - len(errors)} completed, {len(errors)} errors, {wall:.1f} s wall")
-    for flow, values in sorted(timings.items()):
-        print(
-            f"  {flow:<7} n={len(values):<5} p50 {statistics.median(values) * 1000:8.1f} ms"
-            f"  p99 {percentile(values, 0.99) * 1000:8.1f} ms"
-        )
-    for error in errors[:5]:
-        print(f"  error: {type(error).__name__}: {error}")
-    return 1 if errors else 0
+            for _ in range(2)
+        ]
+        master = await asyncio.create_subprocess_exec(
+            *locust, "--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port),
+            "--expect-workers", "2", "--headless", "-u", str(ides), "-r", f"{ides / RAMP_UP:g}",
+            "-t", f"{RAMP_UP + DURATION}s", "--host", endpoints.gateway_url,
+            "--ide-think", f"{THINK[0]}-{THINK[1]}", "--stop-timeout", str(STOP_TIMEOUT),
+            "--only-summary", *extra, env=env,
+        )  # fmt: skip
+        try:
+            return await master.wait()
+        finally:
+            for worker in workers:
+                try:
+                    await asyncio.wait_for(worker.wait(), 30)
+                except TimeoutError:
+                    worker.kill()
+                    await worker.wait()
+
+
+def main(argv: list[str]) -> int:
+    locust = "--locust" in argv
+    rest = [arg for arg in argv if arg != "--locust"]
+    ides = int(rest.pop(0)) if rest and rest[0].isdigit() else 1000
+    if locust:
+        return asyncio.run(_with_locust(ides, rest))
+    return with_load_tool(ides, rest)
 
 
 if __name__ == "__main__":
-    sys.exit(asyncio.run(main(int(sys.argv[1]) if len(sys.argv) > 1 else 200)))
+    sys.exit(main(sys.argv[1:]))

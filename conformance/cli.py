@@ -15,6 +15,12 @@ def _serve(args: argparse.Namespace) -> int:
     return serve_command(args, args.serve_parser)
 
 
+def _migrate(args: argparse.Namespace) -> int:
+    from reference.serve import migrate_command
+
+    return migrate_command(args)
+
+
 def _schemas(args: argparse.Namespace) -> int:
     from conformance.contract.schema_export import SCHEMA_DIR, stale_schemas, write_schemas
 
@@ -148,6 +154,41 @@ def _bench(args: argparse.Namespace) -> int:
     return run_bench(scale=args.scale)
 
 
+def _durability(args: argparse.Namespace) -> int:
+    from conformance.target_options import TargetOptions
+    from simulators.durability.cli import durability_command
+    from simulators.durability.run import DurabilitySettings
+
+    return durability_command(
+        TargetOptions(
+            target_file=args.target,
+            target_factory=args.target_factory,
+            gateway_url=args.gateway_url,
+            runtime_url=args.runtime_url,
+            client_key=args.client_key,
+            internal_key=args.internal_key,
+            turn_timeout=args.turn_timeout,
+            keep_run=args.keep_run,
+        ),
+        DurabilitySettings(
+            ides=args.ides,
+            faults=args.faults,
+            seed=args.seed,
+            fault_names=tuple(args.fault or ()),
+            budget=args.budget,
+        ),
+        json_path=args.json,
+        junit_path=args.junit_xml,
+        html_path=args.html,
+    )
+
+
+def _load(args: argparse.Namespace) -> int:
+    from simulators.load.cli import load_command
+
+    return load_command(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sessionlab",
@@ -219,7 +260,32 @@ def build_parser() -> argparse.ArgumentParser:
         help="accept unknown session ids like the described system (not strict)",
     )
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    serve.add_argument(
+        "--workers",
+        type=int,
+        help="processes per service (default 1); more than one runtime process needs "
+        "--database-url on PostgreSQL (docs/scale-out.md)",
+    )
+    serve.add_argument(
+        "--no-migrate",
+        action="store_true",
+        default=None,
+        help="never change the store's schema: refuse a store behind this version, naming the "
+        "`sessionlab migrate` command to run (default: upgrade it at start)",
+    )
     serve.set_defaults(handler=_serve, serve_parser=serve)
+
+    migrate = commands.add_parser(
+        "migrate",
+        help="upgrade the reference store's schema to this version's",
+        description="Upgrade the reference runtime's store to this version's schema (Alembic "
+        "revisions shipped with sessionlab), as `sessionlab serve` does at start unless given "
+        "--no-migrate. A store made before migrations existed is recognised. Exit status: 0 "
+        "upgraded or already current, 2 the store cannot be opened or upgraded.",
+    )
+    migrate.add_argument("--data-dir", type=Path, help="where the SQLite file lives")
+    migrate.add_argument("--database-url", help="SQLAlchemy async URL instead of the SQLite file")
+    migrate.set_defaults(handler=_migrate)
 
     verify = commands.add_parser(
         "verify",
@@ -337,6 +403,54 @@ def build_parser() -> argparse.ArgumentParser:
         "--scale", type=float, default=1.0, help="multiply every request count by this"
     )
     bench.set_defaults(handler=_bench)
+
+    durability = commands.add_parser(
+        "durability",
+        help="run many IDEs under a fault schedule and check that nothing acknowledged is lost",
+        description="N simulated IDEs create sessions, chat, switch and resume while a nemesis "
+        "kills, pauses and restarts the runtime, restarts the gateway and cuts, resets, refuses "
+        "and slows either hop; after healing, every history is read through the gateway and "
+        "checked against what the IDEs were told (X-DUR-1, docs/durability.md). Needs a "
+        "process or container target. Exit status: 0 no anomaly, 1 anomalies, 2 usage error or "
+        "a target that cannot be faulted, 3 the target did not start.",
+    )
+    _add_target_options(durability)
+    durability.add_argument("--ides", type=int, default=20, help="simulated IDEs (default 20)")
+    durability.add_argument("--faults", type=int, default=20, help="faults (default 20)")
+    durability.add_argument("--seed", type=int, help="the schedule's seed (default: random)")
+    durability.add_argument(
+        "--fault",
+        action="append",
+        metavar="NAME",
+        help="only this fault, repeatable: kill, restart, pause, gateway_restart, "
+        "cut@ide, reset@runtime, latency@ide, down@runtime ... (default: all the target allows)",
+    )
+    durability.add_argument(
+        "--budget",
+        type=_positive_seconds,
+        metavar="SECONDS",
+        help="no fault begins after this (default: twice the schedule's planned span)",
+    )
+    durability.add_argument("--json", type=Path, help="write the result as JSON")
+    durability.add_argument("--junit-xml", type=Path, help="write JUnit XML")
+    durability.add_argument("--html", type=Path, help="write an HTML report with the timeline")
+    durability.set_defaults(handler=_durability)
+
+    load = commands.add_parser(
+        "load",
+        help="load a target with many simulated IDEs and measure each flow",
+        description="Run N simulated IDEs (the IDE simulator's create, chat, switch and restore "
+        "flows) against a target from worker processes, with a ramp-up and think times, bounded "
+        "by a duration and an operation count; print throughput and latency percentiles per "
+        "flow. --compare measures a second target in the same run, in alternating rounds, and "
+        "prints the ratios. Targets off this machine are refused without --allow-remote. Exit "
+        "status: 0 no errors, 1 operations failed, 2 usage error, 3 the target did not start.",
+    )
+    _add_target_options(load)
+    from simulators.load.cli import add_load_options
+
+    add_load_options(load)
+    load.set_defaults(handler=_load)
     return parser
 
 
@@ -344,7 +458,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # `serve` stops on a signal by itself; the commands that launch a target, in process or not,
     # stop and remove it first (exit status 130 or 143).
-    if args.command in ("verify", "run", "smoke", "bench"):
+    if args.command in ("verify", "run", "smoke", "bench", "load", "durability"):
         from conformance.stopping import run_stoppably
 
         return run_stoppably(lambda: args.handler(args), f"sessionlab {args.command}")

@@ -1,0 +1,307 @@
+"""`sessionlab load`: start the targets, run the rounds on worker processes, report.
+
+With `--compare`, two targets are measured in one run in alternating rounds (A B B A A B ...):
+whatever else the machine does at one moment weighs on both alike, and the ratios printed are
+of numbers measured side by side.
+"""
+
+import math
+import multiprocessing
+import queue
+import re
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field, replace
+from multiprocessing.pool import AsyncResult
+from pathlib import Path
+from typing import Any, TextIO
+
+from conformance.target_options import TargetOptionError, TargetOptions, make_target
+from conformance.target_runner import TargetRunner
+from conformance.targets import Endpoints, Target, TargetError
+from simulators.load.cpu import target_cpu_seconds
+from simulators.load.flows import BROKEN, Outcome
+from simulators.load.loopback import RemoteTargetError, loopback_only
+from simulators.load.plan import LoadPlan, PlanError
+from simulators.load.progress import LiveProgress
+from simulators.load.samples import Tally
+from simulators.load.worker import END, WorkerJob, init_worker, run_job
+
+# How long a launched target may take to start (a container, a slow process).
+START_TIMEOUT = 120.0
+# A factory is MODULE:CALLABLE; a Windows drive or a URL never matches.
+_FACTORY = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
+# Seconds the workers get to come up before the first round's clock starts.
+WARM_UP = 60.0
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    target: TargetOptions = field(default_factory=TargetOptions)
+    plan: LoadPlan = field(default_factory=LoadPlan)
+    # A second target: a target file, a gateway URL, MODULE:CALLABLE or `reference`.
+    compare: str | None = None
+    # Rounds per target with --compare (alternating), else 1.
+    rounds: int = 4
+    json_path: Path | None = None
+    html_path: Path | None = None
+    allow_remote: bool = False
+
+
+@dataclass
+class Measured:
+    """What a run leaves for the reports."""
+
+    plan: LoadPlan
+    tallies: list[Tally]
+    names: list[str]
+    urls: list[str]
+    rounds: int
+    started_at: float
+    wall: float
+    stopped: str | None = None
+
+    @property
+    def errors(self) -> int:
+        return sum(tally.error_count for tally in self.tallies)
+
+
+def compare_options(spec: str, first: TargetOptions) -> TargetOptions:
+    """The second target of `--compare SPEC`, named the ways the first one can be."""
+    if spec == "reference":
+        return TargetOptions(turn_timeout=first.turn_timeout)
+    if spec.startswith(("http://", "https://")):
+        return TargetOptions(
+            gateway_url=spec, client_key=first.client_key, turn_timeout=first.turn_timeout
+        )
+    if _FACTORY.fullmatch(spec) and not Path(spec).exists():
+        return TargetOptions(target_factory=spec)
+    return TargetOptions(target_file=spec, turn_timeout=first.turn_timeout)
+
+
+def round_order(targets: int, rounds: int) -> list[int]:
+    """0 1 1 0 0 1 ... for two targets (each `rounds` times); [0] for one."""
+    if targets == 1:
+        return [0]
+    order: list[int] = []
+    for pair in range(rounds):
+        order.extend((0, 1) if pair % 2 == 0 else (1, 0))
+    return order
+
+
+def _label(names: list[str]) -> list[str]:
+    if len(names) == 2 and names[0] == names[1]:
+        return [f"{names[0]} (A)", f"{names[1]} (B)"]
+    return names
+
+
+def run_load(options: LoadOptions, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    err = err or sys.stderr
+    from simulators.load.report import print_report, write_html, write_json
+
+    specs = [options.target]
+    if options.compare is not None:
+        specs.append(compare_options(options.compare, options.target))
+    try:
+        for spec in specs:
+            if spec.gateway_url and not options.allow_remote:
+                loopback_only(spec.gateway_url)
+        targets = [make_target(spec) for spec in specs]
+    except (TargetOptionError, RemoteTargetError, PlanError) as exc:
+        print(f"sessionlab load: {exc}", file=err)
+        return 2
+    runners: list[TargetRunner] = []
+    try:
+        endpoints: list[Endpoints] = []
+        for target in targets:
+            runner = TargetRunner(target)
+            runners.append(runner)
+            endpoints.append(runner.start(START_TIMEOUT * _scale()))
+            if not options.allow_remote:
+                loopback_only(endpoints[-1].gateway_url)
+        measured = measure(options, targets, endpoints, err)
+    except RemoteTargetError as exc:
+        print(f"sessionlab load: {exc}", file=err)
+        return 2
+    except (TargetError, TimeoutError) as exc:
+        print(f"sessionlab load: the target did not start: {exc}", file=err)
+        return 3
+    finally:
+        for runner in runners:
+            runner.close()
+    print_report(measured, out)
+    if options.json_path is not None:
+        write_json(measured, options.json_path)
+        print(f"JSON report: {options.json_path}", file=out)
+    if options.html_path is not None:
+        write_html(measured, options.html_path)
+        print(f"HTML report: {options.html_path}", file=out)
+    return 1 if measured.errors else 0
+
+
+def _scale() -> float:
+    from conformance.targets.launched import timeout_scale
+
+    return timeout_scale()
+
+
+def _round_plan(plan: LoadPlan, per_target: int) -> LoadPlan:
+    if per_target == 1:
+        return plan
+    return replace(
+        plan,
+        duration=None if plan.duration is None else plan.duration / per_target,
+        operations=None if plan.operations is None else max(1, plan.operations // per_target),
+    )
+
+
+def _jobs(
+    plan: LoadPlan, endpoints: Endpoints, number: int, origin: float, folder: str
+) -> list[WorkerJob]:
+    workers = plan.worker_count
+    return [
+        WorkerJob(
+            worker=worker,
+            round=number,
+            ides=tuple(range(worker, plan.ides, workers)),
+            ide_count=plan.ides,
+            gateway_url=endpoints.gateway_url,
+            client_key=endpoints.client_key,
+            headers=endpoints.socket_headers(),
+            client=plan.client,
+            origin=origin,
+            ramp_up=plan.ramp_up,
+            stop_at=plan.ramp_up + plan.time_limit,
+            operations=tuple(plan.operations_of(ide) for ide in range(worker, plan.ides, workers)),
+            think_min=plan.think_min,
+            think_max=plan.think_max,
+            step_timeout=plan.step_timeout,
+            folder=folder,
+        )
+        for worker in range(workers)
+    ]
+
+
+def _warm(_: int) -> int:
+    time.sleep(0.2)  # long enough that every worker takes one
+    return 0
+
+
+def _cpu(_: int) -> tuple[int, float]:
+    import os
+
+    from simulators.load.cpu import own_cpu_seconds
+
+    time.sleep(0.2)
+    return os.getpid(), own_cpu_seconds()
+
+
+def measure(
+    options: LoadOptions, targets: list[Target], endpoints: list[Endpoints], err: TextIO
+) -> Measured:
+    plan = options.plan
+    labels = _label([target.name for target in targets])
+    tallies = [Tally(label) for label in labels]
+    order = round_order(len(targets), options.rounds)
+    per_target = len(order) // len(targets)
+    round_plan = _round_plan(plan, per_target)
+    context = multiprocessing.get_context("spawn")
+    results: queue.Queue[Any] = context.Queue()  # type: ignore[assignment]
+    started_at = time.time()
+    stopped: str | None = None
+    worker_cpu: dict[int, float] = {}
+    # Here, not in the workers: a worker killed by Ctrl-C cannot remove its own.
+    scratch = tempfile.TemporaryDirectory(prefix="sessionlab-load-")
+    pool = context.Pool(plan.worker_count, initializer=init_worker, initargs=(results,))
+    try:
+        # Every worker up and importing done before any clock starts.
+        pool.map_async(_warm, range(plan.worker_count), chunksize=1).get(WARM_UP)
+        # Spawning and importing is not the load's work: each worker's counter starts here.
+        for pid, cpu in pool.map(_cpu, range(plan.worker_count), chunksize=1):
+            worker_cpu[pid] = cpu
+        with LiveProgress(err) as progress:
+            for number, which in enumerate(order):
+                if len(order) > 1:
+                    progress.title = f"round {number + 1}/{len(order)} "
+                origin = time.time() + 0.2
+                jobs = _jobs(round_plan, endpoints[which], number, origin, scratch.name)
+                pending = [pool.apply_async(run_job, (job,)) for job in jobs]
+                target_before = target_cpu_seconds(targets[which])
+                _collect(
+                    results,
+                    pending,
+                    number,
+                    tallies[which],
+                    origin,
+                    round_plan,
+                    progress,
+                    worker_cpu,
+                )
+                target_after = target_cpu_seconds(targets[which])
+                if target_before is not None and target_after is not None:
+                    spent = target_after - target_before
+                    tally = tallies[which]
+                    tally.target_cpu = (tally.target_cpu or 0.0) + spent
+    except KeyboardInterrupt:
+        stopped = "interrupted"
+        raise
+    finally:
+        pool.terminate()
+        pool.join()
+        scratch.cleanup()
+    return Measured(
+        plan=plan,
+        tallies=tallies,
+        names=[target.name for target in targets],
+        urls=[e.gateway_url for e in endpoints],
+        rounds=per_target,
+        started_at=started_at,
+        wall=time.time() - started_at,
+        stopped=stopped,
+    )
+
+
+def _collect(
+    results: "queue.Queue[Any]",
+    pending: list[AsyncResult[int]],
+    number: int,
+    tally: Tally,
+    origin: float,
+    plan: LoadPlan,
+    progress: LiveProgress,
+    worker_cpu: dict[int, float],
+) -> None:
+    ended = 0
+    last_at = 0.0
+    while ended < len(pending):
+        try:
+            round_number, payload = results.get(timeout=0.25)
+        except queue.Empty:
+            failed = [job for job in pending if job.ready() and not job.successful()]
+            for job in failed:
+                # A worker that died never sends its end; its error is the generator's own.
+                pending.remove(job)
+                try:
+                    job.get(0)
+                except Exception as exc:
+                    tally.add(Outcome(BROKEN, time.time() - origin, 0.0, repr(exc)))
+            progress.show(tally, time.time() - origin, plan.ides)
+            continue
+        if round_number != number:
+            continue  # late news of a round that was cut off
+        if isinstance(payload, tuple) and payload[0] == END:
+            ended += 1
+            _, pid, cpu = payload
+            # A pool process serves every round: its CPU counter runs on from the last one.
+            tally.generator_cpu += cpu - worker_cpu.get(pid, 0.0)
+            worker_cpu[pid] = cpu
+            continue
+        for outcome in payload:
+            tally.add(outcome)
+            last_at = max(last_at, outcome.at)
+        progress.show(tally, time.time() - origin, plan.ides)
+    tally.measured += last_at
+    # The next round of this target is drawn after this one on the plots' time axis.
+    tally.offset += math.ceil(last_at)
