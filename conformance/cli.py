@@ -149,9 +149,11 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from reference.bench import run_bench
+    from simulators.load.bench import bench_command
 
-    return run_bench(scale=args.scale)
+    return bench_command(
+        scale=args.scale, compare=args.compare, json_path=args.json, html_path=args.html
+    )
 
 
 def _durability(args: argparse.Namespace) -> int:
@@ -398,10 +400,32 @@ def build_parser() -> argparse.ArgumentParser:
     schemas.add_argument("--dir", help="directory (default: the package's schemas/)")
     schemas.set_defaults(handler=_schemas)
 
-    bench = commands.add_parser("bench", help="measure the reference stack, as ratios")
-    bench.add_argument(
-        "--scale", type=float, default=1.0, help="multiply every request count by this"
+    bench = commands.add_parser(
+        "bench",
+        help="measure the reference: a fixed load recipe, then its micro-ratios",
+        description="Measure the reference in two parts, printed as ratios of one run. 1: a "
+        "fixed recipe of `sessionlab load`, 200 simulated IDEs against the reference started "
+        "as a process target, compared in alternating rounds with a second target (by default "
+        "the reference again: its ratios show this machine's noise). 2: the reference's "
+        "micro-ratios (gateway against the runtime directly, long against short histories, one "
+        "worker process against two). Exit status: 0 no errors, 1 load operations failed, 2 "
+        "usage error, 3 the target did not start.",
     )
+    bench.add_argument(
+        "--scale",
+        type=float,
+        default=1.0,
+        help="multiply both parts by this: the IDEs, ramp-up and duration of the load, the "
+        "request counts of the micro-ratios (default 1; 0.05 for a quick look)",
+    )
+    bench.add_argument(
+        "--compare",
+        metavar="TARGET2",
+        help="compare the reference with this target instead of with itself: a target file, a "
+        "gateway URL, MODULE:CALLABLE or `reference` (in process)",
+    )
+    bench.add_argument("--json", type=Path, help="write both parts as JSON here")
+    bench.add_argument("--html", type=Path, help="write the load part's page (tables and plots)")
     bench.set_defaults(handler=_bench)
 
     durability = commands.add_parser(

@@ -1,10 +1,11 @@
-"""`sessionlab bench`: the reference stack measured against itself, printed as ratios of one run.
+"""`sessionlab bench`, its second part: the reference's micro-ratios, printed as ratios of one run.
 
-Absolute figures depend on the machine and its load; the ratios (gateway vs. runtime directly,
-a chat at 10,000 messages vs. at 10) are what to compare between runs. The runtime and the
-gateway each run in a process of their own, as deployed, so that neither the client nor the other
-service shares their interpreter; the client is this process. docs/performance.md has the figures
-measured so far and what they led to.
+(The first part, simulated IDEs against the reference, is `sessionlab load`'s fixed recipe:
+simulators/load/bench.py.) Absolute figures depend on the machine and its load; the ratios
+(gateway vs. runtime directly, a chat at 10,000 messages vs. at 10) are what to compare between
+runs. The runtime and the gateway each run in a process of their own, as deployed, so that neither
+the client nor the other service shares their interpreter; the client is this process.
+docs/performance.md has the figures measured so far and what they led to.
 """
 
 import asyncio
@@ -14,13 +15,14 @@ import json
 import multiprocessing
 import secrets
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TextIO
 
 import httpx
 from pydantic import AnyHttpUrl, SecretStr
@@ -67,6 +69,78 @@ class Timings:
             f"  p99 {self.p99 * 1000:7.2f} ms  (n={len(self.seconds)})"
         )
 
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "n": len(self.seconds),
+            "per_s": round(self.rate, 3),
+            "p50_ms": round(self.p50 * 1000, 3),
+            "p99_ms": round(self.p99 * 1000, 3),
+        }
+
+
+@dataclass(frozen=True)
+class Row:
+    """One measured line of a section."""
+
+    label: str
+    timings: Timings
+
+    def line(self) -> str:
+        return self.timings.row(self.label)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"label": self.label, **self.timings.as_json()}
+
+
+@dataclass(frozen=True)
+class Ratio:
+    """One figure over another of the same run: p50, and throughput where it means something."""
+
+    label: str
+    p50: float
+    throughput: float | None = None
+    per_core: float | None = None
+    note: str = ""
+
+    @classmethod
+    def of(cls, label: str, over: Timings, under: Timings) -> "Ratio":
+        return cls(label, over.p50 / under.p50, over.rate / under.rate)
+
+    def line(self) -> str:
+        parts = [f"p50 {self.p50:.2f}x"]
+        if self.throughput is not None:
+            parts.append(f"throughput {self.throughput:.2f}x")
+        if self.per_core is not None:
+            parts.append(f"per core {self.per_core:.2f}x")
+        note = f" ({self.note})" if self.note else ""
+        return f"  ratio {self.label}: {', '.join(parts)}{note}"
+
+    def as_json(self) -> dict[str, Any]:
+        figures = {"p50": self.p50, "throughput": self.throughput, "per_core": self.per_core}
+        return {
+            "ratio": self.label,
+            **{name: None if value is None else round(value, 4) for name, value in figures.items()},
+            **({"note": self.note} if self.note else {}),
+        }
+
+
+@dataclass
+class Section:
+    """A titled table of the output: its rows and ratios, in the order they are printed."""
+
+    title: str
+    items: list[Row | Ratio] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        return [self.title, *(item.line() for item in self.items)]
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "title": self.title,
+            "rows": [item.as_json() for item in self.items if isinstance(item, Row)],
+            "ratios": [item.as_json() for item in self.items if isinstance(item, Ratio)],
+        }
+
 
 async def timed(count: int, concurrency: int, call: Callable[[], Awaitable[None]]) -> Timings:
     seconds: list[float] = []
@@ -81,13 +155,6 @@ async def timed(count: int, concurrency: int, call: Callable[[], Awaitable[None]
     started = time.perf_counter()
     await asyncio.gather(*(one() for _ in range(count)))
     return Timings(seconds, time.perf_counter() - started)
-
-
-def ratio(label: str, over: Timings, under: Timings) -> str:
-    return (
-        f"  ratio {label}: p50 {over.p50 / under.p50:.2f}x, "
-        f"throughput {over.rate / under.rate:.2f}x"
-    )
 
 
 def _ok(response: httpx.Response) -> None:
@@ -116,22 +183,24 @@ class Bench:
             await self.store.apply_turn(session_id, Turn(messages=messages))
         return session_id
 
-    async def creates(self) -> list[str]:
-        lines = [f"create session (POST /sessions), {CONCURRENCY} at a time:"]
+    async def creates(self) -> Section:
+        section = Section(f"create session (POST /sessions), {CONCURRENCY} at a time:")
 
         async def create_on(client: httpx.AsyncClient) -> None:
             _ok(await client.post("/sessions"))
 
         direct = await timed(self.n, CONCURRENCY, lambda: create_on(self.runtime))
         proxied = await timed(self.n, CONCURRENCY, lambda: create_on(self.gateway))
-        lines += [direct.row("runtime directly"), proxied.row("through the gateway")]
-        lines.append(ratio("gateway/runtime", proxied, direct))
-        return lines
+        section.items += [Row("runtime directly", direct), Row("through the gateway", proxied)]
+        section.items.append(Ratio.of("gateway/runtime", proxied, direct))
+        return section
 
-    async def histories(self) -> list[str]:
+    async def histories(self) -> Section:
         big = await self.session_of(HISTORY_LENGTH)
         path = f"/sessions/{big}/history"
-        lines = [f"history of a {HISTORY_LENGTH:,}-message session (GET /sessions/{{id}}/history):"]
+        section = Section(
+            f"history of a {HISTORY_LENGTH:,}-message session (GET /sessions/{{id}}/history):"
+        )
 
         async def history_on(client: httpx.AsyncClient) -> None:
             _ok(await client.get(path))
@@ -139,19 +208,22 @@ class Bench:
         alone = max(20, self.n // 10)
         direct = await timed(alone, 1, lambda: history_on(self.runtime))
         proxied = await timed(alone, 1, lambda: history_on(self.gateway))
-        lines += [direct.row("alone, runtime directly"), proxied.row("alone, through the gateway")]
-        lines.append(ratio("gateway/runtime, alone", proxied, direct))
+        section.items += [
+            Row("alone, runtime directly", direct),
+            Row("alone, through the gateway", proxied),
+            Ratio.of("gateway/runtime, alone", proxied, direct),
+        ]
         loaded = max(40, self.n // 4)
         direct = await timed(loaded, CONCURRENCY, lambda: history_on(self.runtime))
         proxied = await timed(loaded, CONCURRENCY, lambda: history_on(self.gateway))
-        lines += [
-            direct.row(f"{CONCURRENCY} at a time, runtime directly"),
-            proxied.row(f"{CONCURRENCY} at a time, through the gateway"),
+        section.items += [
+            Row(f"{CONCURRENCY} at a time, runtime directly", direct),
+            Row(f"{CONCURRENCY} at a time, through the gateway", proxied),
+            Ratio.of(f"gateway/runtime, {CONCURRENCY} at a time", proxied, direct),
         ]
-        lines.append(ratio(f"gateway/runtime, {CONCURRENCY} at a time", proxied, direct))
-        return lines
+        return section
 
-    async def switches(self) -> list[str]:
+    async def switches(self) -> Section:
         """An IDE's switch to a session: its history, then a new socket to it (strict: the gateway
         checks that the session exists before accepting)."""
         big = await self.session_of(HISTORY_LENGTH)
@@ -167,17 +239,19 @@ class Bench:
                 pass
 
         count = max(40, self.n // 4)
-        lines = [
+        section = Section(
             f"switch to a {HISTORY_LENGTH:,}-message session (history + new socket), 1 at a time:"
-        ]
+        )
         opened = await timed(count, 1, socket_only)
         switched = await timed(count, 1, switch)
-        lines += [opened.row("new socket alone"), switched.row("switch")]
-        return lines
+        section.items += [Row("new socket alone", opened), Row("switch", switched)]
+        return section
 
-    async def chats(self) -> list[str]:
+    async def chats(self) -> Section:
         """One chat exchange over the gateway's socket: a user message to its final reply."""
-        lines = ["one chat exchange over the socket (user message -> final reply), 1 at a time:"]
+        section = Section(
+            "one chat exchange over the socket (user message -> final reply), 1 at a time:"
+        )
         results: dict[int, Timings] = {}
         for length in CHAT_LENGTHS:
             session_id = await self.session_of(length)
@@ -186,13 +260,13 @@ class Bench:
                 results[length] = await timed(
                     max(20, self.n // 4), 1, functools.partial(_exchange, socket)
                 )
-            lines.append(results[length].row(f"at {length:,} messages"))
+            section.items.append(Row(f"at {length:,} messages", results[length]))
         first = CHAT_LENGTHS[0]
         for length in CHAT_LENGTHS[1:]:
-            lines.append(
-                f"  ratio {length:,}/{first}: p50 {results[length].p50 / results[first].p50:.2f}x"
+            section.items.append(
+                Ratio(f"{length:,}/{first}", results[length].p50 / results[first].p50)
             )
-        return lines
+        return section
 
 
 async def _exchange(socket: ClientConnection) -> None:
@@ -206,7 +280,9 @@ async def _exchange(socket: ClientConnection) -> None:
                 return
 
 
-async def _measure(runtime_url: str, gateway_url: str, key: str, data_dir: Path, n: int) -> None:
+async def _measure(
+    runtime_url: str, gateway_url: str, key: str, data_dir: Path, n: int, out: TextIO
+) -> list[Section]:
     store = await Store.open(RuntimeSettings(data_dir=data_dir).resolved_database_url())
     limits = httpx.Limits(max_connections=CONCURRENCY)
     try:
@@ -223,9 +299,11 @@ async def _measure(runtime_url: str, gateway_url: str, key: str, data_dir: Path,
             await timed(40, CONCURRENCY, lambda: _ok_async(gateway.get("/sessions")))
             await timed(40, CONCURRENCY, lambda: _ok_async(runtime.get("/sessions")))
             bench = Bench(gateway, runtime, store, gateway_url, n)
+            sections = []
             for part in (bench.creates, bench.histories, bench.switches, bench.chats):
-                for line in await part():
-                    print(line, flush=True)
+                sections.append(await part())
+                print("\n".join(sections[-1].lines()), file=out, flush=True)
+            return sections
     finally:
         await store.close()
 
@@ -265,7 +343,25 @@ def child_service(service: Service, settings: dict[str, Any]) -> Iterator[str]:
             process.join(5)
 
 
-def run_bench(scale: float = 1.0) -> int:
+@dataclass(frozen=True)
+class MicroRatios:
+    """What the second part of `sessionlab bench` measured."""
+
+    n: int
+    sections: list[Section]
+    wall: float
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "n": self.n,
+            "wall_s": round(self.wall, 3),
+            "sections": [section.as_json() for section in self.sections],
+        }
+
+
+def run_bench(scale: float = 1.0, out: TextIO | None = None) -> MicroRatios:
+    """Measure and print the micro-ratios, each section as it is done."""
+    out = out or sys.stdout
     n = max(40, round(400 * scale))
     key = secrets.token_urlsafe(24)
     with tempfile.TemporaryDirectory(prefix="sessionlab-bench-") as scratch:
@@ -278,14 +374,17 @@ def run_bench(scale: float = 1.0) -> int:
             }
             with child_service("gateway", gateway_settings) as gateway_url:
                 print(
-                    f"sessionlab bench: runtime {runtime_url}, gateway {gateway_url} "
-                    f"(a process each), n={n}"
+                    f"micro-ratios: runtime {runtime_url}, gateway {gateway_url} "
+                    f"(a process each), n={n}",
+                    file=out,
                 )
                 started = time.perf_counter()
-                asyncio.run(_measure(runtime_url, gateway_url, key, data_dir, n))
+                sections = asyncio.run(_measure(runtime_url, gateway_url, key, data_dir, n, out))
                 # Worker processes (docs/scale-out.md): a section of its own, its own stacks.
                 from reference.bench_workers import scale_out_section
 
-                print("\n".join(scale_out_section(n)), flush=True)
-                print(f"done in {time.perf_counter() - started:.1f} s")
-    return 0
+                sections.append(scale_out_section(n))
+                print("\n".join(sections[-1].lines()), file=out, flush=True)
+                wall = time.perf_counter() - started
+                print(f"micro-ratios done in {wall:.1f} s", file=out)
+    return MicroRatios(n, sections, wall)

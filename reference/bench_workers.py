@@ -23,7 +23,7 @@ from pathlib import Path
 
 import httpx
 
-from reference.bench import CONCURRENCY, Timings, timed
+from reference.bench import CONCURRENCY, Ratio, Row, Section, Timings, timed
 
 POSTGRES_VARIABLES = ("SESSIONLAB_BENCH_POSTGRES_URL", "SESSIONLAB_TEST_POSTGRES_URL")
 WORKER_COUNTS = (1, 2)
@@ -91,8 +91,8 @@ def _measure(workers: int, postgres: str | None, scratch: Path, n: int) -> Timin
             return asyncio.run(_creates(urls["gateway"], n))
 
 
-def scale_out_section(n: int) -> list[str]:
-    """The section's lines: a row per worker count and the ratios between them."""
+def scale_out_section(n: int) -> Section:
+    """The section: a row per worker count and the ratios between them."""
     postgres = _postgres_url()
     cores = os.cpu_count() or 1
     what = (
@@ -100,7 +100,9 @@ def scale_out_section(n: int) -> list[str]:
         if postgres is not None
         else "gateway scaled, one runtime on SQLite (SESSIONLAB_BENCH_POSTGRES_URL scales both)"
     )
-    lines = [f"scale-out: POST /sessions through the gateway, concurrency {CONCURRENCY}; {what}"]
+    section = Section(
+        f"scale-out: POST /sessions through the gateway, concurrency {CONCURRENCY}; {what}"
+    )
     measured: dict[int, Timings] = {}
     with tempfile.TemporaryDirectory(prefix="sessionlab-bench-workers-") as scratch:
         for workers in WORKER_COUNTS:
@@ -108,11 +110,15 @@ def scale_out_section(n: int) -> list[str]:
     for workers, timings in measured.items():
         per_core = timings.rate / min(workers, cores)
         label = f"{workers} worker{'s' if workers > 1 else ''} (per core {per_core:.1f}/s)"
-        lines.append(timings.row(label))
+        section.items.append(Row(label, timings))
     one, two = measured[1], measured[2]
-    per_core = (two.rate / min(2, cores)) / one.rate
-    lines.append(
-        f"  ratio 2 workers / 1: throughput {two.rate / one.rate:.2f}x, per core "
-        f"{per_core:.2f}x, p50 {two.p50 / one.p50:.2f}x ({cores} cores on this machine)"
+    section.items.append(
+        Ratio(
+            "2 workers / 1",
+            p50=two.p50 / one.p50,
+            throughput=two.rate / one.rate,
+            per_core=(two.rate / min(2, cores)) / one.rate,
+            note=f"{cores} cores on this machine",
+        )
     )
-    return lines
+    return section

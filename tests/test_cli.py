@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -327,13 +326,28 @@ def test_verify_exits_2_with_usage_on_two_targets() -> None:
     )
 
 
-def test_bench_prints_its_ratios() -> None:
-    started = time.perf_counter()
-    result = run_cli("bench", "--scale", "0.05")
-    assert result.returncode == 0, result.stderr
-    single, _, scale_out = result.stdout.partition("\nscale-out:")
-    # Create, history alone and 16 at a time, chat at 2,000 and at 10,000 messages.
-    assert single.count("ratio") == 5
-    # With 1 and with 2 worker processes (reference/bench_workers.py).
+def test_bench_prints_its_ratios(tmp_path: Path) -> None:
+    report = tmp_path / "bench.json"
+    # A bound on a hung run, not a timing: speed is never asserted.
+    result = run_cli("bench", "--scale", "0.05", "--json", str(report), timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    load, _, micro = result.stdout.partition("sessionlab bench, 2 of 2")
+    # 1: the load recipe, the reference as a process target against itself, a row per flow.
+    assert "sessionlab load --target" in load
+    assert "reference-process (A)" in load
+    assert "reference-process (B) against reference-process (A)" in load
+    for flow in ("create", "chat", "switch", "restore"):
+        assert flow in load
+    assert "no errors" in load
+    assert "noise" in load
+    # 2: create, history alone and 16 at a time, chat at 2,000 and at 10,000 messages ...
+    single, _, scale_out = micro.partition("\nscale-out:")
+    assert single.count("  ratio ") == 5
+    # ... and with 1 and with 2 worker processes (reference/bench_workers.py).
     assert scale_out.count("ratio 2 workers / 1") == 1
-    assert time.perf_counter() - started < deadline(120)
+    both = json.loads(report.read_text(encoding="utf-8"))
+    ratios = both["load"]["comparison"]
+    assert [row["flow"] for row in ratios] == ["create", "chat", "switch", "restore"]
+    # Every IDE's first operation is a create: never a flow without operations.
+    assert ratios[0]["throughput_ratio"] is not None
+    assert len(both["micro_ratios"]["sections"]) == 5

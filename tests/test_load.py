@@ -17,6 +17,7 @@ import pytest
 
 from conformance.cli import main
 from conformance.target_options import TargetOptions
+from simulators.load.bench import recipe
 from simulators.load.causes import cause_of
 from simulators.load.loopback import RemoteTargetError, loopback_only
 from simulators.load.plan import LoadPlan, PlanError
@@ -242,3 +243,12 @@ def test_locust_master_and_two_workers_drive_the_flows_on_loopback(
     assert int(rows["create"][2]) > 0
     assert int(rows["chat"][2]) > 0
     assert rows["Aggregated"][3] == "0"  # failures
+
+
+def test_bench_recipe_is_the_documented_plan_scaled(capsys: pytest.CaptureFixture[str]) -> None:
+    full = recipe(1.0).plan
+    assert (full.ides, full.ramp_up, full.duration) == (200, 10.0, 60.0)
+    quick = recipe(0.05).plan
+    assert (quick.ides, quick.ramp_up, quick.duration) == (10, 0.5, 3.0)
+    assert main(["bench", "--scale", "0"]) == 2
+    assert "--scale 0" in capsys.readouterr().err

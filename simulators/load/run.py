@@ -97,6 +97,13 @@ def _label(names: list[str]) -> list[str]:
 
 
 def run_load(options: LoadOptions, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    return run_load_measured(options, out, err)[0]
+
+
+def run_load_measured(
+    options: LoadOptions, out: TextIO | None = None, err: TextIO | None = None
+) -> tuple[int, Measured | None]:
+    """`run_load`, with what it measured (None when the run did not start: status 2 or 3)."""
     out = out or sys.stdout
     err = err or sys.stderr
     from simulators.load.report import print_report, write_html, write_json
@@ -111,7 +118,7 @@ def run_load(options: LoadOptions, out: TextIO | None = None, err: TextIO | None
         targets = [make_target(spec) for spec in specs]
     except (TargetOptionError, RemoteTargetError, PlanError) as exc:
         print(f"sessionlab load: {exc}", file=err)
-        return 2
+        return 2, None
     runners: list[TargetRunner] = []
     try:
         endpoints: list[Endpoints] = []
@@ -124,10 +131,10 @@ def run_load(options: LoadOptions, out: TextIO | None = None, err: TextIO | None
         measured = measure(options, targets, endpoints, err)
     except RemoteTargetError as exc:
         print(f"sessionlab load: {exc}", file=err)
-        return 2
+        return 2, None
     except (TargetError, TimeoutError) as exc:
         print(f"sessionlab load: the target did not start: {exc}", file=err)
-        return 3
+        return 3, None
     finally:
         for runner in runners:
             runner.close()
@@ -138,7 +145,7 @@ def run_load(options: LoadOptions, out: TextIO | None = None, err: TextIO | None
     if options.html_path is not None:
         write_html(measured, options.html_path)
         print(f"HTML report: {options.html_path}", file=out)
-    return 1 if measured.errors else 0
+    return (1 if measured.errors else 0), measured
 
 
 def _scale() -> float:
