@@ -149,9 +149,13 @@ class ServerLimits:
 
     # Largest WebSocket frame (larger: close 1009); the app limits REST bodies to the same.
     max_bytes: int = DEFAULT_MAX_BYTES
-    # Seconds a connection may take to send a whole request head, from its opening or the end
-    # of its previous response.
+    # Seconds a connection may take to send a whole request head, from its opening or from the
+    # first byte of a later request on it.
     head_timeout: float = 5.0
+    # Seconds a kept-alive connection may stay silent between a response and its next request.
+    # Longer than the idle time clients keep a connection for (5 s for httpx, 15 s for Dart's
+    # HttpClient), so that no client sends a request on a connection the server is just closing.
+    idle_timeout: float = 75.0
     # Open connections at most, further bounded by the files the process may open.
     max_connections: int = 1000
     # False: uvicorn's HTTP protocol as it comes, with no deadline for heads and no eviction at
@@ -198,21 +202,26 @@ def loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
     return auto_loop_factory()
 
 
-def guarded_http(head_timeout: float, max_connections: int) -> type[asyncio.Protocol]:
+def guarded_http(
+    head_timeout: float, max_connections: int, idle_timeout: float | None = None
+) -> type[asyncio.Protocol]:
     """uvicorn's HTTP/1.1 protocol with a deadline for request heads and a bound on connections.
 
     uvicorn waits for a request head for ever: a client that sends half of one holds its
     connection, and enough of them exhaust the process's files. Here a head must be complete
-    within `head_timeout`; and at the bound, a new connection evicts the oldest one still waiting
-    for its head (a client that sends nothing loses its place, not an active one), else it is
-    closed at once.
+    within `head_timeout` of the connection's opening or of the request's first byte; a
+    kept-alive connection may stay silent for `idle_timeout` after a response; and at the bound,
+    a new connection evicts the oldest one still waiting for a head (a client that sends nothing
+    loses its place, not an active one), else it is closed at once.
     """
+    idle = head_timeout if idle_timeout is None else idle_timeout
     # Connections awaiting a request head, oldest first (dicts keep insertion order), each with
     # the way to drop it.
     waiting: dict[_FastestHttp, Callable[[], None]] = {}
 
     class HeadDeadline(_FastestHttp):
         _head_timer: asyncio.TimerHandle | None = None
+        _idle = False
 
         def connection_made(self, transport: asyncio.BaseTransport) -> None:
             super().connection_made(transport)  # type: ignore[arg-type]
@@ -224,10 +233,11 @@ def guarded_http(head_timeout: float, max_connections: int) -> type[asyncio.Prot
                 drop_oldest()
             self._await_head()
 
-        def _await_head(self) -> None:
+        def _await_head(self, seconds: float = head_timeout, idle: bool = False) -> None:
             self._head_arrived()
+            self._idle = idle
             waiting[self] = self.drop_headless
-            self._head_timer = self.loop.call_later(head_timeout, self.drop_headless)
+            self._head_timer = self.loop.call_later(seconds, self.drop_headless)
 
         def _head_arrived(self) -> None:
             waiting.pop(self, None)
@@ -240,19 +250,25 @@ def guarded_http(head_timeout: float, max_connections: int) -> type[asyncio.Prot
             # After an upgrade the transport is the socket's, which has its own rules.
             if self.transport.get_protocol() is self and not self.transport.is_closing():
                 self.transport.close()
+                # Counted out now, not when the loop gets round to connection_lost: uvicorn
+                # answers 503 to a request that arrives while the count is still at its bound.
+                self.connections.discard(self)
 
         def data_received(self, data: bytes) -> None:
             cycle = self.cycle
             super().data_received(data)
             if self.cycle is not cycle or self.transport.get_protocol() is not self:
                 self._head_arrived()
+            elif self._idle and self in waiting:
+                # The next request has begun: its head has the head deadline, not the idle one.
+                self._await_head()
 
         def on_response_complete(self) -> None:
             cycle = self.cycle
             super().on_response_complete()
             # Kept alive and no pipelined request begun: the next head is awaited alike.
             if not self.transport.is_closing() and self.cycle is cycle:
-                self._await_head()
+                self._await_head(idle, idle=True)
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._head_arrived()
@@ -302,7 +318,13 @@ def make_server(
         log_config=None,
         lifespan="on",
         ws_ping_interval=None,
-        http=guarded_http(limits.head_timeout, connections) if limits.guard_heads else "h11",
+        http=(
+            guarded_http(limits.head_timeout, connections, limits.idle_timeout)
+            if limits.guard_heads
+            else "h11"
+        ),
+        # uvicorn's own timer for a silent kept-alive connection, in whole seconds (its type).
+        timeout_keep_alive=math.ceil(limits.idle_timeout),
         # The frame's header gives its length: a larger frame is refused (1009) unread.
         ws_max_size=limits.max_bytes,
         # No compression: a compressed frame's header tells nothing of its size, so each one
