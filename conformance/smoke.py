@@ -5,7 +5,6 @@ The steps follow the seed's test plans TP-1 and TP-2 through the gateway, as an 
 
 import asyncio
 import json
-import secrets
 import sys
 import tempfile
 import time
@@ -19,6 +18,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from conformance.contract.frames import AssistantMessageFrame, ErrorFrame, parse_server_frame
 from conformance.contract.ids import is_server_session_id
 from reference.gateway.app import create_app as create_gateway_app
+from reference.keys import random_key
 from reference.runtime.app import create_app as create_runtime_app
 from reference.server import ThreadedServer
 from reference.settings import GatewaySettings, RuntimeSettings
@@ -126,7 +126,7 @@ async def _run_steps(smoke: Smoke) -> tuple[int, int]:
 def run_smoke(data_dir: Path | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="sessionlab-") as scratch:
         store = data_dir or Path(scratch)
-        key = SecretStr(secrets.token_urlsafe(24))
+        key = SecretStr(random_key())
         runtime = ThreadedServer(
             create_runtime_app(RuntimeSettings(data_dir=store, internal_key=key))
         ).start()

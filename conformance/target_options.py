@@ -2,12 +2,12 @@
 
 import importlib
 import os
-import secrets
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from conformance.targets import Target
+from reference.keys import random_key
 
 
 class TargetOptionError(ValueError):
@@ -66,7 +66,7 @@ def make_target(options: TargetOptions) -> Target:
         # The reference is verified with its keys on, so the key checks run rather than skip.
         return ReferenceTarget(
             data_dir=None if options.keep_run is None else options.keep_run / "data",
-            client_key=options.client_key or secrets.token_urlsafe(24),
+            client_key=options.client_key or random_key(),
             turn_timeout=options.turn_timeout or 10.0,
         )
     from conformance.targets.loader import target_from_options

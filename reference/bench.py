@@ -13,7 +13,6 @@ import contextlib
 import functools
 import json
 import multiprocessing
-import secrets
 import statistics
 import sys
 import tempfile
@@ -30,6 +29,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from conformance.contract.bodies import Message
 from reference.gateway.app import create_app as create_gateway_app
+from reference.keys import random_key
 from reference.runtime.app import create_app as create_runtime_app
 from reference.runtime.script_agent import Turn
 from reference.runtime.store import Store
@@ -363,7 +363,7 @@ def run_bench(scale: float = 1.0, out: TextIO | None = None) -> MicroRatios:
     """Measure and print the micro-ratios, each section as it is done."""
     out = out or sys.stdout
     n = max(40, round(400 * scale))
-    key = secrets.token_urlsafe(24)
+    key = random_key()
     with tempfile.TemporaryDirectory(prefix="sessionlab-bench-") as scratch:
         data_dir = Path(scratch)
         runtime_settings = {"data_dir": data_dir, "internal_key": SecretStr(key)}

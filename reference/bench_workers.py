@@ -12,7 +12,6 @@ as the first, on a machine where the client and the other services leave it a co
 import asyncio
 import os
 import re
-import secrets
 import signal
 import subprocess
 import sys
@@ -24,6 +23,7 @@ from pathlib import Path
 import httpx
 
 from reference.bench import CONCURRENCY, Ratio, Row, Section, Timings, timed
+from reference.keys import random_key
 
 POSTGRES_VARIABLES = ("SESSIONLAB_BENCH_POSTGRES_URL", "SESSIONLAB_TEST_POSTGRES_URL")
 WORKER_COUNTS = (1, 2)
@@ -78,7 +78,7 @@ async def _creates(gateway: str, n: int) -> Timings:
 
 
 def _measure(workers: int, postgres: str | None, scratch: Path, n: int) -> Timings:
-    key = secrets.token_urlsafe(24)
+    key = random_key()
     scaled = ["--workers", str(workers), "--internal-key", key]
     if postgres is not None:
         both = [*scaled, "--runtime-port", "0", "--gateway-port", "0", "--database-url", postgres]

@@ -14,7 +14,6 @@ import logging
 import math
 import os
 import re
-import secrets
 import signal
 import socket
 import sys
@@ -29,6 +28,7 @@ from fastapi import FastAPI
 from pydantic import AnyHttpUrl, BaseModel, SecretStr, ValidationError
 from pydantic_settings import SettingsError
 
+from reference.keys import random_key
 from reference.server import (
     LOOPBACK,
     SERVICE,
@@ -585,7 +585,7 @@ def bind_services(
     host_label = named.get("host", "--host")
     if service in ("both", "runtime"):
         if runtime.internal_key is None:
-            runtime.internal_key = SecretStr(secrets.token_urlsafe(24))
+            runtime.internal_key = SecretStr(random_key())
         label = named.get("runtime_port", "--runtime-port")
         sock = _listen("runtime", serve.host, serve.runtime_port, label, host_label, reuse_port)
         planned.append(("runtime", sock))

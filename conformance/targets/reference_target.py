@@ -2,7 +2,6 @@
 
 import asyncio
 import logging
-import secrets
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -14,6 +13,7 @@ from starlette.types import ASGIApp
 from conformance.targets.base import Capability, Endpoints, Service, Target, TargetError
 from conformance.targets.logs import LogBuffer, LogSource
 from reference.gateway.app import create_app as create_gateway_app
+from reference.keys import random_key
 from reference.runtime.app import create_app as create_runtime_app
 from reference.server import ThreadedServer
 from reference.settings import GatewaySettings, RuntimeSettings
@@ -67,7 +67,7 @@ class ReferenceTarget(Target):
         self._scratch: tempfile.TemporaryDirectory[str] | None = None
         self._data_dir = data_dir
         self._client_key = client_key
-        self._internal_key = secrets.token_urlsafe(24)
+        self._internal_key = random_key()
         self._servers: dict[Service, ThreadedServer] = {}
         self._logs: dict[Service, LogBuffer] = {name: LogBuffer() for name in _LOGGERS}
         self._handlers: list[tuple[logging.Logger, logging.Handler, int]] = []
