@@ -654,6 +654,8 @@ async def test_a_store_made_before_users_gains_the_owner_column(tmp_path: Path) 
     async with old.engine.begin() as connection:
         await connection.execute(text("DROP INDEX ix_sessions_owner"))
         await connection.execute(text("ALTER TABLE sessions DROP COLUMN owner"))
+        # Made before users, so before migrations too: no revision stamped.
+        await connection.execute(text("DROP TABLE alembic_version"))
     await old.close()
     store = await Store.open(url)
     try:
@@ -747,6 +749,7 @@ async def test_owners_and_shares_on_postgresql_including_an_old_store(postgres_u
     ownerless = (await old.create_session()).session_id
     async with old.engine.begin() as connection:
         await connection.execute(text("ALTER TABLE sessions DROP COLUMN owner"))
+        await connection.execute(text("DROP TABLE alembic_version"))
     await old.close()
     store = await Store.open(postgres_url)
     try:
