@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from conformance.target_runner import TargetRunner
+from scenarios.ide_protocol import ChatEntry, Frame, TurnEnd
 from scenarios.model import Client
-from scenarios.runner import ChatEntry, Frame, TurnEnd
 from simulators.ide import Ide, IdeSettings
 from simulators.ide.approvals import AskTheTester, Verdict
 

@@ -8,8 +8,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from conformance.yaml_lines import LoadedYaml, Location, YamlSyntaxError, load_yaml
+from scenarios.actions import ACTIONS
 from scenarios.model import (
-    ACTIONS,
     CLIENTS,
     STEP_OPTIONS,
     VARIABLE,

@@ -24,31 +24,34 @@ ChatKind = Literal["user", "assistant", "tool_result", "tool_call", "agent_switc
 VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
-class _Args(BaseModel):
+class Args(BaseModel):
+    """A step's arguments, one model per way of writing them (scenarios.actions says which
+    action takes which); an unknown key is an error of the plan."""
+
     model_config = ConfigDict(extra="forbid")
 
 
-class NoArgs(_Args):
+class NoArgs(Args):
     pass
 
 
-class SessionArg(_Args):
+class SessionArg(Args):
     session: str
 
 
-class TextArg(_Args):
+class TextArg(Args):
     text: str
 
 
-class ServiceArg(_Args):
+class ServiceArg(Args):
     service: Service
 
 
-class SecondsArg(_Args):
+class SecondsArg(Args):
     seconds: float = Field(gt=0, le=600)
 
 
-class ReplyExpect(_Args):
+class ReplyExpect(Args):
     """With no argument: a final reply with non-empty text, whatever the agent says. The text
     checks suit only an agent whose wording is known (profile `scripted`)."""
 
@@ -57,37 +60,37 @@ class ReplyExpect(_Args):
     matches: str | None = None
 
 
-class SwitchAgentArgs(_Args):
+class SwitchAgentArgs(Args):
     agent: str
     content: str = ""
 
 
-class EditArgs(_Args):
+class EditArgs(Args):
     arguments: dict[str, Any]
 
 
-class RejectArgs(_Args):
+class RejectArgs(Args):
     feedback: str = ""
 
 
-class ToolCallExpect(_Args):
+class ToolCallExpect(Args):
     tool: str | None = None
     requires_approval: bool | None = None
 
 
-class WorkspaceFile(_Args):
+class WorkspaceFile(Args):
     path: str
     content: str
 
 
-class NetworkArgs(_Args):
+class NetworkArgs(Args):
     hop: Hop
     fault: Literal["down", "up", "cut", "reset", "latency", "timeout", "clear"]
     ms: float | None = Field(default=None, ge=0)
     jitter_ms: float = Field(default=0, ge=0)
 
 
-class ScheduledFault(_Args):
+class ScheduledFault(Args):
     at: float = Field(ge=0)
     fault: str
     hold: float = Field(default=0, ge=0)
@@ -100,7 +103,7 @@ class ScheduledFault(_Args):
         return value
 
 
-class DurabilityArgs(_Args):
+class DurabilityArgs(Args):
     """Many IDEs at work under a fault schedule, then the history checker (X-DUR-1): `faults` is
     a count drawn from `seed` (among `only`, if given), or the schedule itself."""
 
@@ -127,7 +130,7 @@ class DurabilityArgs(_Args):
         return value
 
 
-class StateExpect(_Args):
+class StateExpect(Args):
     """One state whatever the client model, or one per model: the shipped IDE's session manager
     ends a create or a switch in `loaded`, where the designed one says `newSessionCreated` or
     `sessionSwitched`."""
@@ -152,18 +155,18 @@ class StateExpect(_Args):
         return expected
 
 
-class SessionExpect(_Args):
+class SessionExpect(Args):
     matches: str | None = None
     equals: str | None = None
 
 
-class MessageExpect(_Args):
+class MessageExpect(Args):
     role: Literal["user", "assistant", "system", "tool"]
     content: str | None = None
     contains: str | None = None
 
 
-class HistoryExpect(_Args):
+class HistoryExpect(Args):
     """`messages` are looked for in order; other messages may come between them, since an agent
     may add tool calls and their results to a turn. `count` pins the total."""
 
@@ -173,7 +176,7 @@ class HistoryExpect(_Args):
     contains: str | None = None
 
 
-class LogExpect(_Args):
+class LogExpect(Args):
     """`contains`: one line holding every one of these texts, in any order and place (the contract
     says what a line mentions, rarely where). `line`: a regular expression a line must match.
     `in_order`: lines in this order, each one the nearest line holding its texts before the next
@@ -216,7 +219,7 @@ class LogExpect(_Args):
         return self
 
 
-class StoredExpect(_Args):
+class StoredExpect(Args):
     """What the IDE's preferences file holds: the session a restart would restore, its agent."""
 
     session: str | None = None
@@ -229,7 +232,7 @@ class StoredExpect(_Args):
         return self
 
 
-class CreatedExpect(_Args):
+class CreatedExpect(Args):
     """The body of the last successful `POST /sessions` answer the IDE got (R-CREATE-1).
     `present`: fields that must be there and not null, whatever their value (a timestamp)."""
 
@@ -239,13 +242,13 @@ class CreatedExpect(_Args):
     present: list[str] = Field(default_factory=list)
 
 
-class ChatItemExpect(_Args):
+class ChatItemExpect(Args):
     kind: ChatKind
     text: str | None = None
     contains: str | None = None
 
 
-class ChatExpect(_Args):
+class ChatExpect(Args):
     """The chat as the user reads it. Consecutive assistant bubbles count as one reply, their
     texts joined: the shipped IDE shows each chunk as a bubble of its own, the designed one joins
     them into one, and both mean one reply. `items` are looked for in this order, others allowed
@@ -254,88 +257,10 @@ class ChatExpect(_Args):
     items: list[ChatItemExpect] = Field(min_length=1)
 
 
-class ErrorExpect(_Args):
+class ErrorExpect(Args):
     contains: str | None = None
 
 
-class Action(BaseModel):
-    """How an action is written: its argument model, and which field a bare scalar fills."""
-
-    model_config = ConfigDict(frozen=True)
-
-    name: str
-    kind: Literal["ide", "fault", "expect"]
-    args: type[_Args]
-    shorthand: str | None = None
-    summary: str
-
-
-def _action(
-    name: str,
-    kind: Literal["ide", "fault", "expect"],
-    args: type[_Args],
-    summary: str,
-    shorthand: str | None = None,
-) -> tuple[str, Action]:
-    return name, Action(name=name, kind=kind, args=args, shorthand=shorthand, summary=summary)
-
-
-ACTIONS: dict[str, Action] = dict(
-    [
-        _action("open_panel", "ide", NoArgs, "open the assistant panel: the session list"),
-        _action("new_session", "ide", NoArgs, "press New Session (create flow, C-CREATE)"),
-        _action(
-            "switch_to", "ide", SessionArg, "pick a session in the list (switch flow)", "session"
-        ),
-        _action("send", "ide", TextArg, "type a message and send it", "text"),
-        _action("back_to_list", "ide", NoArgs, "go back to the session list"),
-        _action("restart_ide", "ide", NoArgs, "close and reopen the IDE (C-INIT-1)"),
-        _action("switch_agent", "ide", SwitchAgentArgs, "ask for another agent", "agent"),
-        _action("approve", "ide", NoArgs, "approve the pending tool call"),
-        _action("edit", "ide", EditArgs, "approve the pending tool call with new arguments"),
-        _action("reject", "ide", RejectArgs, "reject the pending tool call", "feedback"),
-        _action("workspace_file", "ide", WorkspaceFile, "put a file in the IDE's workspace"),
-        _action("stop", "fault", ServiceArg, "stop a service gracefully", "service"),
-        _action("start", "fault", ServiceArg, "start a stopped service again", "service"),
-        _action("kill", "fault", ServiceArg, "kill a service (SIGKILL)", "service"),
-        _action("restart", "fault", ServiceArg, "stop and start a service", "service"),
-        _action("pause", "fault", ServiceArg, "freeze a service (SIGSTOP)", "service"),
-        _action("resume", "fault", ServiceArg, "unfreeze a service (SIGCONT)", "service"),
-        _action("network", "fault", NetworkArgs, "a network fault on one hop"),
-        _action("wait", "fault", SecondsArg, "let time pass", "seconds"),
-        _action(
-            "durability",
-            "fault",
-            DurabilityArgs,
-            "many IDEs under a fault schedule; fails on an anomaly (X-DUR-1)",
-        ),
-        _action("expect_state", "expect", StateExpect, "the session manager's state", "state"),
-        _action("expect_session", "expect", SessionExpect, "the IDE's current session id"),
-        _action("expect_reply", "expect", ReplyExpect, "the agent's final reply", "equals"),
-        _action("expect_tool_call", "expect", ToolCallExpect, "a tool call arrived", "tool"),
-        _action("expect_history", "expect", HistoryExpect, "a session's history"),
-        _action(
-            "expect_connected", "expect", SessionArg, "the socket is open to a session", "session"
-        ),
-        _action(
-            "expect_closed", "expect", SessionArg, "the socket to a session was closed", "session"
-        ),
-        _action("expect_listed", "expect", SessionArg, "a session is in the list", "session"),
-        _action("expect_log", "expect", LogExpect, "a service logged a line, or lines in order"),
-        _action(
-            "expect_stored",
-            "expect",
-            StoredExpect,
-            "what the IDE's preferences hold (C-CREATE-1)",
-            "session",
-        ),
-        _action(
-            "expect_created", "expect", CreatedExpect, "the body of the IDE's last create answer"
-        ),
-        _action("expect_chat", "expect", ChatExpect, "the chat as the IDE shows it", "items"),
-        _action("expect_error", "expect", ErrorExpect, "the IDE saw an error", "contains"),
-    ]
-)
 STEP_OPTIONS = frozenset({"as", "within", "note", "known_failure"})
 
 
@@ -345,7 +270,7 @@ class Step(BaseModel):
     index: int
     line: int
     action: str
-    args: _Args
+    args: Args
     save_as: str | None = None
     within: float | None = Field(default=None, gt=0)
     note: str | None = None

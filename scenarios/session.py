@@ -6,9 +6,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from conformance.target_runner import TargetRunner
+from scenarios.ide_protocol import Ide
 from scenarios.model import Client, Scenario
 from scenarios.results import ScenarioResult
-from scenarios.runner import Ide, run_scenario
+from scenarios.runner import run_scenario
 
 
 async def run_plans(
