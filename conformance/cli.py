@@ -7,6 +7,8 @@ from pathlib import Path
 
 from conformance import __version__
 from conformance.contract.requirements import PROFILES
+from conformance.exit_codes import ExitCode
+from conformance.target_options import TargetOptions
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -30,52 +32,24 @@ def _schemas(args: argparse.Namespace) -> int:
         if stale:
             print(f"stale JSON Schemas in {directory}: {', '.join(stale)}", file=sys.stderr)
             print("run `sessionlab schemas` and commit the result", file=sys.stderr)
-            return 1
+            return ExitCode.FAILED
         print(f"JSON Schemas in {directory} are current")
-        return 0
+        return ExitCode.PASSED
     written = write_schemas(directory)
     print(f"wrote {len(written)} JSON Schemas to {directory}")
-    return 0
+    return ExitCode.PASSED
 
 
 def _run(args: argparse.Namespace) -> int:
-    from conformance.target_options import TargetOptions
     from scenarios.cli import run_command
 
     return run_command(
         args.files,
-        TargetOptions(
-            target_file=args.target,
-            target_factory=args.target_factory,
-            gateway_url=args.gateway_url,
-            runtime_url=args.runtime_url,
-            client_key=args.client_key,
-            internal_key=args.internal_key,
-            turn_timeout=args.turn_timeout,
-            keep_run=args.keep_run,
-        ),
+        TargetOptions.from_args(args),
         junit_path=args.junit_xml,
         json_path=args.json,
         client=args.client,
         only=args.only or [],
-    )
-
-
-def _add_target_options(parser: argparse.ArgumentParser) -> None:
-    where = parser.add_argument_group("target (default: the reference, started in process)")
-    where.add_argument("--target", help="target description file (YAML)")
-    where.add_argument("--target-factory", metavar="MODULE:CALLABLE", help="a Target built in code")
-    where.add_argument("--gateway-url", help="gateway base URL of a running target")
-    where.add_argument("--runtime-url", help="runtime base URL")
-    where.add_argument("--client-key", help="key the gateway requires of clients")
-    where.add_argument("--internal-key", help="key the runtime requires")
-    where.add_argument("--turn-timeout", type=float, help="seconds one agent turn may take")
-    where.add_argument(
-        "--keep-run",
-        type=Path,
-        metavar="DIR",
-        help="keep what the run made in DIR: the services' logs, the data of the services it "
-        "launched, the report with its transcripts (default: all temporary)",
     )
 
 
@@ -110,15 +84,9 @@ def _verify(args: argparse.Namespace) -> int:
 
     return run_verify(
         VerifyOptions(
-            target=args.target,
-            target_factory=args.target_factory,
-            gateway_url=args.gateway_url,
-            runtime_url=args.runtime_url,
-            client_key=args.client_key,
-            internal_key=args.internal_key,
+            target=TargetOptions.from_args(args),
             profiles=args.profile or [],
             only=args.only or [],
-            turn_timeout=args.turn_timeout,
             deep=args.deep,
             json_path=args.json,
             junit_path=args.junit_xml,
@@ -126,7 +94,6 @@ def _verify(args: argparse.Namespace) -> int:
             verbose=args.verbose,
             baseline=args.baseline,
             rate=args.rate,
-            keep_run=args.keep_run,
         )
     )
 
@@ -157,21 +124,11 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _durability(args: argparse.Namespace) -> int:
-    from conformance.target_options import TargetOptions
     from simulators.durability.cli import durability_command
     from simulators.durability.run import DurabilitySettings
 
     return durability_command(
-        TargetOptions(
-            target_file=args.target,
-            target_factory=args.target_factory,
-            gateway_url=args.gateway_url,
-            runtime_url=args.runtime_url,
-            client_key=args.client_key,
-            internal_key=args.internal_key,
-            turn_timeout=args.turn_timeout,
-            keep_run=args.keep_run,
-        ),
+        TargetOptions.from_args(args),
         DurabilitySettings(
             ides=args.ides,
             faults=args.faults,
@@ -297,7 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
         "1 a MUST requirement failed, 2 usage error, 3 the run itself failed (the target did "
         "not start, or the pre-flight found a part unreachable or a key refused).",
     )
-    _add_target_options(verify)
+    TargetOptions.add_to(verify)
     what = verify.add_argument_group("what to check")
     what.add_argument(
         "--profile", action="append", choices=PROFILES, help="profile to check (repeatable)"
@@ -372,7 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--only", action="append", metavar="ID", help="run only the plan with this id (repeatable)"
     )
-    _add_target_options(run)
+    TargetOptions.add_to(run)
     run.add_argument(
         "--junit-xml", type=Path, help="write JUnit XML (one case per scenario and client model)"
     )
@@ -438,7 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
         "process or container target. Exit status: 0 no anomaly, 1 anomalies, 2 usage error or "
         "a target that cannot be faulted, 3 the target did not start.",
     )
-    _add_target_options(durability)
+    TargetOptions.add_to(durability)
     durability.add_argument("--ides", type=int, default=20, help="simulated IDEs (default 20)")
     durability.add_argument("--faults", type=int, default=20, help="faults (default 20)")
     durability.add_argument("--seed", type=int, help="the schedule's seed (default: random)")
@@ -470,7 +427,7 @@ def build_parser() -> argparse.ArgumentParser:
         "prints the ratios. Targets off this machine are refused without --allow-remote. Exit "
         "status: 0 no errors, 1 operations failed, 2 usage error, 3 the target did not start.",
     )
-    _add_target_options(load)
+    TargetOptions.add_to(load)
     from simulators.load.cli import add_load_options
 
     add_load_options(load)

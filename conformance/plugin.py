@@ -5,7 +5,6 @@ requirements all belong to profiles not selected, records each check's outcome a
 at the end judges every requirement: console summary, and a JSON report with `--sessionlab-json`.
 """
 
-import json
 import os
 import re
 import secrets
@@ -13,9 +12,10 @@ import time
 import traceback
 from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -26,10 +26,20 @@ from conformance import __version__, run_state, secrecy
 from conformance.baseline import BaselineError, load_baseline
 from conformance.causes import shared_causes
 from conformance.contract.requirements import CLIENT_PROFILE, PROFILES, catalogue
+from conformance.exit_codes import ExitCode
 from conformance.failures import CheckFailure
 from conformance.outcomes import classify, describe_refusal
 from conformance.preflight import preflight
-from conformance.probes import TEST_HEADER, Party, Socket, http_probe, open_socket
+from conformance.probes import TEST_HEADER, Party, Socket, SocketRefused, http_probe, open_socket
+from conformance.reports.model import (
+    Outcome,
+    RateLimited,
+    RequirementVerdict,
+    SharedCause,
+    TargetInfo,
+    VerifyReport,
+    render_json,
+)
 from conformance.reproduce import (
     CLIENT_KEY_VARIABLE,
     INTERNAL_KEY_VARIABLE,
@@ -40,17 +50,16 @@ from conformance.reproduce import (
 from conformance.run_state import PrerequisiteFailure
 from conformance.target_options import TargetOptionError, TargetOptions, make_target
 from conformance.target_runner import TargetRunner
-from conformance.targets import Endpoints, Target, TargetError
+from conformance.targets import Endpoints, TargetError
 from conformance.transcript import Transcript
 from conformance.verdicts import (
-    HARNESS_FAILED,
     NO_CHECK,
     CheckResult,
-    Outcome,
     apply_baseline,
     conforms,
     exit_status,
     judge_all,
+    judged_in,
     summary,
 )
 
@@ -68,25 +77,15 @@ OWN_CONSOLE = pytest.StashKey[bool]()
 CHECKED = pytest.StashKey[frozenset[str]]()
 # How to reach the target again, for the reproduce lines.
 WHERE = pytest.StashKey[Where]()
+# The options naming the target: a command's own (ChosenTarget) or pytest's.
+TARGET_OPTIONS = pytest.StashKey[TargetOptions]()
 MARKER = "req"
 TIMEOUT_SCALE = float(os.environ.get("SESSIONLAB_TIMEOUT_SCALE", "1"))
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("sessionlab", "sessionlab conformance checks")
-    group.addoption("--target", dest="sessionlab_target", help="target description file (YAML)")
-    group.addoption(
-        "--keep-run",
-        dest="sessionlab_keep_run",
-        type=Path,
-        help="keep the services' logs and data in this folder after the run",
-    )
-    group.addoption("--gateway-url", dest="sessionlab_gateway_url", help="gateway base URL")
-    group.addoption("--runtime-url", dest="sessionlab_runtime_url", help="runtime base URL")
-    group.addoption("--client-key", dest="sessionlab_client_key", help="the gateway's client key")
-    group.addoption(
-        "--internal-key", dest="sessionlab_internal_key", help="the runtime's internal key"
-    )
+    TargetOptions.add_to_pytest(group)
     group.addoption(
         "--profile",
         dest="sessionlab_profiles",
@@ -95,16 +94,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="profile to check, repeatable (default: those the target claims; core always)",
     )
     group.addoption(
-        "--turn-timeout", dest="sessionlab_turn_timeout", type=float, help="seconds per turn"
-    )
-    group.addoption(
         "--deep", dest="sessionlab_deep", action="store_true", help="many more generated examples"
-    )
-    group.addoption(
-        "--target-factory",
-        dest="sessionlab_target_factory",
-        metavar="MODULE:CALLABLE",
-        help="a Python callable that returns a Target (for targets built in code)",
     )
     group.addoption(
         "--only",
@@ -154,9 +144,10 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", f"{MARKER}(*ids): requirement ids the check verifies")
     config.stash[RESULTS] = {}
     config.stash[LEFT_OUT] = {}
-    secrecy.remember(
-        [config.getoption("sessionlab_client_key"), config.getoption("sessionlab_internal_key")]
-    )
+    chosen = _chosen(config)
+    target = chosen.options if chosen is not None else TargetOptions.from_pytest(config)
+    config.stash[TARGET_OPTIONS] = target
+    secrecy.remember([target.client_key, target.internal_key])
     config.stash[OWN_CONSOLE] = config.pluginmanager.is_blocked("terminal")
     if config.stash[OWN_CONSOLE]:
         # pytest's rendering of a failure is replaced (own_frames); the native style it makes
@@ -276,19 +267,27 @@ def _checks_run(config: pytest.Config) -> bool:
 # Target and profiles
 
 
-def _make_target(config: pytest.Config) -> Target:
-    options = TargetOptions(
-        target_file=config.getoption("sessionlab_target"),
-        target_factory=config.getoption("sessionlab_target_factory"),
-        gateway_url=config.getoption("sessionlab_gateway_url"),
-        runtime_url=config.getoption("sessionlab_runtime_url"),
-        client_key=config.getoption("sessionlab_client_key"),
-        internal_key=config.getoption("sessionlab_internal_key"),
-        turn_timeout=config.getoption("sessionlab_turn_timeout"),
-        keep_run=config.getoption("sessionlab_keep_run"),
-    )
+@dataclass(frozen=True, eq=False)
+class ChosenTarget:
+    """A plugin object: the target options a command was given and the target it built from them,
+    handed to pytest in place of target options on its command line. The checks run against that
+    target, so it is built once per run, and the command closes it if no check needed it."""
+
+    options: TargetOptions
+    runner: TargetRunner
+
+
+def _chosen(config: pytest.Config) -> ChosenTarget | None:
+    plugins = config.pluginmanager.get_plugins()
+    return next((plugin for plugin in plugins if isinstance(plugin, ChosenTarget)), None)
+
+
+def _runner(config: pytest.Config) -> TargetRunner:
+    chosen = _chosen(config)
+    if chosen is not None:
+        return chosen.runner
     try:
-        return make_target(options)
+        return TargetRunner(make_target(config.stash[TARGET_OPTIONS]))
     except TargetOptionError as exc:
         raise pytest.UsageError(str(exc)) from None
 
@@ -300,7 +299,7 @@ def selected_profiles(config: pytest.Config, claimed: frozenset[str]) -> frozens
 
 @pytest.fixture(scope="session")
 def sessionlab_target(request: pytest.FixtureRequest) -> Iterator[TargetRunner]:
-    runner = TargetRunner(_make_target(request.config))
+    runner = _runner(request.config)
     try:
         runner.start(timeout=120 * TIMEOUT_SCALE)
     except (TargetError, OSError, TimeoutError) as exc:
@@ -308,7 +307,7 @@ def sessionlab_target(request: pytest.FixtureRequest) -> Iterator[TargetRunner]:
         # Every check needs the target: one clear reason beats the same error under each check.
         reason = f"the target did not start: {secrecy.redact(str(exc))}"
         request.config.stash[STOPPED] = reason
-        pytest.exit(reason, returncode=HARNESS_FAILED)
+        pytest.exit(reason, returncode=ExitCode.HARNESS_FAILED)
     request.config.stash[REPORT] = {"target": _describe(runner)}
     endpoints = runner.endpoints
     if endpoints is not None:
@@ -322,9 +321,9 @@ def sessionlab_target(request: pytest.FixtureRequest) -> Iterator[TargetRunner]:
             # A part missing or a key refused is the set-up's, not a requirement's failure: one
             # sentence, not the same connection error under every check.
             request.config.stash[STOPPED] = problem
-            pytest.exit(problem, returncode=HARNESS_FAILED)
+            pytest.exit(problem, returncode=ExitCode.HARNESS_FAILED)
     yield runner
-    keep = request.config.getoption("sessionlab_keep_run")
+    keep = request.config.stash[TARGET_OPTIONS].keep_run
     if keep is not None:
         from conformance.keep_run import keep_logs
 
@@ -333,21 +332,16 @@ def sessionlab_target(request: pytest.FixtureRequest) -> Iterator[TargetRunner]:
 
 
 def _where(config: pytest.Config, endpoints: Endpoints) -> Where:
-    options: list[str] = []
-    for flag, dest in (
-        ("--target", "sessionlab_target"),
-        ("--target-factory", "sessionlab_target_factory"),
-        ("--gateway-url", "sessionlab_gateway_url"),
-        ("--runtime-url", "sessionlab_runtime_url"),
-    ):
-        value = config.getoption(dest)
-        if value:
-            options += [flag, str(value)]
+    target = config.stash[TARGET_OPTIONS]
     # Keys by reference: a line to paste never holds one.
-    if config.getoption("sessionlab_client_key"):
-        options += ["--client-key", f'"${CLIENT_KEY_VARIABLE}"']
-    if config.getoption("sessionlab_internal_key"):
-        options += ["--internal-key", f'"${INTERNAL_KEY_VARIABLE}"']
+    by_reference = replace(
+        target,
+        client_key=target.client_key and f'"${CLIENT_KEY_VARIABLE}"',
+        internal_key=target.internal_key and f'"${INTERNAL_KEY_VARIABLE}"',
+    )
+    options = by_reference.args(
+        "target_file", "target_factory", "gateway_url", "runtime_url", "client_key", "internal_key"
+    )
     for profile in config.getoption("sessionlab_profiles") or ():
         options += ["--profile", profile]
     report_path = config.getoption("sessionlab_report_path")
@@ -496,7 +490,15 @@ async def sessions_api(
         yield client
 
 
-SocketOpener = Callable[[str], AbstractAsyncContextManager[Socket]]
+class SocketOpener(Protocol):
+    def __call__(
+        self,
+        session_id: str,
+        *,
+        as_user: str | None = None,
+        token: str | None = None,
+        token_in_query: bool = False,
+    ) -> AbstractAsyncContextManager[Socket]: ...
 
 
 @pytest.fixture
@@ -504,13 +506,32 @@ def open_ws(sessionlab_target: TargetRunner, transcript: Transcript) -> SocketOp
     endpoints = sessionlab_target.endpoints
     assert endpoints is not None
     turn = deadline(sessionlab_target.turn_timeout)
-    headers = endpoints.socket_headers()
 
     @asynccontextmanager
-    async def opened(session_id: str) -> AsyncIterator[Socket]:
-        """A socket for a session the check made: the prerequisite W-CONN-1."""
+    async def opened(
+        session_id: str,
+        *,
+        as_user: str | None = None,
+        token: str | None = None,
+        token_in_query: bool = False,
+    ) -> AsyncIterator[Socket]:
+        """A socket for a session the check made: the prerequisite W-CONN-1.
+
+        With `as_user` (a user the target names), or `token` (the check's own: a wrong one, or ""
+        for none), it is that user's socket instead: whether it opens is what the check judges, so
+        a refusal raises SocketRefused. `token_in_query` sends the token as ?token= alone.
+        """
         run = run_state.state()
-        run.require("W-CONN-1")
+        for_user = as_user is not None or token is not None
+        if not for_user:
+            run.require("W-CONN-1")
+        bearer = endpoints.user_tokens[as_user] if as_user is not None else token
+        headers = endpoints.socket_headers()
+        query = ""
+        if for_user:
+            headers = {"Authorization": f"Bearer {bearer}"} if bearer else {}
+        if token_in_query and bearer:
+            headers, query = {}, f"?token={quote(bearer, safe='')}"
         what = f"a WebSocket on /ws/{session_id} for a created session"
         async with AsyncExitStack() as stack:
             try:
@@ -522,10 +543,13 @@ def open_ws(sessionlab_target: TargetRunner, transcript: Transcript) -> SocketOp
                         turn,
                         headers,
                         endpoints.internal_key,
+                        query,
                     )
                 )
             except (InvalidHandshake, TimeoutError, OSError) as exc:
                 received = describe_refusal(exc, endpoints.ws_url, turn)
+                if for_user:
+                    raise SocketRefused(received) from exc
                 raise run.prerequisite_failed("W-CONN-1", what, received) from None
             yield socket
 
@@ -606,7 +630,7 @@ def pytest_runtest_makereport(
         kept.note(kept.redact(verdict.traceback))
     # A kept run (--keep-run) keeps every check's exchange; otherwise the report carries those
     # of the failures only, which is what a reader looks for.
-    keep_all = item.config.getoption("sessionlab_keep_run") is not None
+    keep_all = item.config.stash[TARGET_OPTIONS].keep_run is not None
     wire = kept.as_list() if kept and (keep_all or outcome in ("failed", "error")) else []
     result = CheckResult(
         nodeid=item.nodeid,
@@ -722,33 +746,38 @@ def build_report(config: pytest.Config, target: dict[str, Any] | None) -> dict[s
     baseline_path = config.getoption("sessionlab_baseline")
     if baseline_path:
         verdicts = apply_baseline(verdicts, load_baseline(Path(baseline_path)))
-    requirements = [verdict.as_dict() for verdict in verdicts]
-    report = {
-        "sessionlab": __version__,
-        "target": target,
-        "profiles": sorted(chosen),
-        "started_at": config.stash[STARTED],
-        "stopped": stopped,
-        "duration": round(time.time() - config.stash[STARTED], 3),
-        "conforms": conforms(verdicts),
-        "summary": summary(verdicts),
-        "rate_limited": _rate_limited(),
-        "causes": [] if stopped else shared_causes(requirements),
-        "requirements": requirements,
-    }
+    requirements = [verdict.entry() for verdict in verdicts]
+    report = VerifyReport(
+        sessionlab=__version__,
+        target=None if target is None else TargetInfo.model_validate(target),
+        profiles=sorted(chosen),
+        started_at=config.stash[STARTED],
+        stopped=stopped,
+        duration=round(time.time() - config.stash[STARTED], 3),
+        conforms=conforms(verdicts),
+        summary=summary(verdicts),
+        rate_limited=_rate_limited(),
+        causes=[] if stopped else _causes(requirements),
+        requirements=requirements,
+    )
     # The last pass: whatever a check or a target put in a message, no key leaves the run.
-    return secrecy.redact_data(report)
+    return secrecy.redact_data(report.document())
 
 
-def _rate_limited() -> dict[str, Any] | None:
+def _causes(requirements: list[RequirementVerdict]) -> list[SharedCause]:
+    shared = shared_causes([requirement.model_dump(mode="json") for requirement in requirements])
+    return [SharedCause.model_validate(cause) for cause in shared]
+
+
+def _rate_limited() -> RateLimited | None:
     pacing = run_state.state().pacing
     if not pacing.limited:
         return None
-    return {
-        "responses_429": pacing.limited,
-        "waited": round(pacing.waited, 1),
-        "final_rate": round(pacing.rate or 0, 2),
-    }
+    return RateLimited(
+        responses_429=pacing.limited,
+        waited=round(pacing.waited, 1),
+        final_rate=round(pacing.rate or 0, 2),
+    )
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -759,12 +788,12 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     config.stash[REPORT] = report
     path = config.getoption("sessionlab_json")
     if path:
-        text = secrecy.redact(json.dumps(report, indent=2, ensure_ascii=False))
+        text = secrecy.redact(render_json(report))
         Path(path).write_text(text, encoding="utf-8", errors="backslashreplace")
     if session.exitstatus in _JUDGED:
         # The exit status is the verdict's, as under `sessionlab verify`: requirements left out
         # by -k are not selected, a failed SHOULD is a warning, a known failure does not fail.
-        session.exitstatus = exit_status(report)
+        session.exitstatus = exit_status(judged_in(report))
 
 
 # pytest's statuses after which the checks ran and the verdict stands (not a usage error, not an

@@ -23,14 +23,17 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import httpx
+from pydantic import ValidationError
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from conformance import secrecy
+from conformance.exit_codes import ExitCode
 from conformance.probes import TEST_HEADER, describe_close
+from conformance.reports.model import CheckEntry, RequirementVerdict, TranscriptEntry, VerifyReport
 from conformance.reproduce import (
     CLIENT_KEY_VARIABLE,
     INTERNAL_KEY_VARIABLE,
@@ -42,8 +45,6 @@ from conformance.reproduce import (
 from conformance.secrecy import REDACTED
 from conformance.transcript import Transcript, body_text
 
-USAGE_ERROR = 2
-INTERRUPTED = 130
 # A requirement whose checks failed: a MUST's failure, or a SHOULD's (a warning).
 REPLAYABLE = ("failed", "warning")
 # What a requirement that did not fail was, in words.
@@ -117,7 +118,7 @@ class Step:
     recorded: list[str] = field(default_factory=list)
 
 
-def steps_of(transcript: Sequence[dict[str, Any]]) -> list[Step]:
+def steps_of(transcript: Sequence[TranscriptEntry]) -> list[Step]:
     """The transcript as the check's actions, each answer attached to what it answered: a response
     to the oldest request still unanswered, a frame or a close by the target to the last socket
     action before it."""
@@ -125,7 +126,7 @@ def steps_of(transcript: Sequence[dict[str, Any]]) -> list[Step]:
     unanswered: list[Step] = []
     on_socket: Step | None = None
     for entry in transcript:
-        kind, text = entry["kind"], entry["text"]
+        kind, text = entry.kind, entry.text
         if kind == "http-request":
             steps.append(Step("http", text))
             unanswered.append(steps[-1])
@@ -142,7 +143,7 @@ def steps_of(transcript: Sequence[dict[str, Any]]) -> list[Step]:
     return steps
 
 
-def load_failure(path: Path, requirement_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
+def load_failure(path: Path, requirement_id: str) -> tuple[VerifyReport, RequirementVerdict]:
     """The report and the failed requirement to replay; ReplayError says why not."""
     try:
         text = path.read_text(encoding="utf-8")
@@ -153,36 +154,36 @@ def load_failure(path: Path, requirement_id: str) -> tuple[dict[str, Any], dict[
     except OSError as exc:
         raise ReplayError(f"cannot read {path}: {exc.strerror or exc}") from None
     try:
-        report = json.loads(text)
+        document = json.loads(text)
     except ValueError as exc:
         raise ReplayError(f"{path} is not JSON ({exc})") from None
-    if not isinstance(report, dict) or not isinstance(report.get("requirements"), list):
-        raise ReplayError(f"{path} is not a report of `sessionlab verify --json`")
-    requirements: list[dict[str, Any]] = report["requirements"]
-    failed = [r["id"] for r in requirements if r.get("status") in REPLAYABLE]
-    found = [r for r in requirements if str(r.get("id", "")).upper() == requirement_id.upper()]
+    try:
+        report = VerifyReport.model_validate(document)
+    except ValidationError:
+        raise ReplayError(f"{path} is not a report of `sessionlab verify --json`") from None
+    requirements = report.requirements
+    failed = [r.id for r in requirements if r.status in REPLAYABLE]
+    found = [r for r in requirements if r.id.upper() == requirement_id.upper()]
     if not found:
         raise ReplayError(f"no requirement {requirement_id} in {path}; {_these(failed)}")
     requirement = found[0]
-    status = str(requirement.get("status"))
+    status = requirement.status
     if status not in REPLAYABLE:
-        message = requirement.get("message") or ""
+        message = requirement.message
         why = f"{DID_NOT_FAIL.get(status, status)} ({message})" if message else status
-        if status == "blocked" and requirement.get("blocked_by"):
-            blocking = ", ".join(requirement["blocked_by"])
+        if status == "blocked" and requirement.blocked_by:
+            blocking = ", ".join(requirement.blocked_by)
             why = f"was blocked by {blocking}, whose failure it stands on: replay {blocking}"
-        raise ReplayError(
-            f"{requirement['id']} did not fail in that run: it {why}; {_these(failed)}"
-        )
-    if not any(_wire(c) for r in requirements for c in r.get("checks", [])):
+        raise ReplayError(f"{requirement.id} did not fail in that run: it {why}; {_these(failed)}")
+    if not any(_wire(c) for r in requirements for c in r.checks):
         raise ReplayError(
             f"{path} holds no transcripts: nothing recorded can be sent again (a report of "
             "`sessionlab verify --json` keeps the transcript of every failed check)"
         )
     if not [c for c in _failing(requirement) if _wire(c)]:
         raise ReplayError(
-            f"{requirement['id']} failed without a wire exchange to send again: its failing "
-            f"checks recorded none ({requirement.get('message', '')})"
+            f"{requirement.id} failed without a wire exchange to send again: its failing "
+            f"checks recorded none ({requirement.message})"
         )
     return report, requirement
 
@@ -193,12 +194,12 @@ def _these(failed: list[str]) -> str:
     return f"the requirements that failed: {', '.join(failed)}"
 
 
-def _failing(requirement: dict[str, Any]) -> list[dict[str, Any]]:
-    return [c for c in requirement.get("checks", []) if c.get("outcome") == "failed"]
+def _failing(requirement: RequirementVerdict) -> list[CheckEntry]:
+    return [c for c in requirement.checks if c.outcome == "failed"]
 
 
-def _wire(check: dict[str, Any]) -> list[dict[str, Any]]:
-    return [e for e in check.get("transcript") or [] if e.get("kind") in WIRE]
+def _wire(check: CheckEntry) -> list[TranscriptEntry]:
+    return [e for e in check.transcript if e.kind in WIRE]
 
 
 def _under(url: str, base: str | None) -> bool:
@@ -231,10 +232,10 @@ def shown_lines(answer: str) -> list[str]:
 
 
 class Replayer:
-    def __init__(self, report: dict[str, Any], options: ReplayOptions, keys: Keys) -> None:
-        target = report.get("target") or {}
-        self.recorded_gateway: str | None = target.get("gateway_url")
-        self.recorded_runtime: str | None = target.get("runtime_url")
+    def __init__(self, report: VerifyReport, options: ReplayOptions, keys: Keys) -> None:
+        target = report.target
+        self.recorded_gateway = target.gateway_url if target else None
+        self.recorded_runtime = target.runtime_url if target else None
         self.gateway = options.gateway_url or self.recorded_gateway
         self.runtime = options.runtime_url or self.recorded_runtime
         self.keys = keys
@@ -306,8 +307,8 @@ class Replayer:
 
     # Replaying
 
-    async def check(self, check: dict[str, Any]) -> None:
-        self.nodeid = check["nodeid"]
+    async def check(self, check: CheckEntry) -> None:
+        self.nodeid = check.nodeid
         steps = steps_of(_wire(check))
         async with httpx.AsyncClient(
             timeout=self.timeout, trust_env=False, follow_redirects=False
@@ -544,7 +545,7 @@ def _created(answer: str) -> str | None:
     return made if isinstance(made, str) else None
 
 
-def _needed_keys(checks: list[dict[str, Any]], replayer: Replayer) -> list[str]:
+def _needed_keys(checks: list[CheckEntry], replayer: Replayer) -> list[str]:
     """The variables whose keys the recorded requests carried and that are not given."""
     missing: list[str] = []
     for check in checks:
@@ -568,26 +569,26 @@ def _where(name: str, now: str | None, recorded: str | None) -> str:
     return f"{name:<{LABEL}}{now} (recorded: {recorded or 'none'})"
 
 
-async def _replay(report: dict[str, Any], requirement: dict[str, Any], replayer: Replayer) -> None:
+async def _replay(requirement: RequirementVerdict, replayer: Replayer) -> None:
     checks = [c for c in _failing(requirement) if _wire(c)]
     replayer.say(
-        f"sessionlab replay — {requirement['id']} ({requirement.get('level', '?')}, "
-        f"{requirement.get('profile', '?')}) {requirement.get('title', '')}".rstrip()
+        f"sessionlab replay — {requirement.id} ({requirement.level}, "
+        f"{requirement.profile}) {requirement.title}".rstrip()
     )
     replayer.say(_where("gateway", replayer.gateway, replayer.recorded_gateway))
     if replayer.recorded_runtime or replayer.runtime:
         replayer.say(_where("runtime", replayer.runtime, replayer.recorded_runtime))
     for number, check in enumerate(checks, start=1):
         replayer.say()
-        replayer.say(f"check {number} of {len(checks)}  {check['nodeid']}")
-        if check.get("expected"):
-            replayer.say(f"{INDENT}{'expected':<{LABEL}}{check['expected']}")
-        replayer.say(f"{INDENT}{'received':<{LABEL}}{check.get('received') or check['message']}")
+        replayer.say(f"check {number} of {len(checks)}  {check.nodeid}")
+        if check.expected:
+            replayer.say(f"{INDENT}{'expected':<{LABEL}}{check.expected}")
+        replayer.say(f"{INDENT}{'received':<{LABEL}}{check.received or check.message}")
         replayer.say()
         await replayer.check(check)
     replayer.say()
     replayer.say(
-        f"replayed {len(checks)} check(s) of {requirement['id']}: {replayer.same} answer(s) as "
+        f"replayed {len(checks)} check(s) of {requirement.id}: {replayer.same} answer(s) as "
         f"recorded, {replayer.different} not"
     )
 
@@ -605,15 +606,15 @@ def run_replay(options: ReplayOptions) -> int:
         missing = _needed_keys(_failing(requirement), replayer)
         if missing:
             raise ReplayError(
-                f"the recorded requests of {requirement['id']} carried a key: set "
+                f"the recorded requests of {requirement.id} carried a key: set "
                 f"{' and '.join(missing)} (or give --client-key / --internal-key)"
             )
     except ReplayError as exc:
         print(secrecy.redact(f"sessionlab replay: {exc}"), file=sys.stderr, flush=True)
-        return USAGE_ERROR
+        return ExitCode.BAD_INPUT
     try:
-        asyncio.run(_replay(report, requirement, replayer))
+        asyncio.run(_replay(requirement, replayer))
     except KeyboardInterrupt:
         print("sessionlab replay: stopped", file=sys.stderr, flush=True)
-        return INTERRUPTED
-    return 0
+        return ExitCode.INTERRUPTED
+    return ExitCode.PASSED

@@ -17,6 +17,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from conformance.contract.frames import AssistantMessageFrame, ErrorFrame, parse_server_frame
 from conformance.contract.ids import is_server_session_id
+from conformance.exit_codes import ExitCode
 from reference.gateway.app import create_app as create_gateway_app
 from reference.keys import random_key
 from reference.runtime.app import create_app as create_runtime_app
@@ -152,7 +153,7 @@ def run_smoke(data_dir: Path | None = None) -> int:
         finally:
             runtime.stop()
     print(f"{passed} passed, {failed} failed")
-    return 0 if failed == 0 else 1
+    return ExitCode.PASSED if failed == 0 else ExitCode.FAILED
 
 
 if __name__ == "__main__":

@@ -1,13 +1,23 @@
-"""One way to turn command-line options into a Target, for `verify`, `run` and the plugin."""
+"""The options that name a target, declared once for every command line that takes them (the
+`sessionlab` subcommands' and pytest's), and the one way they become a Target."""
 
+import argparse
 import importlib
 import os
 import sys
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from conformance.targets import Target
 from reference.keys import random_key
+
+if TYPE_CHECKING:
+    import pytest
+
+# The key under which a TargetOptions field keeps its command-line spelling.
+_FLAG = "flag"
 
 
 class TargetOptionError(ValueError):
@@ -15,17 +25,116 @@ class TargetOptionError(ValueError):
 
 
 @dataclass(frozen=True)
+class Flag:
+    """How one field of TargetOptions is given on a command line."""
+
+    flag: str
+    help: str
+    type: Callable[[str], Any] | None = None
+    metavar: str | None = None
+
+    @property
+    def dest(self) -> str:
+        """The attribute argparse gives it, which the subcommands read."""
+        return self.flag.removeprefix("--").replace("-", "_")
+
+    @property
+    def pytest_dest(self) -> str:
+        # Prefixed: pytest's option namespace is shared with every other plugin's.
+        return f"sessionlab_{self.dest}"
+
+    def settings(self) -> dict[str, Any]:
+        given = {"type": self.type, "metavar": self.metavar}
+        return {"help": self.help, **{key: value for key, value in given.items() if value}}
+
+
+def _flag(
+    flag: str, help: str, type: Callable[[str], Any] | None = None, metavar: str | None = None
+) -> dict[str, Flag]:
+    return {_FLAG: Flag(flag, help, type, metavar)}
+
+
+@dataclass(frozen=True)
 class TargetOptions:
-    target_file: str | None = None
-    target_factory: str | None = None
-    gateway_url: str | None = None
-    runtime_url: str | None = None
+    """Which target a command works on. Every field is a command-line option, declared here only:
+    `add_to` puts them on a `sessionlab` subcommand, `add_to_pytest` on pytest's command line."""
+
+    target_file: str | None = field(
+        default=None, metadata=_flag("--target", "target description file (YAML)")
+    )
+    target_factory: str | None = field(
+        default=None,
+        metadata=_flag(
+            "--target-factory",
+            "a Python callable that returns a Target (for targets built in code)",
+            metavar="MODULE:CALLABLE",
+        ),
+    )
+    gateway_url: str | None = field(
+        default=None, metadata=_flag("--gateway-url", "gateway base URL of a running target")
+    )
+    runtime_url: str | None = field(
+        default=None, metadata=_flag("--runtime-url", "runtime base URL")
+    )
     # Out of the repr: options show up in tracebacks.
-    client_key: str | None = field(default=None, repr=False)
-    internal_key: str | None = field(default=None, repr=False)
-    turn_timeout: float | None = None
-    # --keep-run: the folder that keeps the launched services' logs and data after the run.
-    keep_run: Path | None = None
+    client_key: str | None = field(
+        default=None,
+        repr=False,
+        metadata=_flag("--client-key", "key the gateway requires of clients"),
+    )
+    internal_key: str | None = field(
+        default=None, repr=False, metadata=_flag("--internal-key", "key the runtime requires")
+    )
+    turn_timeout: float | None = field(
+        default=None,
+        metadata=_flag("--turn-timeout", "seconds one agent turn may take", type=float),
+    )
+    keep_run: Path | None = field(
+        default=None,
+        metadata=_flag(
+            "--keep-run",
+            "keep what the run made in DIR: the services' logs, the data of the services it "
+            "launched, the report with its transcripts (default: all temporary)",
+            type=Path,
+            metavar="DIR",
+        ),
+    )
+
+    @staticmethod
+    def add_to(parser: argparse.ArgumentParser) -> None:
+        group = parser.add_argument_group("target (default: the reference, started in process)")
+        for _, flag in _flags():
+            group.add_argument(flag.flag, **flag.settings())
+
+    @staticmethod
+    def add_to_pytest(group: "pytest.OptionGroup") -> None:
+        for _, flag in _flags():
+            group.addoption(flag.flag, dest=flag.pytest_dest, **flag.settings())
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> "TargetOptions":
+        """The options of a subcommand that took them with `add_to`."""
+        return cls(**{name: getattr(args, flag.dest) for name, flag in _flags()})
+
+    @classmethod
+    def from_pytest(cls, config: "pytest.Config") -> "TargetOptions":
+        """The options given on pytest's command line (`add_to_pytest`)."""
+        return cls(**{name: config.getoption(flag.pytest_dest) for name, flag in _flags()})
+
+    def args(self, *names: str) -> list[str]:
+        """The named options that are set, as a command line gives them, in the order named."""
+        spelled = dict(_flags())
+        args: list[str] = []
+        for name in names:
+            value = getattr(self, name)
+            if value is not None and value != "":
+                args += [spelled[name].flag, str(value)]
+        return args
+
+
+def _flags() -> Iterator[tuple[str, Flag]]:
+    for each in fields(TargetOptions):
+        yield each.name, each.metadata[_FLAG]
 
 
 def _call_factory(spec: str) -> Target:
@@ -47,6 +156,8 @@ def _call_factory(spec: str) -> Target:
 
 
 def make_target(options: TargetOptions) -> Target:
+    """The target the options name (built, not started). A `--target-factory` is called here, so
+    a run calls this once and keeps what it returns."""
     chosen = [
         flag
         for flag, value in (
@@ -60,7 +171,9 @@ def make_target(options: TargetOptions) -> Target:
         raise TargetOptionError(f"name one target, not {' and '.join(chosen)}")
     if options.target_factory:
         return _call_factory(options.target_factory)
-    if options.target_file is None and options.gateway_url is None:
+    if options.target_file is not None:
+        return _from_file(options.target_file, options)
+    if options.gateway_url is None:
         from conformance.targets.reference_target import ReferenceTarget
 
         # The reference is verified with its keys on, so the key checks run rather than skip.
@@ -69,15 +182,32 @@ def make_target(options: TargetOptions) -> Target:
             client_key=options.client_key or random_key(),
             turn_timeout=options.turn_timeout or 10.0,
         )
-    from conformance.targets.loader import target_from_options
+    from conformance.targets.url_target import UrlTarget
 
-    target: Target = target_from_options(
-        target_file=options.target_file,
-        gateway_url=options.gateway_url,
-        runtime_url=options.runtime_url,
+    return UrlTarget(
+        options.gateway_url,
+        options.runtime_url,
         client_key=options.client_key,
         internal_key=options.internal_key,
-        turn_timeout=options.turn_timeout,
-        run_dir=options.keep_run,
+        turn_timeout=options.turn_timeout or 10.0,
     )
-    return target
+
+
+def _from_file(path: str, options: TargetOptions) -> Target:
+    """The target of a description file, the other options overriding its values."""
+    from conformance.targets.description import TargetFileError
+    from conformance.targets.loader import load_target
+
+    try:
+        return load_target(
+            path,
+            run_dir=options.keep_run,
+            overrides={
+                "client_key": options.client_key,
+                "internal_key": options.internal_key,
+                "turn_timeout": options.turn_timeout,
+                "runtime_url": options.runtime_url,
+            },
+        )
+    except TargetFileError as exc:
+        raise TargetOptionError(str(exc)) from exc

@@ -2,22 +2,17 @@
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Protocol
 
 from conformance.contract.requirements import CLIENT_PROFILE, Level, Requirement, catalogue
-
-# `unjudged`: a check of several requirements stopped before it judged this one; it counts
-# neither way unless nothing else judged the requirement.
-Outcome = Literal["passed", "partial", "failed", "blocked", "skipped", "error", "unjudged"]
-Status = Literal["passed", "partial", "failed", "warning", "blocked", "skipped", "error"]
-STATUSES: tuple[Status, ...] = (
-    "failed",
-    "error",
-    "warning",
-    "blocked",
-    "partial",
-    "passed",
-    "skipped",
+from conformance.exit_codes import ExitCode
+from conformance.reports.model import (
+    STATUSES,
+    CheckEntry,
+    Outcome,
+    RequirementVerdict,
+    Status,
+    TranscriptEntry,
 )
 
 
@@ -37,21 +32,22 @@ class CheckResult:
     reproduce: str | None = None
     replay: str | None = None
 
+    def entry(self) -> CheckEntry:
+        return CheckEntry(
+            nodeid=self.nodeid,
+            outcome=self.outcome,
+            message=self.message,
+            duration=round(self.duration, 4),
+            transcript=[TranscriptEntry.model_validate(entry) for entry in self.transcript],
+            blocked_by=self.blocked_by,
+            expected=self.expected,
+            received=self.received,
+            reproduce=self.reproduce,
+            replay=self.replay,
+        )
+
     def as_dict(self) -> dict[str, Any]:
-        entry: dict[str, Any] = {
-            "nodeid": self.nodeid,
-            "outcome": self.outcome,
-            "message": self.message,
-            "duration": round(self.duration, 4),
-            "transcript": self.transcript,
-        }
-        if self.blocked_by:
-            entry["blocked_by"] = self.blocked_by
-        for name in ("expected", "received", "reproduce", "replay"):
-            value = getattr(self, name)
-            if value is not None:
-                entry[name] = value
-        return entry
+        return self.entry().model_dump(mode="json")
 
 
 @dataclass
@@ -67,20 +63,21 @@ class Verdict:
     known_failure: bool = False
     blocked_by: list[str] = field(default_factory=list)
 
+    def entry(self) -> RequirementVerdict:
+        return RequirementVerdict(
+            id=self.id,
+            level=self.level.value,
+            profile=self.profile,
+            title=self.title,
+            status=self.status,
+            message=self.message,
+            known_failure=self.known_failure,
+            checks=[check.entry() for check in self.checks],
+            blocked_by=self.blocked_by,
+        )
+
     def as_dict(self) -> dict[str, Any]:
-        entry: dict[str, Any] = {
-            "id": self.id,
-            "level": self.level.value,
-            "profile": self.profile,
-            "title": self.title,
-            "status": self.status,
-            "message": self.message,
-            "known_failure": self.known_failure,
-            "checks": [check.as_dict() for check in self.checks],
-        }
-        if self.blocked_by:
-            entry["blocked_by"] = self.blocked_by
-        return entry
+        return self.entry().model_dump(mode="json")
 
 
 def _unique(messages: Iterable[str]) -> str:
@@ -199,34 +196,51 @@ def apply_baseline(verdicts: list[Verdict], baseline: Baseline) -> list[Verdict]
     return verdicts
 
 
-def conforms(verdicts: Iterable[Verdict]) -> bool:
-    """The CI contract: no MUST failed, no harness error, and at least one check really passed."""
-    listed = list(verdicts)
-    fatal = [
-        v for v in listed if v.status == "error" or (v.status == "failed" and not v.known_failure)
+class Judged(Protocol):
+    """What the exit status reads of a requirement: a Verdict, or one read back from a report."""
+
+    @property
+    def status(self) -> str: ...
+
+    @property
+    def known_failure(self) -> bool: ...
+
+
+@dataclass(frozen=True)
+class _Entry:
+    status: str
+    known_failure: bool
+
+
+def judged_in(report: Mapping[str, Any]) -> list[Judged]:
+    """The requirements of a report document (the JSON data), as the exit status reads them."""
+    return [
+        _Entry(str(r["status"]), bool(r.get("known_failure", False)))
+        for r in report["requirements"]
     ]
-    return not fatal and any(v.status in ("passed", "partial") for v in listed)
 
 
-CONFORMS, DOES_NOT_CONFORM, HARNESS_FAILED = 0, 1, 3
-
-
-def exit_status(report: dict[str, Any]) -> int:
-    """The exit status of a verify run, from its report: the one place this rule lives.
+def exit_status(requirements: Iterable[Judged]) -> ExitCode:
+    """The exit status of a verify run, from its verdicts: the one place this rule lives.
 
     A MUST failure (not a known one) is the target's: 1. Otherwise a requirement that could not be
     judged (also every one of a run that stopped because the target did not start) means the run
     itself broke: 3. A run in which nothing passed proves nothing: 1. `partial` counts as passed
     (what it left unchecked is in its message); `blocked` follows its prerequisite's failure.
     """
-    requirements: list[dict[str, Any]] = report["requirements"]
-    if any(r["status"] == "failed" and not r.get("known_failure") for r in requirements):
-        return DOES_NOT_CONFORM
-    if any(r["status"] == "error" for r in requirements):
-        return HARNESS_FAILED
-    if not any(r["status"] in ("passed", "partial") for r in requirements):
-        return DOES_NOT_CONFORM
-    return CONFORMS
+    listed = list(requirements)
+    if any(r.status == "failed" and not r.known_failure for r in listed):
+        return ExitCode.FAILED
+    if any(r.status == "error" for r in listed):
+        return ExitCode.HARNESS_FAILED
+    if not any(r.status in ("passed", "partial") for r in listed):
+        return ExitCode.FAILED
+    return ExitCode.PASSED
+
+
+def conforms(verdicts: Iterable[Judged]) -> bool:
+    """The CI contract: no MUST failed, no harness error, and at least one check really passed."""
+    return exit_status(verdicts) is ExitCode.PASSED
 
 
 def summary(verdicts: Iterable[Verdict]) -> dict[str, int]:

@@ -9,7 +9,6 @@ conforms (no MUST of the selected profiles failed, no harness error, something p
 does not, 3 when the run itself broke (the target never started, the pre-flight stopped it).
 """
 
-import json
 import os
 import sys
 import tempfile
@@ -23,25 +22,20 @@ import pytest
 
 import conformance.checks as checks
 from conformance import secrecy
+from conformance.exit_codes import ExitCode
+from conformance.plugin import ChosenTarget
 from conformance.reports.junit import render_junit
+from conformance.reports.model import VerifyReport, render_json
 from conformance.target_options import TargetOptionError, TargetOptions, make_target
-from conformance.verdicts import HARNESS_FAILED, exit_status
-
-USAGE_ERROR = 2
+from conformance.target_runner import TargetRunner
+from conformance.verdicts import exit_status, judged_in
 
 
 @dataclass
 class VerifyOptions:
-    target: str | None = None
-    target_factory: str | None = None
-    gateway_url: str | None = None
-    runtime_url: str | None = None
-    # Out of the repr: options show up in tracebacks.
-    client_key: str | None = field(default=None, repr=False)
-    internal_key: str | None = field(default=None, repr=False)
+    target: TargetOptions = field(default_factory=TargetOptions)
     profiles: list[str] = field(default_factory=list)
     only: list[str] = field(default_factory=list)
-    turn_timeout: float | None = None
     deep: bool = False
     json_path: Path | None = None
     junit_path: Path | None = None
@@ -49,7 +43,6 @@ class VerifyOptions:
     verbose: bool = False
     baseline: Path | None = None
     rate: float | None = None
-    keep_run: Path | None = None
 
     def pytest_args(self, report_path: Path) -> list[str]:
         args = [
@@ -81,17 +74,11 @@ class VerifyOptions:
             "-p",
             "no:terminal",
         ]
+        # The target options are not among them: the target built from them goes to pytest as a
+        # plugin object (plugin.ChosenTarget).
         pairs = [
-            ("--target", self.target),
-            ("--target-factory", self.target_factory),
-            ("--gateway-url", self.gateway_url),
-            ("--runtime-url", self.runtime_url),
-            ("--client-key", self.client_key),
-            ("--internal-key", self.internal_key),
-            ("--turn-timeout", None if self.turn_timeout is None else str(self.turn_timeout)),
             ("--baseline", None if self.baseline is None else str(self.baseline)),
             ("--rate", None if self.rate is None else str(self.rate)),
-            ("--keep-run", None if self.keep_run is None else str(self.keep_run)),
         ]
         for flag, value in pairs:
             if value is not None:
@@ -124,12 +111,13 @@ def _write(path: Path, text: str) -> None:
 
 def write_reports(report: dict[str, Any], options: VerifyOptions) -> None:
     report = secrecy.redact_data(report)
-    document = json.dumps(report, indent=2, ensure_ascii=False) + "\n"
+    document = render_json(report) + "\n"
     if options.json_path:
         _write(options.json_path, document)
-    if options.keep_run:
-        options.keep_run.mkdir(parents=True, exist_ok=True)
-        _write(options.keep_run / "report.json", document)
+    keep_run = options.target.keep_run
+    if keep_run:
+        keep_run.mkdir(parents=True, exist_ok=True)
+        _write(keep_run / "report.json", document)
     if options.junit_path:
         _write(options.junit_path, render_junit(report))
     if options.html_path:
@@ -171,30 +159,14 @@ def _held_text(held: IO[bytes]) -> str:
     return held.read().decode("utf-8", "backslashreplace").strip()
 
 
-def target_problem(options: VerifyOptions) -> str | None:
-    """Why the target options cannot work, found before any check runs (nothing is started)."""
-    target_options = TargetOptions(
-        target_file=options.target,
-        target_factory=options.target_factory,
-        gateway_url=options.gateway_url,
-        runtime_url=options.runtime_url,
-        client_key=options.client_key,
-        internal_key=options.internal_key,
-        turn_timeout=options.turn_timeout,
-    )
-    try:
-        make_target(target_options)
-    except TargetOptionError as exc:
-        return str(exc)
-    return None
-
-
 def run_verify(options: VerifyOptions) -> int:
-    secrecy.remember([options.client_key, options.internal_key])
-    problem = target_problem(options)
-    if problem is not None:
-        say(f"sessionlab verify: {problem}", sys.stderr)
-        return USAGE_ERROR
+    secrecy.remember([options.target.client_key, options.target.internal_key])
+    try:
+        # Built (not started) before any check runs: options that cannot work are a usage error.
+        target = make_target(options.target)
+    except TargetOptionError as exc:
+        say(f"sessionlab verify: {exc}", sys.stderr)
+        return ExitCode.BAD_INPUT
     from conformance.progress import RedactingStream, RunProgress
     from conformance.reports.console import render_console
 
@@ -202,36 +174,40 @@ def run_verify(options: VerifyOptions) -> int:
         report_path = Path(scratch) / "report.json"
         with held_output() as (real, held):
             progress = RunProgress(RedactingStream.around(real))
+            runner = TargetRunner(target)
+            chosen = ChosenTarget(options.target, runner)
             try:
-                code = pytest.main(options.pytest_args(report_path), plugins=[progress])
+                code = pytest.main(options.pytest_args(report_path), plugins=[progress, chosen])
             finally:
                 progress.close()
+                # The checks close the target when done with it; this closes it when none ran.
+                runner.close()
             stray = _held_text(held)
         if code == pytest.ExitCode.INTERRUPTED:
             # Checks that never ran would read as errors and the verdict as a judgement: a run
             # cut short (Ctrl-C, SIGTERM) judges nothing.
             say("sessionlab verify: interrupted before the end; no verdict", sys.stderr)
-            return HARNESS_FAILED
+            return ExitCode.HARNESS_FAILED
         if code == pytest.ExitCode.USAGE_ERROR or not report_path.exists():
             if stray:
                 say(stray, sys.stderr)
             if code == pytest.ExitCode.USAGE_ERROR:
-                return USAGE_ERROR
+                return ExitCode.BAD_INPUT
             say(
                 f"sessionlab verify: the run produced no report (pytest exit {int(code)}); "
                 "see the errors above",
                 sys.stderr,
             )
-            return HARNESS_FAILED
-        report = json.loads(report_path.read_text(encoding="utf-8"))
+            return ExitCode.HARNESS_FAILED
+        report = VerifyReport.read(report_path.read_text(encoding="utf-8")).document()
     write_reports(report, options)
     if options.verbose and stray:
         say(f"output while the checks ran:\n{stray}\n", sys.stderr)
     say(render_console(report, verbose=options.verbose, tracebacks=progress.tracebacks))
     if report.get("stopped"):
         say(f"sessionlab verify: {report['stopped']}", sys.stderr)
-    if options.keep_run:
+    if options.target.keep_run:
         from conformance.keep_run import describe
 
-        say(describe(options.keep_run))
-    return exit_status(report)
+        say(describe(options.target.keep_run))
+    return exit_status(judged_in(report))

@@ -9,6 +9,7 @@ import json
 import sys
 from pathlib import Path
 
+from conformance.exit_codes import ExitCode
 from conformance.keep_run import describe, keep_logs
 from conformance.target_options import TargetOptionError, TargetOptions, make_target
 from conformance.target_runner import TargetRunner
@@ -20,7 +21,6 @@ from scenarios.model import CLIENTS, Client
 from scenarios.results import client_differences
 from scenarios.session import run_plans
 
-PASSED, FAILED, BAD_INPUT, HARNESS_FAILED = 0, 1, 2, 3
 BUILTIN_PLANS = Path(__file__).resolve().parent / "plans"
 
 
@@ -61,10 +61,10 @@ def run_command(
         scenarios = load_scenarios(_plan_files(paths or [BUILTIN_PLANS]))
     except ScenarioError as exc:
         print(f"sessionlab run: {exc}", file=sys.stderr)
-        return BAD_INPUT
+        return ExitCode.BAD_INPUT
     if not scenarios:
         print("sessionlab run: no scenario files found", file=sys.stderr)
-        return BAD_INPUT
+        return ExitCode.BAD_INPUT
     if only:
         unknown = sorted(set(only) - {scenario.id for scenario in scenarios})
         if unknown:
@@ -73,21 +73,21 @@ def run_command(
                 f"sessionlab run: --only {', '.join(unknown)}: no such plan (known: {known})",
                 file=sys.stderr,
             )
-            return BAD_INPUT
+            return ExitCode.BAD_INPUT
         scenarios = [scenario for scenario in scenarios if scenario.id in only]
     try:
         clients = chosen_clients(client, options.target_file)
         target = make_target(options)
     except (TargetOptionError, TargetFileError) as exc:
         print(f"sessionlab run: {exc}", file=sys.stderr)
-        return BAD_INPUT
+        return ExitCode.BAD_INPUT
     runner = TargetRunner(target)
     try:
         try:
             endpoints = runner.start(timeout=120)
         except (TargetError, OSError, TimeoutError) as exc:
             print(f"sessionlab run: the target did not start: {exc}", file=sys.stderr)
-            return HARNESS_FAILED
+            return ExitCode.HARNESS_FAILED
         print(
             f"target {runner.name}: gateway {endpoints.gateway_url}; "
             f"client model(s): {', '.join(clients)}",
@@ -125,4 +125,4 @@ def run_command(
         options.keep_run.mkdir(parents=True, exist_ok=True)
         (options.keep_run / "plans.json").write_text(text, encoding="utf-8")
         print(describe(options.keep_run))
-    return FAILED if counts["failed"] or counts["error"] else PASSED
+    return ExitCode.FAILED if counts["failed"] or counts["error"] else ExitCode.PASSED

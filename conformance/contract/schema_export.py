@@ -1,4 +1,5 @@
-"""JSON Schema files for every HTTP body and WebSocket frame, kept committed beside the code."""
+"""JSON Schema files for every HTTP body and WebSocket frame, and for the report of
+`sessionlab verify --json`, kept committed beside the code."""
 
 import json
 from pathlib import Path
@@ -6,6 +7,7 @@ from pathlib import Path
 from pydantic import BaseModel, TypeAdapter
 
 from conformance.contract import bodies, frames
+from conformance.reports.model import VerifyReport
 
 SCHEMA_DIR = Path(__file__).parent / "schemas"
 
@@ -29,6 +31,8 @@ _MODELS: tuple[type[BaseModel], ...] = (
     bodies.SessionExport,
     bodies.SearchResult,
     bodies.SearchResults,
+    # Not the protocol's, but a contract all the same: what tools reading the report rely on.
+    VerifyReport,
 )
 _UNIONS: dict[str, TypeAdapter[object]] = {
     "ClientFrame": TypeAdapter(frames.ClientFrame),
@@ -41,7 +45,7 @@ def _dump(schema: dict[str, object]) -> str:
 
 
 def render_schemas() -> dict[str, str]:
-    """File name -> schema text, for every model of the contract."""
+    """File name -> schema text, for every model of the contract and the report."""
     rendered = {f"{model.__name__}.json": _dump(model.model_json_schema()) for model in _MODELS}
     for name, adapter in _UNIONS.items():
         rendered[f"{name}.json"] = _dump(adapter.json_schema())

@@ -1,1 +1,2 @@
-"""Renderings of one verify report (the JSON document the plugin builds): console, JUnit, HTML."""
+"""One verify report: its model (the JSON document the plugin builds, `model`), and its renderings:
+console, JUnit, HTML."""

@@ -5,8 +5,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from conformance.causes import cause_of
+from conformance.reports.model import STATUSES
 from conformance.reproduce import CLIENT_KEY_VARIABLE, INTERNAL_KEY_VARIABLE, USER_TOKEN_VARIABLE
-from conformance.verdicts import NOT_SELECTED_BY, STATUSES
+from conformance.verdicts import NOT_SELECTED_BY
 
 MARKS = {
     "passed": "ok  ",

@@ -11,10 +11,13 @@ import json
 import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from importlib.resources import files
 from typing import Any
 from urllib.parse import urlsplit
 
-from conformance.verdicts import STATUSES, exit_status
+from conformance.exit_codes import ExitCode
+from conformance.reports.model import STATUSES
+from conformance.verdicts import exit_status, judged_in
 
 STATUS_ORDER: dict[str, int] = {status: rank for rank, status in enumerate(STATUSES)}
 LEVELS = ("MUST", "SHOULD", "MAY")
@@ -61,21 +64,21 @@ def _known(requirement: dict[str, Any]) -> bool:
     return requirement.get("status") == "failed" and bool(requirement.get("known_failure"))
 
 
-def exit_code(report: dict[str, Any]) -> tuple[int, str]:
+def exit_code(report: dict[str, Any]) -> tuple[ExitCode, str]:
     """The exit status `sessionlab verify` gives for this report, and what it means."""
-    code = exit_status(report)
+    code = exit_status(judged_in(report))
     counts = report["summary"]
     known = sum(_known(r) for r in report["requirements"])
     aside = f", apart from {known} known failure(s) listed in the baseline" if known else ""
-    if code == 3 and report.get("stopped"):
-        return 3, f"the run stopped before anything was judged: {report['stopped']}"
-    if code == 3:
-        return 3, (
+    if code is ExitCode.HARNESS_FAILED and report.get("stopped"):
+        return code, f"the run stopped before anything was judged: {report['stopped']}"
+    if code is ExitCode.HARNESS_FAILED:
+        return code, (
             f"the run is incomplete: {counts['error']} requirement(s) could not be judged "
             "(no check covers them, or sessionlab's own code failed: please report it)"
         )
-    if code == 0:
-        return 0, f"no MUST requirement of the checked profiles failed{aside}, and checks passed"
+    if code is ExitCode.PASSED:
+        return code, f"no MUST requirement of the checked profiles failed{aside}, and checks passed"
     reasons = []
     if counts["failed"] > known:
         reasons.append(
@@ -84,193 +87,11 @@ def exit_code(report: dict[str, Any]) -> tuple[int, str]:
     if counts["error"]:
         reasons.append(f"{counts['error']} requirement(s) could not be judged")
     besides = f" (besides {known} known failure(s) listed in the baseline)" if known else ""
-    return 1, ", ".join(reasons or ["no check passed"]) + besides
+    return code, ", ".join(reasons or ["no check passed"]) + besides
 
 
-CSS = """
-:root {
-  --ink: #1b1d23; --muted: #5b6070; --line: #d7dae0; --paper: #ffffff; --tint: #f5f6f8;
-  --pass-bg: #e3f3e8; --pass-ink: #17622f; --pass-edge: #2f8f4e;
-  --fail-bg: #fde6e7; --fail-ink: #8e1620; --fail-edge: #c92a36;
-  --err-bg: #fff0d9; --err-ink: #7a3d00; --err-edge: #d97a00;
-  --warn-bg: #fff7c2; --warn-ink: #5e4a00; --warn-edge: #c9a400;
-  --skip-bg: #eceef2; --skip-ink: #474d5c; --skip-edge: #9aa0ad;
-}
-* { box-sizing: border-box; }
-body {
-  margin: 0 auto; padding: 24px 32px 48px; max-width: 1280px;
-  font: 15px/1.45 system-ui, -apple-system, "Segoe UI", "DejaVu Sans", sans-serif;
-  color: var(--ink); background: var(--paper);
-}
-code, pre, .mono { font-family: ui-monospace, "DejaVu Sans Mono", Menlo, Consolas, monospace; }
-h1 { font-size: 15px; font-weight: 600; color: var(--muted); margin: 0 0 8px; }
-h2 { font-size: 20px; margin: 36px 0 8px; }
-h2 .counts { font-size: 14px; font-weight: normal; color: var(--muted); }
-a { color: inherit; }
-
-.verdict {
-  border-radius: 8px; padding: 18px 24px; margin: 0 0 20px; border-left: 10px solid;
-  print-color-adjust: exact; -webkit-print-color-adjust: exact;
-}
-.verdict p { margin: 0; }
-.verdict .word { font-size: 32px; font-weight: 800; letter-spacing: 0.02em; }
-.verdict .exit { margin-top: 4px; font-size: 16px; }
-.verdict-0 { background: var(--pass-bg); color: var(--pass-ink); border-color: var(--pass-edge); }
-.verdict-1 { background: var(--fail-bg); color: var(--fail-ink); border-color: var(--fail-edge); }
-.verdict-3 { background: var(--err-bg); color: var(--err-ink); border-color: var(--err-edge); }
-
-.facts { display: grid; grid-template-columns: max-content 1fr; gap: 2px 16px; margin: 0 0 16px; }
-.facts dt { color: var(--muted); }
-.facts dd { margin: 0; overflow-wrap: anywhere; }
-
-.summary { display: flex; flex-wrap: wrap; gap: 8px; list-style: none; padding: 0; margin: 0; }
-.summary li { padding: 6px 14px; border-radius: 6px; border: 1px solid; font-size: 15px; }
-.summary .zero { color: var(--muted); border-color: var(--line); }
-.summary .n { font-size: 22px; font-weight: 700; margin-right: 4px; }
-
-.attention { margin: 16px 0 0; padding: 12px 16px; background: var(--tint); border-radius: 6px; }
-.attention h2 { font-size: 15px; margin: 0 0 6px; }
-.attention ul { margin: 0; padding: 0; list-style: none; }
-.attention li { margin: 4px 0; line-height: 1.7; }
-.attention a { white-space: nowrap; }
-
-.badge {
-  display: inline-block; padding: 1px 8px; border-radius: 999px; border: 1px solid;
-  font-size: 13px; font-weight: 600; white-space: nowrap;
-  print-color-adjust: exact; -webkit-print-color-adjust: exact;
-}
-.badge.known { border-style: dashed; background: var(--paper); }
-.status-passed {
-  background: var(--pass-bg); color: var(--pass-ink); border-color: var(--pass-edge);
-}
-.status-failed {
-  background: var(--fail-bg); color: var(--fail-ink); border-color: var(--fail-edge);
-}
-.status-error {
-  background: var(--err-bg); color: var(--err-ink); border-color: var(--err-edge);
-}
-.status-warning {
-  background: var(--warn-bg); color: var(--warn-ink); border-color: var(--warn-edge);
-}
-.status-skipped, .status-blocked {
-  background: var(--skip-bg); color: var(--skip-ink); border-color: var(--skip-edge);
-}
-.status-partial {
-  background: var(--pass-bg); color: var(--pass-ink); border: 1px dashed var(--pass-edge);
-}
-
-table.requirements { width: 100%; border-collapse: collapse; table-layout: fixed; }
-table.requirements col.c-id { width: 8.5em; }
-table.requirements col.c-level { width: 5.5em; }
-table.requirements col.c-status { width: 10em; }
-table.requirements th, table.requirements td {
-  text-align: left; vertical-align: top; padding: 7px 8px; border-bottom: 1px solid var(--line);
-}
-table.requirements thead th {
-  font-size: 13px; color: var(--muted); font-weight: 600; border-bottom: 2px solid var(--line);
-}
-table.requirements tr.level th {
-  background: var(--tint); font-size: 13px; letter-spacing: 0.04em; padding: 4px 8px;
-}
-tr.req > th { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: 14px;
-  white-space: nowrap; border-left: 4px solid transparent; }
-tr.req[data-status="failed"] > th { border-left-color: var(--fail-edge); }
-tr.req[data-status="error"] > th { border-left-color: var(--err-edge); }
-tr.req[data-status="warning"] > th { border-left-color: var(--warn-edge); }
-tr.req[data-status="failed"]:not([data-known]) { background: #fffafa; }
-tr.req[data-known] > th { border-left-style: dashed; }
-td.level { font-size: 13px; }
-td.level.MUST { font-weight: 700; }
-.title { margin: 0; }
-.message { margin: 2px 0 0; color: var(--muted); white-space: pre-wrap; overflow-wrap: anywhere; }
-tr.req[data-status="failed"] .message { color: var(--fail-ink); font-weight: 500; }
-tr.req[data-status="error"] .message { color: var(--err-ink); font-weight: 500; }
-tr.req[data-status="warning"] .message { color: var(--warn-ink); font-weight: 500; }
-tr.req[data-status="passed"] .message { font-size: 13px; }
-
-details.checks { margin-top: 6px; }
-details.checks > summary { cursor: pointer; color: var(--muted); font-size: 13px; }
-ol.check-list { list-style: none; padding: 0; margin: 6px 0 0; }
-li.check { margin: 0 0 10px; padding: 8px 10px; border: 1px solid var(--line); border-radius: 6px;
-  background: var(--paper); }
-.check-head { margin: 0; display: flex; flex-wrap: wrap; gap: 4px 10px; align-items: baseline; }
-.check-head code { font-size: 13px; overflow-wrap: anywhere; }
-.check-head .duration { color: var(--muted); font-size: 13px; }
-.check-message { margin: 4px 0 0; white-space: pre-wrap; overflow-wrap: anywhere; }
-
-table.transcript { width: 100%; border-collapse: collapse; margin-top: 8px; font-size: 12px;
-  table-layout: fixed; }
-table.transcript caption { text-align: left; font-size: 12px; color: var(--muted); padding: 2px 0; }
-table.transcript col.c-at { width: 6.5em; }
-table.transcript col.c-kind { width: 10em; }
-table.transcript th { text-align: left; color: var(--muted); font-weight: 600; padding: 2px 6px;
-  border-bottom: 1px solid var(--line); }
-table.transcript td { vertical-align: top; padding: 2px 6px; border-bottom: 1px solid #eef0f3; }
-table.transcript td.at { text-align: right; color: var(--muted); white-space: nowrap; }
-table.transcript td.kind { white-space: nowrap; font-weight: 600; }
-table.transcript pre { margin: 0; white-space: pre-wrap; overflow-wrap: anywhere; font-size: 12px; }
-tr.kind-http-request td.kind, tr.kind-ws-send td.kind { color: #1f4fa8; }
-tr.kind-http-response td.kind, tr.kind-ws-recv td.kind, tr.kind-sse td.kind { color: #6b2fa0; }
-tr.kind-note td.kind { color: var(--muted); font-style: italic; }
-.empty { color: var(--muted); font-style: italic; margin: 4px 0 0; }
-
-.causes { margin: 0 0 16px; padding: 12px 16px; border: 1px solid var(--fail-edge);
-  border-radius: 6px; background: #fffafa; }
-.causes h2 { font-size: 16px; margin: 0 0 6px; color: var(--fail-ink); }
-.causes ul { margin: 0; padding-left: 20px; }
-.causes li { margin: 4px 0; overflow-wrap: anywhere; }
-
-section.failures h2 { color: var(--fail-ink); }
-tr.moved > th { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: 14px;
-  white-space: nowrap; }
-tr.moved .title { color: var(--muted); }
-.profile { color: var(--muted); font-size: 13px; font-weight: normal; }
-dl.parts { display: grid; grid-template-columns: max-content 1fr; gap: 2px 12px;
-  margin: 6px 0 0; font-size: 13px; }
-dl.parts dt { color: var(--muted); font-weight: 600; }
-dl.parts dd { margin: 0; overflow-wrap: anywhere; }
-dl.parts pre { margin: 0; white-space: pre-wrap; overflow-wrap: anywhere; font-size: 12px;
-  background: var(--tint); padding: 4px 6px; border-radius: 4px; }
-figure.sequence { margin: 10px 0 0; overflow-x: auto; }
-figure.sequence figcaption { font-size: 12px; color: var(--muted); }
-svg.sequence { display: block; width: 100%; max-width: 880px; height: auto;
-  background: var(--paper); }
-svg.sequence text { font: 11px ui-monospace, "DejaVu Sans Mono", Menlo, Consolas, monospace;
-  fill: var(--ink); }
-svg.sequence .lane-name { font: 600 13px system-ui, "DejaVu Sans", sans-serif;
-  text-anchor: middle; }
-svg.sequence .lane-box { fill: var(--tint); stroke: var(--line); }
-svg.sequence .lifeline { stroke: var(--skip-edge); stroke-width: 1.5; stroke-dasharray: 4 3; }
-svg.sequence .at, svg.sequence .more { fill: var(--muted); }
-svg.sequence .label { paint-order: stroke; stroke: var(--paper); stroke-width: 3px; }
-svg.sequence .arrow line { stroke-width: 1.5; }
-svg.sequence .to-target line { stroke: #1f4fa8; }
-svg.sequence .to-target polygon { fill: #1f4fa8; }
-svg.sequence .to-ide line { stroke: #6b2fa0; }
-svg.sequence .to-ide polygon { fill: #6b2fa0; }
-
-details.not-checked > summary { cursor: pointer; font-size: 18px; font-weight: 600; }
-footer { margin-top: 40px; color: var(--muted); font-size: 13px; }
-.visually-hidden { position: absolute; width: 1px; height: 1px; overflow: hidden;
-  clip-path: inset(50%); white-space: nowrap; }
-
-@media print {
-  @page { margin: 12mm; }
-  body { max-width: none; padding: 0; font-size: 10pt; }
-  .verdict .word { font-size: 22pt; }
-  a { text-decoration: none; }
-  /* Paper cannot be clicked open: print the checks of the rows that need them. */
-  tr.req[data-status="failed"] details.checks::details-content,
-  tr.req[data-status="error"] details.checks::details-content,
-  tr.req[data-status="warning"] details.checks::details-content {
-    content-visibility: visible; display: block;
-  }
-  tr.level, thead { break-after: avoid; }
-  li.check, table.transcript tr, .summary li, .verdict, .causes, figure.sequence {
-    break-inside: avoid;
-  }
-}
-"""
+# Package data (pyproject.toml), so that it is edited, linted and diffed as the CSS it is.
+CSS = files("conformance.reports").joinpath("report.css").read_text(encoding="utf-8")
 
 
 def _word(n: int, status: str) -> str:
@@ -344,9 +165,9 @@ def _header(report: dict[str, Any]) -> str:
     return (
         f"<header>"
         f"<h1>sessionlab {_escape(report.get('sessionlab', ''))} conformance report</h1>"
-        f'<section class="verdict verdict-{code}" aria-label="Verdict">'
+        f'<section class="verdict verdict-{code:d}" aria-label="Verdict">'
         f'<p class="word">{word}</p>'
-        f'<p class="exit">exit code {code}: {_escape(meaning)}</p>'
+        f'<p class="exit">exit code {code:d}: {_escape(meaning)}</p>'
         f"</section>"
         f"{_causes(report)}"
         f'<dl class="facts">{rows}</dl>'
@@ -775,11 +596,12 @@ def render_html(report: dict[str, Any]) -> str:
         '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
         "style-src 'unsafe-inline'\">"
         f"<title>{_escape(word)} — {_escape(target)} — sessionlab report</title>"
-        f"<style>{CSS}</style></head><body>"
+        f"<style>\n{CSS}</style></head><body>"
         f"{_header(report)}<main>{_attention(checked)}{_failures(report, checked)}"
         f"{_profiles(report)}</main>"
         f"<footer>Generated by sessionlab {_escape(report.get('sessionlab', ''))}. "
         "Keys are redacted in transcripts. Exit codes of <code>sessionlab verify</code>: "
-        "0 conforms, 1 does not conform, 3 the run could not judge the target.</footer>"
+        f"{ExitCode.PASSED:d} conforms, {ExitCode.FAILED:d} does not conform, "
+        f"{ExitCode.HARNESS_FAILED:d} the run could not judge the target.</footer>"
         "</body></html>\n"
     )

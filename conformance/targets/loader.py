@@ -1,4 +1,4 @@
-"""From a target description file (or command-line options) to a Target of the right kind."""
+"""From a target description file to a Target of the right kind."""
 
 from collections.abc import Mapping
 from pathlib import Path
@@ -108,44 +108,3 @@ def _overridden(
     if unknown:
         raise ValueError(f"unknown overrides: {', '.join(sorted(unknown))}")
     return description.model_copy(update=update)
-
-
-def target_from_options(
-    *,
-    target_file: str | None = None,
-    gateway_url: str | None = None,
-    runtime_url: str | None = None,
-    client_key: str | None = None,
-    internal_key: str | None = None,
-    turn_timeout: float | None = None,
-    run_dir: Path | None = None,
-) -> Target:
-    """A target from the command line's options: a description file (the other options override
-    its values) or the URL of a running gateway. Mistakes raise TargetOptionError."""
-    from conformance.target_options import TargetOptionError
-
-    if target_file is not None:
-        try:
-            return load_target(
-                target_file,
-                run_dir=run_dir,
-                overrides={
-                    "client_key": client_key,
-                    "internal_key": internal_key,
-                    "turn_timeout": turn_timeout,
-                    "runtime_url": runtime_url,
-                },
-            )
-        except TargetFileError as exc:
-            raise TargetOptionError(str(exc)) from exc
-    if gateway_url is None:
-        raise TargetOptionError("name a target: --target FILE or --gateway-url URL")
-    from conformance.targets.url_target import UrlTarget
-
-    return UrlTarget(
-        gateway_url,
-        runtime_url,
-        client_key=client_key,
-        internal_key=internal_key,
-        turn_timeout=turn_timeout or 10.0,
-    )

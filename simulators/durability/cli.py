@@ -5,6 +5,7 @@ import asyncio
 import sys
 from pathlib import Path
 
+from conformance.exit_codes import ExitCode
 from conformance.keep_run import describe, keep_logs
 from conformance.target_options import TargetOptionError, TargetOptions, make_target
 from conformance.target_runner import TargetRunner
@@ -14,8 +15,6 @@ from simulators.durability.nemesis import controllable
 from simulators.durability.report import render_html, render_json, render_junit
 from simulators.durability.run import DurabilitySettings, NotControllable, run_durability
 from simulators.durability.schedule import ScheduleError, parse_name
-
-PASSED, FAILED, BAD_INPUT, HARNESS_FAILED = 0, 1, 2, 3
 
 
 def durability_command(
@@ -31,20 +30,20 @@ def durability_command(
         target = make_target(options)
     except (TargetOptionError, TargetFileError, ScheduleError) as exc:
         print(f"sessionlab durability: {exc}", file=sys.stderr)
-        return BAD_INPUT
+        return ExitCode.BAD_INPUT
     runner = TargetRunner(target)
     # Before anything starts: a target that cannot be faulted is refused at once.
     reason = controllable(runner)
     if reason is not None:
         runner.close()
         print(f"sessionlab durability: {reason}", file=sys.stderr)
-        return BAD_INPUT
+        return ExitCode.BAD_INPUT
     try:
         try:
             endpoints = runner.start(timeout=120)
         except (TargetError, OSError, TimeoutError) as exc:
             print(f"sessionlab durability: the target did not start: {exc}", file=sys.stderr)
-            return HARNESS_FAILED
+            return ExitCode.HARNESS_FAILED
         print(f"target {runner.name}: gateway {endpoints.gateway_url}", flush=True)
         try:
             result = asyncio.run(
@@ -59,10 +58,10 @@ def durability_command(
             )
         except NotControllable as exc:
             print(f"sessionlab durability: skipped: {exc}", file=sys.stderr)
-            return BAD_INPUT
+            return ExitCode.BAD_INPUT
         except ScheduleError as exc:
             print(f"sessionlab durability: {exc}", file=sys.stderr)
-            return BAD_INPUT
+            return ExitCode.BAD_INPUT
         if options.keep_run is not None:
             keep_logs(runner, options.keep_run)
     finally:
@@ -77,4 +76,4 @@ def durability_command(
             path.write_text(render(result), encoding="utf-8")
     if html_path is not None:
         html_path.write_text(render_html(result), encoding="utf-8")
-    return PASSED if result.passed else FAILED
+    return ExitCode.PASSED if result.passed else ExitCode.FAILED

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from conformance.exit_codes import ExitCode
 from simulators.load.plan import LoadPlan, PlanError
 
 if TYPE_CHECKING:
@@ -86,7 +87,7 @@ def bench_command(
         chosen = recipe(scale, compare)
     except PlanError as exc:
         print(f"sessionlab bench: {exc}", file=err)
-        return 2
+        return ExitCode.BAD_INPUT
     itself = compare is None
     against = "itself" if itself else compare
     print(

@@ -3,6 +3,7 @@
 import argparse
 from pathlib import Path
 
+from conformance.exit_codes import ExitCode
 from simulators.load.plan import DEFAULT_DURATION, MAX_DURATION, MAX_IDES, LoadPlan, PlanError
 
 
@@ -116,19 +117,10 @@ def load_command(args: argparse.Namespace) -> int:
             raise PlanError(f"--rounds {args.rounds}: at least 1")
     except PlanError as exc:
         print(f"sessionlab load: {exc}", file=sys.stderr)
-        return 2
+        return ExitCode.BAD_INPUT
     return run_load(
         LoadOptions(
-            target=TargetOptions(
-                target_file=args.target,
-                target_factory=args.target_factory,
-                gateway_url=args.gateway_url,
-                runtime_url=args.runtime_url,
-                client_key=args.client_key,
-                internal_key=args.internal_key,
-                turn_timeout=args.turn_timeout,
-                keep_run=args.keep_run,
-            ),
+            target=TargetOptions.from_args(args),
             plan=plan,
             compare=args.compare,
             rounds=args.rounds,

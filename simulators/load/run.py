@@ -17,6 +17,7 @@ from multiprocessing.pool import AsyncResult
 from pathlib import Path
 from typing import Any, TextIO
 
+from conformance.exit_codes import ExitCode
 from conformance.target_options import TargetOptionError, TargetOptions, make_target
 from conformance.target_runner import TargetRunner
 from conformance.targets import Endpoints, Target, TargetError
@@ -118,7 +119,7 @@ def run_load_measured(
         targets = [make_target(spec) for spec in specs]
     except (TargetOptionError, RemoteTargetError, PlanError) as exc:
         print(f"sessionlab load: {exc}", file=err)
-        return 2, None
+        return ExitCode.BAD_INPUT, None
     runners: list[TargetRunner] = []
     try:
         endpoints: list[Endpoints] = []
@@ -131,10 +132,10 @@ def run_load_measured(
         measured = measure(options, targets, endpoints, err)
     except RemoteTargetError as exc:
         print(f"sessionlab load: {exc}", file=err)
-        return 2, None
+        return ExitCode.BAD_INPUT, None
     except (TargetError, TimeoutError) as exc:
         print(f"sessionlab load: the target did not start: {exc}", file=err)
-        return 3, None
+        return ExitCode.HARNESS_FAILED, None
     finally:
         for runner in runners:
             runner.close()
@@ -145,7 +146,7 @@ def run_load_measured(
     if options.html_path is not None:
         write_html(measured, options.html_path)
         print(f"HTML report: {options.html_path}", file=out)
-    return (1 if measured.errors else 0), measured
+    return (ExitCode.FAILED if measured.errors else ExitCode.PASSED), measured
 
 
 def _scale() -> float:
