@@ -153,6 +153,10 @@ class TurnDidNotEnd(TimeoutError):
     """Frames came, or none, but not the one that ends a turn."""
 
 
+class SocketRefused(Exception):
+    """A user's WebSocket that did not open; the message says how (an HTTP status, no handshake)."""
+
+
 class SocketClosed(ConnectionClosed):
     """The gateway closed the socket while a frame was awaited."""
 
@@ -278,8 +282,9 @@ async def open_socket(
     timeout: float,
     headers: dict[str, str] | None = None,
     internal_key: str | None = None,
+    query: str = "",
 ) -> AsyncIterator[Socket]:
-    url = f"{ws_base}/ws/{quote(session_id, safe='')}"
+    url = f"{ws_base}/ws/{quote(session_id, safe='')}{query}"
     transcript.record("ws-open", url)
     await state().pacing.wait_turn()
     async with asyncio.timeout(timeout):
@@ -296,4 +301,4 @@ async def open_socket(
         await connection.close()
 
 
-__all__ = ["FrameError", "Socket", "ends_turn", "http_probe", "open_socket"]
+__all__ = ["FrameError", "Socket", "SocketRefused", "ends_turn", "http_probe", "open_socket"]

@@ -1,10 +1,11 @@
 """What the checks share: creating sessions, reading bodies, talking SSE and WebSocket."""
 
 import json
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import httpx
+from pydantic import BaseModel, ValidationError
 
 from conformance.contract import sse
 from conformance.contract.frames import FrameError, ServerFrame
@@ -35,6 +36,30 @@ def json_object(response: httpx.Response, expect: Expect, what: str) -> dict[str
     )
     assert isinstance(body, dict)
     return body
+
+
+Body = TypeVar("Body", bound=BaseModel)
+
+
+def valid(model: type[Body], data: object, expect: Expect, what: str) -> Body:
+    """`data` as `model`, or `expect` fails naming the first fields that are wrong.
+
+    Strict: a JSON answer's "0" is not the 0 the contract asks for, nor 1.0 its int.
+    """
+    try:
+        return model.model_validate(data, strict=True)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"
+            for error in exc.errors()[:3]
+        )
+        expect.fail(f"{what} to be a {model.__name__}", f"{problems} in {compact(data)}")
+    raise AssertionError("unreachable: Expect.fail raises")
+
+
+def expect_body(model: type[Body], response: httpx.Response, expect: Expect, what: str) -> Body:
+    """The answer's body: a JSON object of `model`'s shape, or `expect` fails saying what came."""
+    return valid(model, json_object(response, expect, what), expect, what)
 
 
 def _answer(response: httpx.Response) -> str:
@@ -90,6 +115,22 @@ async def stream_events(
         "/agent/message/stream", json={"session_id": session_id, "message": message}
     )
     return response, sse.decode_events(response.text)
+
+
+def message_data(events: list[sse.SSEEvent]) -> list[dict[str, Any]]:
+    """The JSON objects a stream's message events carry; whether the others are well formed is
+    R-STREAM-1's to judge."""
+    objects = []
+    for event in events:
+        if event.event != "message":
+            continue
+        try:
+            data = event.json()
+        except ValueError:
+            continue
+        if isinstance(data, dict):
+            objects.append(data)
+    return objects
 
 
 async def stream_turn(
@@ -157,26 +198,46 @@ async def error_frame_for(socket: Socket, what: str, expect: Expect) -> ServerFr
     return answer
 
 
-async def socket_turn(socket: Socket, message: dict[str, Any], expect: Expect) -> list[ServerFrame]:
+async def turn(
+    socket: Socket, message: dict[str, Any], expect: Expect, answered: str | None = None
+) -> list[ServerFrame]:
     """Send a frame and read the turn it starts.
 
     A turn that does not end in time fails the prerequisite W-TURN-1 (and blocks every later
     check that chats); an invalid frame or a socket that closes mid-turn fails `expect`, the
-    requirement the check is about.
+    requirement the check is about. With `answered` (what the check expected, said as a report
+    says it), a turn ending in an error frame fails `expect` too.
     """
     run = state()
     run.require("W-TURN-1")
     await socket.send_json(message)
     what = "a turn ending in a final assistant_message, a tool_call or an error"
     try:
-        return await socket.turn()
+        frames = await socket.turn()
     except TurnDidNotEnd as exc:
         raise run.prerequisite_failed("W-TURN-1", what, str(exc)) from None
     except FrameError as exc:
         expect.fail(f"{what}, in valid frames", f"an invalid frame: {exc}")
     except SocketClosed as closed:
         expect.fail(f"{what}, on a socket that stays open", str(closed))
-    raise AssertionError("unreachable: Expect.fail raises")
+    if answered is not None:
+        expect.that(frames[-1].type != "error", answered, dumped(frames))
+    return frames
+
+
+async def next_message_works(socket: Socket, after: str, expect: Expect) -> None:
+    """The connection stays usable: a plain message after `after` gets a turn without an error."""
+    await turn(
+        socket,
+        user_message("still here"),
+        expect,
+        answered=f"the next valid message after {after} to work",
+    )
+
+
+def dumped(frames: list[ServerFrame]) -> list[dict[str, Any]]:
+    """Frames as a report shows them."""
+    return [frame.model_dump(mode="json", exclude_none=True) for frame in frames]
 
 
 def compact(value: Any) -> str:

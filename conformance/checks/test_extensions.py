@@ -6,24 +6,23 @@ they look only for text the check itself sent (made unique by `run_id`), never f
 answers.
 """
 
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
-from pydantic import BaseModel, ValidationError
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from conformance.contract.bodies import SearchResults, SessionExport, SessionInfo
 from conformance.failures import Expect
 from conformance.plugin import SocketOpener
-from conformance.probes import Socket
 
 from .support import (
     compact,
     create_session,
+    expect_body,
     history_messages,
     json_object,
-    socket_turn,
+    turn,
     user_message,
 )
 
@@ -33,7 +32,6 @@ UNKNOWN_SESSION = 4404
 JSON = "-H 'Content-Type: application/json'"
 # The fields that make a message what it is; a target may add its own beside them.
 MESSAGE_FIELDS = ("role", "content", "name", "tool_call_id", "tool_calls")
-Body = TypeVar("Body", bound=BaseModel)
 
 
 # Helpers
@@ -51,17 +49,6 @@ def _curl(client: httpx.AsyncClient, method: str, path: str) -> str:
     return f"curl -i -X {method} '{client.base_url}{path}'"
 
 
-async def _say(socket: Socket, text: str, expect: Expect) -> None:
-    """One user message and the whole turn it starts; a turn that ends in an error frame means
-    the message may not have been stored, and every check here needs it stored."""
-    frames = await socket_turn(socket, user_message(text), expect)
-    expect.that(
-        frames[-1].type != "error",
-        f"the message {text!r} answered without an error",
-        compact([frame.model_dump(exclude_none=True) for frame in frames]),
-    )
-
-
 async def _session_with(
     gateway: httpx.AsyncClient, open_ws: SocketOpener, expect: Expect, *texts: str
 ) -> str:
@@ -73,7 +60,10 @@ async def _session_with(
 async def _write(open_ws: SocketOpener, session_id: str, expect: Expect, *texts: str) -> None:
     async with open_ws(session_id) as socket:
         for text in texts:
-            await _say(socket, text, expect)
+            # A turn ending in an error frame may not have stored its message, and every check
+            # here needs it stored.
+            answered = f"the message {text!r} answered without an error"
+            await turn(socket, user_message(text), expect, answered)
 
 
 async def _listed(gateway: httpx.AsyncClient, expect: Expect) -> dict[str, dict[str, Any]]:
@@ -92,18 +82,6 @@ async def _listed(gateway: httpx.AsyncClient, expect: Expect) -> dict[str, dict[
         for entry in sessions
         if isinstance(entry, dict) and isinstance(entry.get("session_id"), str)
     }
-
-
-def _valid(model: type[Body], body: dict[str, Any], expect: Expect, what: str) -> Body:
-    try:
-        return model.model_validate(body)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"
-            for error in exc.errors()[:3]
-        )
-        expect.fail(f"{what} to be a {model.__name__}", f"{problems} in {compact(body)}")
-    raise AssertionError("unreachable")
 
 
 def _essentials(messages: list[Any]) -> list[dict[str, Any]]:
@@ -259,9 +237,7 @@ async def test_a_rename_answers_the_session_with_its_title_and_the_list_shows_it
             f"{response.status_code} {response.text}",
             reproduce=_curl(gateway, "PATCH", path) + f" {JSON} -d '{compact({'title': title})}'",
         )
-        info = _valid(
-            SessionInfo, json_object(response, expect, "the rename"), expect, "the rename's body"
-        )
+        info = expect_body(SessionInfo, response, expect, "the rename's body")
         expect.that(
             info.session_id == session_id and info.title == title,
             f"the session {session_id} with title {title!r}",
@@ -308,6 +284,28 @@ async def test_an_empty_or_over_long_title_is_refused_with_422_and_changes_nothi
 # X-EXP-1
 
 
+async def _exported(
+    gateway: httpx.AsyncClient,
+    open_ws: SocketOpener,
+    expect: Expect,
+    texts: list[str],
+    form: str,
+) -> tuple[str, list[dict[str, Any]], httpx.Response]:
+    """A session holding `texts`, its history, and its export in `form`, answered with a 200."""
+    session_id = await _session_with(gateway, open_ws, expect, *texts)
+    history = await history_messages(gateway, session_id)
+    _history_in_order(history, texts)
+    path = f"/sessions/{session_id}/export?format={form}"
+    response = await gateway.get(path)
+    expect.that(
+        response.status_code == 200,
+        f"GET {path} to answer 200",
+        f"{response.status_code} {response.text}",
+        reproduce=_curl(gateway, "GET", path),
+    )
+    return session_id, history, response
+
+
 @pytest.mark.req("X-EXP-1")
 async def test_a_json_export_is_a_download_of_every_message_in_order(
     gateway: httpx.AsyncClient, open_ws: SocketOpener, run_id: str
@@ -319,26 +317,14 @@ async def test_a_json_export_is_a_download_of_every_message_in_order(
     agent_history), its message_count the number of its messages."""
     expect = Expect("X-EXP-1")
     texts = [f"export me first {run_id}", f"export me second {run_id}"]
-    session_id = await _session_with(gateway, open_ws, expect, *texts)
-    history = await history_messages(gateway, session_id)
-    _history_in_order(history, texts)
-    path = f"/sessions/{session_id}/export?format=json"
-    response = await gateway.get(path)
-    expect.that(
-        response.status_code == 200,
-        f"GET {path} to answer 200",
-        f"{response.status_code} {response.text}",
-        reproduce=_curl(gateway, "GET", path),
-    )
+    session_id, history, response = await _exported(gateway, open_ws, expect, texts, "json")
     disposition = response.headers.get("content-disposition", "")
     expect.that(
         disposition.strip().lower().startswith("attachment"),
         "a download: Content-Disposition: attachment",
         f"Content-Disposition {disposition!r}" if disposition else "no Content-Disposition",
     )
-    document = _valid(
-        SessionExport, json_object(response, expect, "the export"), expect, "the export"
-    )
+    document = expect_body(SessionExport, response, expect, "the export")
     expect.that(document.session_id == session_id, f"session_id {session_id}", document.session_id)
     exported = [message.model_dump(exclude_none=True) for message in document.messages]
     expect.that(
@@ -366,17 +352,8 @@ async def test_a_markdown_export_is_text_markdown_holding_every_message_in_order
     message's text appears in history order; no layout is asked (docs/decisions.md, Extensions)."""
     expect = Expect("X-EXP-1")
     texts = [f"markdown first {run_id}", f"markdown second {run_id}"]
-    session_id = await _session_with(gateway, open_ws, expect, *texts)
-    history = await history_messages(gateway, session_id)
-    _history_in_order(history, texts)
+    session_id, history, response = await _exported(gateway, open_ws, expect, texts, "markdown")
     path = f"/sessions/{session_id}/export?format=markdown"
-    response = await gateway.get(path)
-    expect.that(
-        response.status_code == 200,
-        f"GET {path} to answer 200",
-        f"{response.status_code} {response.text}",
-        reproduce=_curl(gateway, "GET", path),
-    )
     kind = response.headers.get("content-type", "")
     expect.that(
         kind.split(";")[0].strip().lower() == "text/markdown",
@@ -416,9 +393,7 @@ async def _search(gateway: httpx.AsyncClient, query: str, expect: Expect) -> Sea
         f"{response.status_code} {response.text}",
         reproduce=reproduce,
     )
-    found = _valid(
-        SearchResults, json_object(response, expect, "the search"), expect, "the search's body"
-    )
+    found = expect_body(SearchResults, response, expect, "the search's body")
     expect.that(
         found.total == len(found.results),
         f"total {len(found.results)}, the number of results",

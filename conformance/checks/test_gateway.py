@@ -11,6 +11,7 @@ import httpx
 import pytest
 from websockets.exceptions import InvalidHandshake
 
+from conformance.contract.bodies import ErrorBody, Health
 from conformance.failures import Expect
 from conformance.outcomes import describe_refusal
 from conformance.plugin import deadline
@@ -19,7 +20,7 @@ from conformance.target_runner import TargetRunner
 from conformance.targets import Capability
 from conformance.transcript import Transcript
 
-from .support import create_session, json_object
+from .support import create_session, expect_body
 
 pytestmark = pytest.mark.asyncio
 
@@ -57,13 +58,7 @@ async def test_gateway_health_answers(gateway: httpx.AsyncClient) -> None:
     expect = Expect("G-HEALTH-1")
     response = await gateway.get("/health")
     expect.that(response.status_code == 200, "200", f"{response.status_code} {response.text}")
-    body = json_object(response, expect, "/health")
-    expect.that(body.get("status") == "healthy", 'status "healthy"', body)
-    expect.that(
-        isinstance(body.get("service"), str) and isinstance(body.get("version"), str),
-        "string service and version",
-        body,
-    )
+    expect_body(Health, response, expect, "/health")
 
 
 @pytest.mark.req("G-PROXY-1")
@@ -222,12 +217,7 @@ async def test_runtime_errors_keep_their_status_with_an_error_string(
                 )
             elif proxied.status_code < 400:
                 continue
-            answer = json_object(proxied, expect, f"the {proxied.status_code} of {method} {path}")
-            expect.that(
-                isinstance(answer.get("error"), str),
-                f"a string `error` in the {proxied.status_code} of {method} {path}",
-                answer,
-            )
+            expect_body(ErrorBody, proxied, expect, f"the {proxied.status_code} of {method} {path}")
 
 
 async def _runtime_down_answers(gateway: httpx.AsyncClient, expect: Expect) -> list[int]:
@@ -245,8 +235,7 @@ async def _runtime_down_answers(gateway: httpx.AsyncClient, expect: Expect) -> l
             f"a 5xx for {method} {template} with the runtime down",
             f"{response.status_code} {response.text}",
         )
-        body = json_object(response, expect, f"{method} {template} with the runtime down")
-        expect.that(isinstance(body.get("error"), str), "a string `error`", body)
+        expect_body(ErrorBody, response, expect, f"{method} {template} with the runtime down")
         statuses.append(response.status_code)
     return statuses
 

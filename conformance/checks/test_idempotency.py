@@ -21,7 +21,7 @@ from conformance.plugin import SocketOpener
 from conformance.target_runner import TargetRunner
 from conformance.targets import Capability
 
-from .support import compact, create_session, history_messages, socket_turn
+from .support import compact, create_session, history_messages, turn
 
 pytestmark = pytest.mark.asyncio
 
@@ -69,14 +69,9 @@ async def _first_answer(
 ) -> list[ServerFrame]:
     """The first send of a named message, answered without an error: only a message that was
     surely stored can be resent."""
+    answered = f"the first send of {frame['content']!r} answered without an error"
     async with open_ws(session_id) as socket:
-        frames = await socket_turn(socket, frame, expect)
-    expect.that(
-        frames[-1].type != "error",
-        f"the first send of {frame['content']!r} answered without an error",
-        _shown(frames),
-    )
-    return frames
+        return await turn(socket, frame, expect, answered)
 
 
 async def _resend(
@@ -84,7 +79,7 @@ async def _resend(
 ) -> list[ServerFrame]:
     # On a socket of its own, as after the reconnect that made the IDE resend.
     async with open_ws(session_id) as socket:
-        return await socket_turn(socket, frame, expect)
+        return await turn(socket, frame, expect)
 
 
 def _copies(history: list[dict[str, Any]], text: str) -> int:
@@ -165,7 +160,7 @@ async def test_sends_of_one_message_at_once_are_answered_alike_and_stored_once(
     async with AsyncExitStack() as stack:
         sockets = [await stack.enter_async_context(open_ws(session_id)) for _ in range(CONCURRENT)]
         # Each send goes out before any answer is awaited: they meet at the server.
-        answers = await asyncio.gather(*(socket_turn(socket, frame, expect) for socket in sockets))
+        answers = await asyncio.gather(*(turn(socket, frame, expect) for socket in sockets))
     first = answers[0]
     expect.that(
         first[-1].type != "error",

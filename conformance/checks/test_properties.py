@@ -10,7 +10,8 @@ counts against the requirement of the endpoint (R-CREATE-1 for `POST /sessions`,
 agent stream), whose valid requests the contract describes.
 """
 
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -20,7 +21,6 @@ from conformance.contract import sse
 from conformance.contract.ids import SERVER_ID_PATTERN
 from conformance.failures import Expect
 from conformance.plugin import SocketOpener, deadline
-from conformance.probes import Socket
 from conformance.transcript import Transcript
 
 from .generation import (
@@ -43,8 +43,9 @@ from .support import (
     create_session,
     error_frame_for,
     history_messages,
-    socket_turn,
+    next_message_works,
     stream_events,
+    turn,
     user_message,
 )
 
@@ -57,6 +58,27 @@ BODIES = Budget(examples=25, deep_examples=300)
 ID_ROUTES = ("/sessions/{id}/history", "/agents/{id}/current")
 # One example's time limit, hypothesis's thread waiting on the check's loop.
 EXAMPLE_SECONDS = 60
+T = TypeVar("T")
+
+
+async def _for_all(
+    strategy: st.SearchStrategy[T],
+    check: Callable[[T], Awaitable[None]],
+    budget: Budget,
+    deep: bool,
+    transcript: Transcript,
+    always: Sequence[T] = (),
+) -> None:
+    """for_all with this module's time limit for one example."""
+    await for_all(
+        strategy,
+        check,
+        budget=budget,
+        deep=deep,
+        transcript=transcript,
+        timeout=deadline(EXAMPLE_SECONDS),
+        always=always,
+    )
 
 
 def _error_body(response: httpx.Response) -> dict[str, Any] | None:
@@ -111,14 +133,7 @@ async def test_generated_unknown_ids_get_404_or_422(
             response = await sessions_api.get(route.format(id=path_segment(session_id)))
             _judge_unknown_id(response, session_id, route, expect)
 
-    await for_all(
-        session_ids(),
-        check,
-        budget=IDS,
-        deep=deep,
-        transcript=transcript,
-        timeout=deadline(EXAMPLE_SECONDS),
-    )
+    await _for_all(session_ids(), check, IDS, deep, transcript)
 
 
 @pytest.mark.req("G-PROXY-1")
@@ -145,14 +160,7 @@ async def test_the_gateway_answers_generated_ids_as_the_runtime_does(
                 f"curl -i '{proxied.request.url}'",
             )
 
-    await for_all(
-        session_ids(),
-        check,
-        budget=IDS,
-        deep=deep,
-        transcript=transcript,
-        timeout=deadline(EXAMPLE_SECONDS),
-    )
+    await _for_all(session_ids(), check, IDS, deep, transcript)
 
 
 def _stored_user_message(
@@ -209,15 +217,7 @@ async def test_generated_contents_streamed_to_the_runtime_are_stored_exactly(
                 compact(messages),
             )
 
-    await for_all(
-        message_contents(),
-        check,
-        budget=CONTENTS,
-        deep=deep,
-        transcript=transcript,
-        timeout=deadline(EXAMPLE_SECONDS),
-        always=EDGE_CONTENTS,
-    )
+    await _for_all(message_contents(), check, CONTENTS, deep, transcript, always=EDGE_CONTENTS)
 
 
 @pytest.mark.req("W-TURN-2")
@@ -238,7 +238,7 @@ async def test_generated_contents_sent_over_the_socket_come_back_exactly(
     async def check(content: str) -> None:
         session_id = await create_session(gateway)
         async with open_ws(session_id) as socket:
-            frames = await socket_turn(socket, user_message(content), expect)
+            frames = await turn(socket, user_message(content), expect)
         messages = await history_messages(gateway, session_id, odd=True)
         _stored_user_message(messages, content, expect, "sent over the socket")
         if frames[-1].type != "error":
@@ -248,24 +248,7 @@ async def test_generated_contents_sent_over_the_socket_come_back_exactly(
                 compact(messages),
             )
 
-    await for_all(
-        message_contents(),
-        check,
-        budget=CONTENTS,
-        deep=deep,
-        transcript=transcript,
-        timeout=deadline(EXAMPLE_SECONDS),
-        always=EDGE_CONTENTS,
-    )
-
-
-async def _still_usable(socket: Socket, expect: Expect, what: str) -> None:
-    frames = await socket_turn(socket, user_message("still here"), expect)
-    expect.that(
-        frames[-1].type != "error",
-        f"the next valid message to work after {what}",
-        [frame.model_dump(mode="json", exclude_none=True) for frame in frames],
-    )
+    await _for_all(message_contents(), check, CONTENTS, deep, transcript, always=EDGE_CONTENTS)
 
 
 @pytest.mark.req("W-BAD-1")
@@ -289,15 +272,10 @@ async def test_generated_text_that_is_not_json_gets_an_error_frame(
             for text in texts:
                 await socket.send_text(text)
                 await error_frame_for(socket, f"the text {shown(text)}", expect)
-            await _still_usable(socket, expect, f"the text {shown(texts[-1])}")
+            await next_message_works(socket, f"the text {shown(texts[-1])}", expect)
 
-    await for_all(
-        st.lists(not_json_texts(), min_size=1, max_size=3),
-        check,
-        budget=FRAMES,
-        deep=deep,
-        transcript=transcript,
-        timeout=deadline(EXAMPLE_SECONDS),
+    await _for_all(
+        st.lists(not_json_texts(), min_size=1, max_size=3), check, FRAMES, deep, transcript
     )
 
 
@@ -336,15 +314,10 @@ async def test_generated_malformed_frames_get_an_error_frame(
                         f"the content {shown(expected)} for {what}",
                         shown(content),
                     )
-            await _still_usable(socket, expect, f"the frame {shown(frames[-1], 120)}")
+            await next_message_works(socket, f"the frame {shown(frames[-1], 120)}", expect)
 
-    await for_all(
-        st.lists(malformed_frames(), min_size=1, max_size=3),
-        check,
-        budget=FRAMES,
-        deep=deep,
-        transcript=transcript,
-        timeout=deadline(EXAMPLE_SECONDS),
+    await _for_all(
+        st.lists(malformed_frames(), min_size=1, max_size=3), check, FRAMES, deep, transcript
     )
 
 
@@ -389,14 +362,7 @@ async def test_generated_create_bodies_never_get_a_5xx(
                 parsed,
             )
 
-    await for_all(
-        create_bodies(),
-        check,
-        budget=BODIES,
-        deep=deep,
-        transcript=transcript,
-        timeout=deadline(EXAMPLE_SECONDS),
-    )
+    await _for_all(create_bodies(), check, BODIES, deep, transcript)
 
 
 @pytest.mark.req("R-STREAM-1")
@@ -425,11 +391,4 @@ async def test_generated_invalid_stream_bodies_get_no_5xx_and_no_broken_stream(
                 answer,
             )
 
-    await for_all(
-        stream_bodies(session_id),
-        check,
-        budget=BODIES,
-        deep=deep,
-        transcript=transcript,
-        timeout=deadline(EXAMPLE_SECONDS),
-    )
+    await _for_all(stream_bodies(session_id), check, BODIES, deep, transcript)

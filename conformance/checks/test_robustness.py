@@ -11,7 +11,6 @@ import contextlib
 import json
 import time
 from collections.abc import Awaitable, Callable
-from contextlib import AbstractAsyncContextManager
 from urllib.parse import urlsplit
 
 import httpx
@@ -20,16 +19,15 @@ from websockets.exceptions import ConnectionClosed
 
 from conformance.contract.frames import AssistantMessageFrame, FrameError, ServerFrame
 from conformance.failures import Expect
-from conformance.plugin import deadline
+from conformance.plugin import SocketOpener, deadline
 from conformance.probes import NoFrame, Socket, SocketClosed, TurnDidNotEnd, describe_close
 from conformance.target_runner import TargetRunner
 from conformance.transcript import Transcript
 
-from .support import create_session, error_frame_for, socket_turn, user_message
+from .support import create_session, error_frame_for, next_message_works, turn, user_message
 
 pytestmark = pytest.mark.asyncio
 
-Opener = Callable[[str], AbstractAsyncContextManager[Socket]]
 
 DEPTH = 100_000
 # What the contract lets an ordinary client wait while a hostile one is at work.
@@ -150,8 +148,8 @@ async def test_a_deeply_nested_body_gets_a_4xx_from_the_runtime(
     runtime_url, headers = endpoints.runtime_url, endpoints.runtime_headers()
     session_id = await create_session(runtime)
     nested = deep_array().decode()
-    turn = f'{{"session_id": {json.dumps(session_id)}, "message": {{"type": "user_message", '
-    turn += f'"role": "user", "content": {nested}}}}}'
+    body = f'{{"session_id": {json.dumps(session_id)}, "message": {{"type": "user_message", '
+    body += f'"role": "user", "content": {nested}}}}}'
     copies = _copies(deep)
 
     async def hostile() -> list[str]:
@@ -159,7 +157,11 @@ async def test_a_deeply_nested_body_gets_a_4xx_from_the_runtime(
             runtime_url, headers, "/sessions", [deep_array()] * copies, transcript
         )
         streams = await _deep_posts(
-            runtime_url, headers, "/agent/message/stream", [turn.encode()] * copies, transcript
+            runtime_url,
+            headers,
+            "/agent/message/stream",
+            [body.encode()] * copies,
+            transcript,
         )
         problems = [f"POST /sessions: {_said(a)}" for a in creates if not _is_4xx(a)]
         problems += [f"POST /agent/message/stream: {_said(a)}" for a in streams if not _is_4xx(a)]
@@ -324,18 +326,9 @@ async def test_a_request_head_that_never_finishes_is_dropped(
     )
 
 
-async def _next_message_works(socket: Socket, after: str, expect: Expect) -> None:
-    frames = await socket_turn(socket, user_message("still here"), expect)
-    expect.that(
-        frames[-1].type != "error",
-        f"the next valid message after {after} to work",
-        [f.model_dump(mode="json", exclude_none=True) for f in frames],
-    )
-
-
 @pytest.mark.req("W-ROB-1")
 async def test_a_deeply_nested_frame_gets_an_error_frame(
-    gateway: httpx.AsyncClient, open_ws: Opener
+    gateway: httpx.AsyncClient, open_ws: SocketOpener
 ) -> None:
     """W-ROB-1: "A text frame of JSON nested 100,000 levels deep gets an error frame; the
     connection stays open and the next valid message works"."""
@@ -345,7 +338,7 @@ async def test_a_deeply_nested_frame_gets_an_error_frame(
     async with open_ws(session_id) as socket:
         await socket.send_text(deep_frame())
         await error_frame_for(socket, what, expect)
-        await _next_message_works(socket, what, expect)
+        await next_message_works(socket, what, expect)
 
 
 HostileSend = Callable[[Socket], Awaitable[None]]
@@ -372,7 +365,7 @@ HOSTILE_SENDS: tuple[tuple[str, HostileSend], ...] = (
 )
 
 
-async def _hostile_socket(open_ws: Opener, session_id: str, send: HostileSend) -> str:
+async def _hostile_socket(open_ws: SocketOpener, session_id: str, send: HostileSend) -> str:
     """Send one hostile frame and read what comes within a while: only for the transcript."""
     with contextlib.suppress(ConnectionClosed, OSError, TimeoutError):
         async with open_ws(session_id) as socket:
@@ -394,7 +387,7 @@ def _reply(frames: list[ServerFrame]) -> str:
 @pytest.mark.req("W-ROB-2")
 async def test_a_hostile_socket_never_hurts_another(
     gateway: httpx.AsyncClient,
-    open_ws: Opener,
+    open_ws: SocketOpener,
     sessionlab_target: TargetRunner,
     transcript: Transcript,
     deep: bool,
@@ -412,7 +405,7 @@ async def test_a_hostile_socket_never_hurts_another(
     async with open_ws(ordinary_session) as ordinary:
         # A turn before the attack stands for the prerequisite W-TURN-1: once it has ended in
         # time, a turn that does not end during the attack is this requirement's failure.
-        await socket_turn(ordinary, user_message(f"before {run_id}"), expect)
+        await turn(ordinary, user_message(f"before {run_id}"), expect)
 
         async def hostile() -> list[str]:
             sends = [send for _ in range(rounds) for _, send in HOSTILE_SENDS]
@@ -447,7 +440,7 @@ async def test_a_hostile_socket_never_hurts_another(
 
 @pytest.mark.req("W-ROB-3")
 async def test_one_size_limit_refuses_frames_with_1009_and_bodies_with_413(
-    gateway: httpx.AsyncClient, open_ws: Opener
+    gateway: httpx.AsyncClient, open_ws: SocketOpener
 ) -> None:
     """W-ROB-3 (SHOULD): "The gateway documents one size limit, at most 16 MiB, for REST bodies
     and WebSocket frames: a frame over it is refused with close code 1009, a body over it with

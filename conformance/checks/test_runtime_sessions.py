@@ -7,13 +7,14 @@ from typing import Any
 import httpx
 import pytest
 
+from conformance.contract.bodies import CreatedSession, Health
 from conformance.contract.ids import SERVER_ID_PATTERN
 from conformance.failures import Expect
 from conformance.plugin import deadline
 from conformance.target_runner import TargetRunner
 from conformance.targets import Capability
 
-from .support import create_session, created_id, json_object
+from .support import create_session, created_id, expect_body, json_object
 
 pytestmark = pytest.mark.asyncio
 
@@ -28,13 +29,7 @@ async def test_runtime_health_answers_without_a_key(runtime: httpx.AsyncClient) 
     runtime.headers.pop("X-Internal-Auth", None)
     response = await runtime.get("/health")
     expect.that(response.status_code == 200, "200", f"{response.status_code} {response.text}")
-    body = json_object(response, expect, "/health")
-    expect.that(body.get("status") == "healthy", 'status "healthy"', body)
-    expect.that(
-        isinstance(body.get("service"), str) and isinstance(body.get("version"), str),
-        "string service and version",
-        body,
-    )
+    expect_body(Health, response, expect, "/health")
 
 
 @pytest.mark.req("R-CREATE-1")
@@ -56,15 +51,11 @@ async def test_create_answers_a_new_session(
     expect.that(
         response.status_code in (200, 201), "200 or 201", f"{response.status_code} {response.text}"
     )
-    created = json_object(response, expect, "POST /sessions")
-    expect.that(isinstance(created.get("session_id"), str), "a string session_id", created)
-    expect.that(created.get("message_count") == 0, "message_count 0", created)
+    created = expect_body(CreatedSession, response, expect, "POST /sessions")
     expect.that(
-        created.get("current_agent") == "orchestrator", 'current_agent "orchestrator"', created
-    )
-    stamp = created.get("created_at")
-    expect.that(
-        isinstance(stamp, str) and bool(TIMESTAMP.match(stamp)), "an ISO 8601 created_at", created
+        bool(TIMESTAMP.match(created.created_at)),
+        "an ISO 8601 created_at",
+        created.model_dump(mode="json"),
     )
 
 

@@ -20,6 +20,7 @@ from .support import (
     create_session,
     history_messages,
     json_object,
+    message_data,
     stream_events,
     stream_turn,
     user_message,
@@ -85,16 +86,8 @@ async def test_unknown_and_odd_ids_answer_404_or_422(sessions_api: httpx.AsyncCl
 
 
 def _tool_call(events: list[sse.SSEEvent]) -> dict[str, Any] | None:
-    for event in events:
-        if event.event != "message":
-            continue
-        try:
-            data = event.json()
-        except ValueError:
-            continue
-        if isinstance(data, dict) and data.get("type") == "tool_call" and data.get("call_id"):
-            return data
-    return None
+    calls = (data for data in message_data(events) if data.get("type") == "tool_call")
+    return next((call for call in calls if call.get("call_id")), None)
 
 
 async def _tool_message(

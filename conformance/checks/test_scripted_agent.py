@@ -1,8 +1,6 @@
 """W-TOOL, W-HITL, W-AGENT: tool calls, approvals and agent switches, driven by the script agent's
 directives (profile `scripted`: the target runs the deterministic agent of the contract)."""
 
-from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import httpx
@@ -16,20 +14,19 @@ from conformance.contract.frames import (
     ToolCallFrame,
 )
 from conformance.failures import Expect
+from conformance.plugin import SocketOpener
 from conformance.probes import NoFrame, Socket, SocketClosed, TurnDidNotEnd
 
-from .support import create_session, history_messages, json_object, socket_turn, user_message
+from .support import create_session, history_messages, json_object, turn, user_message
 
 pytestmark = pytest.mark.asyncio
 
-Opener = Callable[[str], AbstractAsyncContextManager[Socket]]
 
-
-async def _send(socket: Socket, frame: dict[str, Any], expect: Expect) -> list[ServerFrame]:
-    return await socket_turn(socket, frame, expect)
-
-
-def _tool_call(frames: list[ServerFrame], expect: Expect, approval: bool) -> ToolCallFrame:
+async def _tool_call(
+    socket: Socket, directive: str, expect: Expect, approval: bool
+) -> ToolCallFrame:
+    """The tool_call a directive of the script agent asks for, with `approval` as asked."""
+    frames = await turn(socket, user_message(directive), expect)
     last = frames[-1]
     expect.that(
         isinstance(last, ToolCallFrame) and last.requires_approval is approval,
@@ -47,7 +44,7 @@ def _reply_text(frames: list[ServerFrame]) -> str:
 
 @pytest.mark.req("W-TOOL-1")
 async def test_tool_result_continues_the_turn_and_is_stored(
-    gateway: httpx.AsyncClient, open_ws: Opener, run_id: str
+    gateway: httpx.AsyncClient, open_ws: SocketOpener, run_id: str
 ) -> None:
     """W-TOOL-1: "A tool_result answering a tool_call continues the turn; it is appended to history
     as role tool."
@@ -60,11 +57,7 @@ async def test_tool_result_continues_the_turn_and_is_stored(
     expect = Expect("W-TOOL-1")
     session_id = await create_session(gateway)
     async with open_ws(session_id) as socket:
-        call = _tool_call(
-            await _send(socket, user_message('/tool read_file {"path": "a.txt"}'), expect),
-            expect,
-            False,
-        )
+        call = await _tool_call(socket, '/tool read_file {"path": "a.txt"}', expect, False)
         expect.that(call.tool_name == "read_file", "the tool named in the directive", call)
         result = {
             "type": "tool_result",
@@ -72,7 +65,7 @@ async def test_tool_result_continues_the_turn_and_is_stored(
             "tool_name": "read_file",
             "result": f"contents {run_id}",
         }
-        frames = await _send(socket, result, expect)
+        frames = await turn(socket, result, expect)
         expect.that(
             frames[-1].type == "assistant_message" and run_id in _reply_text(frames),
             "the turn to continue with a final reply quoting the result",
@@ -178,7 +171,7 @@ async def _after_decision(
 @pytest.mark.req("W-HITL-1")
 @pytest.mark.parametrize("decision", ["approve", "edit", "reject"])
 async def test_each_decision_continues_an_approval_turn(
-    gateway: httpx.AsyncClient, open_ws: Opener, decision: str
+    gateway: httpx.AsyncClient, open_ws: SocketOpener, decision: str
 ) -> None:
     """W-HITL-1: "A tool_call with requires_approval: true waits for hitl_decision. After approve or
     edit (with modified_arguments) the IDE runs the tool itself and sends a tool_result for that
@@ -196,38 +189,33 @@ async def test_each_decision_continues_an_approval_turn(
     expect = Expect("W-HITL-1")
     session_id = await create_session(gateway)
     async with open_ws(session_id) as socket:
-        call = _tool_call(
-            await _send(socket, user_message('/approve write_file {"path": "a.txt"}'), expect),
-            expect,
-            True,
-        )
+        call = await _tool_call(socket, '/approve write_file {"path": "a.txt"}', expect, True)
         await _after_decision(socket, call.call_id, decision, expect)
-        after = await _send(socket, user_message("still there"), expect)
-        expect.that(after[-1].type != "error", f"the socket to stay usable after {decision}", after)
+        usable = f"the socket to stay usable after {decision}"
+        await turn(socket, user_message("still there"), expect, answered=usable)
 
 
 @pytest.mark.req("W-HITL-1")
 async def test_a_decision_for_an_unknown_call_gets_an_error_frame(
-    gateway: httpx.AsyncClient, open_ws: Opener
+    gateway: httpx.AsyncClient, open_ws: SocketOpener
 ) -> None:
     """W-HITL-1: "A decision for an unknown call_id gets an error frame." A plain message on the
     same socket must then be answered without an error."""
     expect = Expect("W-HITL-1")
     session_id = await create_session(gateway)
     async with open_ws(session_id) as socket:
-        frames = await _send(
+        frames = await turn(
             socket,
             {"type": "hitl_decision", "call_id": "call_unknown", "decision": "approve"},
             expect,
         )
         expect.that(frames[-1].type == "error", "an error frame for an unknown call_id", frames)
-        after = await _send(socket, user_message("still fine"), expect)
-        expect.that(after[-1].type != "error", "the socket to stay usable", after)
+        await turn(socket, user_message("still fine"), expect, answered="the socket to stay usable")
 
 
 @pytest.mark.req("W-AGENT-1")
 async def test_switch_agent_is_announced_and_reported(
-    gateway: httpx.AsyncClient, open_ws: Opener
+    gateway: httpx.AsyncClient, open_ws: SocketOpener
 ) -> None:
     """W-AGENT-1: "switch_agent to a known agent type yields agent_switched and GET
     /agents/{id}/current then reports it; an unknown type gets an error frame."
@@ -239,7 +227,7 @@ async def test_switch_agent_is_announced_and_reported(
     expect = Expect("W-AGENT-1")
     session_id = await create_session(gateway)
     async with open_ws(session_id) as socket:
-        frames = await _send(
+        frames = await turn(
             socket, {"type": "switch_agent", "agent_type": "coder", "content": "write it"}, expect
         )
         switched = [f for f in frames if isinstance(f, AgentSwitchedFrame)]
@@ -252,7 +240,7 @@ async def test_switch_agent_is_announced_and_reported(
             await gateway.get(f"/agents/{session_id}/current"), expect, "current agent"
         )
         expect.that(current.get("current_agent") == "coder", "current_agent coder", current)
-        unknown = await _send(
+        unknown = await turn(
             socket, {"type": "switch_agent", "agent_type": "no_such_agent", "content": "x"}, expect
         )
         expect.that(unknown[-1].type == "error", "an error frame for an unknown agent", unknown)

@@ -16,7 +16,7 @@ import asyncio
 from collections import Counter
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar, cast
+from typing import Any, Literal, Protocol, TypeVar, cast
 
 import httpx
 import pytest
@@ -52,7 +52,7 @@ from .generation import (
     run_seed,
     shown,
 )
-from .support import compact, user_message
+from .support import compact, message_data, user_message
 
 pytestmark = pytest.mark.asyncio
 
@@ -280,14 +280,8 @@ class SessionModel(RuleBasedStateMachine):
             self.counts[session] = None
             return
         reply = ""
-        for event in events:
-            if event.event != "message":
-                continue
-            try:
-                data = event.json()
-            except ValueError:
-                continue
-            if isinstance(data, dict) and data.get("type") == "assistant_message":
+        for data in message_data(events):
+            if data.get("type") == "assistant_message":
                 text = data.get("content", data.get("token"))
                 reply += text if isinstance(text, str) else ""
         done = events[-1].event == "done"
@@ -456,42 +450,46 @@ async def check_model(context: Context, budget: Budget, deep: bool) -> None:
     await run_in_worker(seed(run_seed())(test))
 
 
-def _context(
-    *,
-    api: httpx.AsyncClient,
-    gateway: httpx.AsyncClient,
-    runtime: httpx.AsyncClient | None,
-    open_ws: SocketOpener,
-    target: TargetRunner,
-    transcript: Transcript,
-    profiles: frozenset[str],
-    via: Via,
-    restarts: int = 0,
-) -> Context:
-    return Context(
-        loop=asyncio.get_running_loop(),
-        api=api,
-        gateway=gateway,
-        runtime=runtime,
-        open_ws=open_ws,
-        target=target,
-        transcript=transcript,
-        via=via,
-        scripted="scripted" in profiles,
-        restarts=restarts,
-        # A step may restart the runtime or wait out a turn.
-        timeout=deadline(60 + target.turn_timeout),
-    )
+class MakeContext(Protocol):
+    def __call__(self, runtime: httpx.AsyncClient | None = None, restarts: int = 0) -> Context: ...
 
 
-@pytest.mark.req(*MODEL_IDS, "W-CONN-1", "W-TURN-2")
-async def test_sessions_chatted_over_sockets_behave_like_the_model(
+@pytest.fixture
+def contexts(
     gateway: httpx.AsyncClient,
     open_ws: SocketOpener,
     sessionlab_target: TargetRunner,
     profiles: frozenset[str],
     transcript: Transcript,
-    deep: bool,
+) -> MakeContext:
+    """Contexts of this check's run: chatting over sockets through the gateway, or, given the
+    runtime, over its agent stream."""
+
+    def made(runtime: httpx.AsyncClient | None = None, restarts: int = 0) -> Context:
+        return Context(
+            loop=asyncio.get_running_loop(),
+            # Over sockets everything goes through the gateway, as the IDE does: with users, a
+            # session belongs to the user whose token created it, and only the gateway knows that
+            # user.
+            api=gateway if runtime is None else runtime,
+            gateway=gateway,
+            runtime=runtime,
+            open_ws=open_ws,
+            target=sessionlab_target,
+            transcript=transcript,
+            via="socket" if runtime is None else "stream",
+            scripted="scripted" in profiles,
+            restarts=restarts,
+            # A step may restart the runtime or wait out a turn.
+            timeout=deadline(60 + sessionlab_target.turn_timeout),
+        )
+
+    return made
+
+
+@pytest.mark.req(*MODEL_IDS, "W-CONN-1", "W-TURN-2")
+async def test_sessions_chatted_over_sockets_behave_like_the_model(
+    contexts: MakeContext, deep: bool
 ) -> None:
     """The session model, chatting over sockets through the gateway; after each step the target is
     compared with the model:
@@ -511,30 +509,12 @@ async def test_sessions_chatted_over_sockets_behave_like_the_model(
     - W-TURN-2: "After a turn, the session's history holds the user message and the agent's reply
       (R-STREAM-2)": the reply as streamed, whitespace aside.
     """
-    # Everything through the gateway, as the IDE does: with users, a session belongs to the
-    # user whose token created it, and only the gateway knows that user.
-    context = _context(
-        api=gateway,
-        gateway=gateway,
-        runtime=None,
-        open_ws=open_ws,
-        target=sessionlab_target,
-        transcript=transcript,
-        profiles=profiles,
-        via="socket",
-    )
-    await check_model(context, MODEL, deep)
+    await check_model(contexts(), MODEL, deep)
 
 
 @pytest.mark.req(*MODEL_IDS, "R-STREAM-2")
 async def test_sessions_chatted_over_the_runtime_stream_behave_like_the_model(
-    runtime: httpx.AsyncClient,
-    gateway: httpx.AsyncClient,
-    open_ws: SocketOpener,
-    sessionlab_target: TargetRunner,
-    profiles: frozenset[str],
-    transcript: Transcript,
-    deep: bool,
+    runtime: httpx.AsyncClient, contexts: MakeContext, deep: bool
 ) -> None:
     """The session model, chatting over the runtime's agent stream; after each step the target is
     compared with the model:
@@ -553,27 +533,12 @@ async def test_sessions_chatted_over_the_runtime_stream_behave_like_the_model(
       before the stream ends; the agent's text is appended as role assistant": the reply as
       streamed, whitespace aside.
     """
-    context = _context(
-        api=runtime,
-        gateway=gateway,
-        runtime=runtime,
-        open_ws=open_ws,
-        target=sessionlab_target,
-        transcript=transcript,
-        profiles=profiles,
-        via="stream",
-    )
-    await check_model(context, MODEL, deep)
+    await check_model(contexts(runtime), MODEL, deep)
 
 
 @pytest.mark.req("R-CREATE-4", *MODEL_IDS, "W-CONN-1", "W-TURN-2")
 async def test_the_model_holds_across_runtime_restarts(
-    gateway: httpx.AsyncClient,
-    open_ws: SocketOpener,
-    sessionlab_target: TargetRunner,
-    profiles: frozenset[str],
-    transcript: Transcript,
-    deep: bool,
+    sessionlab_target: TargetRunner, contexts: MakeContext, deep: bool
 ) -> None:
     """The session model over sockets, with runtime restarts among its steps; after each step the
     target is compared with the model:
@@ -597,15 +562,4 @@ async def test_the_model_holds_across_runtime_restarts(
     """
     if not sessionlab_target.supports("runtime", Capability.STOP):
         pytest.skip("the target offers no control of its runtime (stop/start)")
-    context = _context(
-        api=gateway,
-        gateway=gateway,
-        runtime=None,
-        open_ws=open_ws,
-        target=sessionlab_target,
-        transcript=transcript,
-        profiles=profiles,
-        via="socket",
-        restarts=2 if deep else 1,
-    )
-    await check_model(context, WITH_RESTARTS, deep)
+    await check_model(contexts(restarts=2 if deep else 1), WITH_RESTARTS, deep)

@@ -6,7 +6,6 @@ import itertools
 import json
 import re
 from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
 
 import httpx
 import pytest
@@ -15,7 +14,7 @@ from websockets.exceptions import InvalidStatus
 from conformance.contract.frames import AssistantMessageFrame, FrameError, ServerFrame
 from conformance.contract.requirements import Level, catalogue
 from conformance.failures import Expect
-from conformance.plugin import deadline
+from conformance.plugin import SocketOpener, deadline
 from conformance.probes import (
     NoFrame,
     Socket,
@@ -30,15 +29,16 @@ from conformance.transcript import Transcript
 
 from .support import (
     create_session,
+    dumped,
     error_frame_for,
     history_messages,
-    socket_turn,
+    next_message_works,
+    turn,
     user_message,
 )
 
 pytestmark = pytest.mark.asyncio
 
-Opener = Callable[[str], AbstractAsyncContextManager[Socket]]
 
 BAD_FRAMES = [
     ("not JSON", "this is not json"),
@@ -60,13 +60,9 @@ def _reply_text(frames: list[ServerFrame]) -> str:
     return "".join(f.text for f in frames if isinstance(f, AssistantMessageFrame))
 
 
-def _dump(frames: list[ServerFrame]) -> list[dict[str, object]]:
-    return [frame.model_dump(mode="json", exclude_none=True) for frame in frames]
-
-
 @pytest.mark.req("W-CONN-1")
 async def test_socket_opens_for_a_created_session(
-    gateway: httpx.AsyncClient, open_ws: Opener
+    gateway: httpx.AsyncClient, open_ws: SocketOpener
 ) -> None:
     """W-CONN-1: "The gateway accepts a WebSocket on /ws/{id} for a session created by POST
     /sessions." Accepted: the upgrade succeeds and the gateway does not close it right after."""
@@ -90,7 +86,7 @@ def logged_with(phrase: str, session_id: str) -> str:
 
 @pytest.mark.req("G-LOG-1")
 async def test_gateway_logs_each_accepted_socket(
-    gateway: httpx.AsyncClient, open_ws: Opener, sessionlab_target: TargetRunner
+    gateway: httpx.AsyncClient, open_ws: SocketOpener, sessionlab_target: TargetRunner
 ) -> None:
     """G-LOG-1: "The gateway logs `WebSocket connected` with the session id on each accepted
     WebSocket." With: anywhere on the same line, before or after the phrase."""
@@ -124,12 +120,12 @@ async def test_unknown_session_ids_per_profile(
     endpoints = sessionlab_target.endpoints
     assert endpoints is not None
     unknown = f"session_{run_id}{'0' * 8}"
-    turn = deadline(sessionlab_target.turn_timeout)
+    seconds = deadline(sessionlab_target.turn_timeout)
     outcome = "accepted, and it answered a message"
     closed: int | None = None
     try:
         async with open_socket(
-            endpoints.ws_url, unknown, transcript, turn, endpoints.socket_headers()
+            endpoints.ws_url, unknown, transcript, seconds, endpoints.socket_headers()
         ) as socket:
             await socket.send_json(user_message("anyone there"))
             await socket.recv_text()
@@ -140,7 +136,7 @@ async def test_unknown_session_ids_per_profile(
         closed = exc.response.status_code
         outcome = f"HTTP {closed} instead of the upgrade"
     except NoFrame:
-        outcome = f"accepted, open, and silent for {turn:g} s after a message"
+        outcome = f"accepted, open, and silent for {seconds:g} s after a message"
     if level is Level.MUST:
         expect.that(
             closed == 4404,
@@ -153,7 +149,7 @@ async def test_unknown_session_ids_per_profile(
 
 @pytest.mark.req("W-TURN-1")
 async def test_a_message_gets_a_complete_turn(
-    gateway: httpx.AsyncClient, open_ws: Opener, run_id: str
+    gateway: httpx.AsyncClient, open_ws: SocketOpener, run_id: str
 ) -> None:
     """W-TURN-1: "Each user_message is answered by one or more frames, the last of which is an
     assistant_message with is_final: true, a tool_call, or an error, within the target's turn
@@ -161,7 +157,7 @@ async def test_a_message_gets_a_complete_turn(
     expect = Expect("W-TURN-1")
     session_id = await create_session(gateway)
     async with open_ws(session_id) as socket:
-        frames = await socket_turn(socket, user_message(f"turn check {run_id}"), expect)
+        frames = await turn(socket, user_message(f"turn check {run_id}"), expect)
         # "The last of which": nothing of this turn comes after the frame that ends it.
         try:
             late = await socket.recv_text(timeout=deadline(0.5))
@@ -181,7 +177,7 @@ def _without_space(text: str) -> str:
 
 @pytest.mark.req("W-TURN-2")
 async def test_a_turn_lands_in_the_history(
-    gateway: httpx.AsyncClient, open_ws: Opener, run_id: str, partial: Callable[[str], None]
+    gateway: httpx.AsyncClient, open_ws: SocketOpener, run_id: str, partial: Callable[[str], None]
 ) -> None:
     """W-TURN-2: "After a turn, the session's history holds the user message and the agent's reply
     (R-STREAM-2), visible through the gateway." The reply stored is the turn's streamed text: the
@@ -190,7 +186,7 @@ async def test_a_turn_lands_in_the_history(
     session_id = await create_session(gateway)
     text = f"history check {run_id}"
     async with open_ws(session_id) as socket:
-        frames = await socket_turn(socket, user_message(text), expect)
+        frames = await turn(socket, user_message(text), expect)
     streamed = _reply_text(frames)
     if _ends_in_error(frames):
         partial("the reply was not checked: the turn ended in an error frame")
@@ -227,13 +223,6 @@ def _turn_stored(messages: list[dict[str, object]], text: str, needs_reply: bool
     return not needs_reply or any(role == "assistant" for role, _ in roles)
 
 
-async def _next_message_works(socket: Socket, after: str, expect: Expect) -> None:
-    frames = await socket_turn(socket, user_message("still here"), expect)
-    expect.that(
-        not _ends_in_error(frames), f"the next valid message after {after} to work", _dump(frames)
-    )
-
-
 @pytest.mark.parametrize(
     ("what", "frame"),
     [
@@ -245,7 +234,7 @@ async def _next_message_works(socket: Socket, after: str, expect: Expect) -> Non
     ],
 )
 async def test_a_bad_frame_gets_an_error_frame_and_the_socket_stays_usable(
-    gateway: httpx.AsyncClient, open_ws: Opener, what: str, frame: str
+    gateway: httpx.AsyncClient, open_ws: SocketOpener, what: str, frame: str
 ) -> None:
     """W-BAD-1: "Text that is not JSON gets an error frame; the connection stays open and the next
     valid message works." W-BAD-2: "A JSON frame with a missing or unknown type, or missing
@@ -264,12 +253,12 @@ async def test_a_bad_frame_gets_an_error_frame_and_the_socket_stays_usable(
                 "content 'Unknown message type: no_such_type'",
                 content,
             )
-        await _next_message_works(socket, what, expect)
+        await next_message_works(socket, what, expect)
 
 
 @pytest.mark.req("W-BAD-3")
 async def test_a_binary_frame_gets_an_error_frame_or_close_1003(
-    gateway: httpx.AsyncClient, open_ws: Opener
+    gateway: httpx.AsyncClient, open_ws: SocketOpener
 ) -> None:
     """W-BAD-3 (SHOULD): "A binary frame gets an error frame (the connection stays open and the
     next valid message works) or a close with code 1003; the socket never goes silent"."""
@@ -288,8 +277,8 @@ async def test_a_binary_frame_gets_an_error_frame_or_close_1003(
             expect.fail(what, str(silence))
         except FrameError as exc:
             expect.fail(what, f"an invalid frame: {exc}")
-        expect.that(answer.type == "error", what, _dump([answer]))
-        await _next_message_works(socket, "a binary frame", expect)
+        expect.that(answer.type == "error", what, dumped([answer]))
+        await next_message_works(socket, "a binary frame", expect)
 
 
 # JSON's grammar allows a lone surrogate escape, yet no Unicode text holds one: whether the
@@ -300,7 +289,7 @@ LONE_SURROGATE = '{"type": "user_message", "role": "user", "content": "half \\ud
 
 @pytest.mark.req("W-BAD-1")
 async def test_a_lone_surrogate_escape_gets_an_answer_on_a_socket_that_stays_open(
-    gateway: httpx.AsyncClient, open_ws: Opener
+    gateway: httpx.AsyncClient, open_ws: SocketOpener
 ) -> None:
     """W-BAD-1: "Text that is not JSON gets an error frame; the connection stays open and the next
     valid message works." A lone surrogate escape is JSON, yet no Unicode text: as decided in
@@ -317,7 +306,7 @@ async def test_a_lone_surrogate_escape_gets_an_answer_on_a_socket_that_stays_ope
             expect.fail(what, str(exc))
         except FrameError as exc:
             expect.fail(what, f"an invalid frame: {exc}")
-        await _next_message_works(socket, "a lone surrogate", expect)
+        await next_message_works(socket, "a lone surrogate", expect)
     await history_messages(gateway, session_id, odd=True)
 
 
@@ -331,7 +320,7 @@ async def _quiet(socket: Socket) -> str | None:
 
 @pytest.mark.req("W-ISO-1")
 async def test_frames_never_cross_to_another_sessions_socket(
-    gateway: httpx.AsyncClient, open_ws: Opener, run_id: str
+    gateway: httpx.AsyncClient, open_ws: SocketOpener, run_id: str
 ) -> None:
     """W-ISO-1: "Frames of one session are never delivered on another session's connection."
 
@@ -346,8 +335,8 @@ async def test_frames_never_cross_to_another_sessions_socket(
         for round_ in range(3):
             text_one, text_two = f"alpha{round_} {run_id}", f"omega{round_} {run_id}"
             frames_one, frames_two = await asyncio.gather(
-                socket_turn(one, user_message(text_one), expect),
-                socket_turn(two, user_message(text_two), expect),
+                turn(one, user_message(text_one), expect),
+                turn(two, user_message(text_two), expect),
             )
             seen_one, seen_two = _reply_text(frames_one), _reply_text(frames_two)
             expect.that(
@@ -364,7 +353,7 @@ async def test_frames_never_cross_to_another_sessions_socket(
             (one, two, first, second),
             (two, one, second, first),
         ):
-            await socket_turn(talking, user_message(f"alone {run_id}"), expect)
+            await turn(talking, user_message(f"alone {run_id}"), expect)
             stray = await _quiet(idle)
             expect.that(
                 stray is None,
@@ -375,7 +364,7 @@ async def test_frames_never_cross_to_another_sessions_socket(
 
 @pytest.mark.req("W-DOWN-1")
 async def test_runtime_down_gives_an_error_frame_and_the_socket_recovers(
-    gateway: httpx.AsyncClient, open_ws: Opener, sessionlab_target: TargetRunner
+    gateway: httpx.AsyncClient, open_ws: SocketOpener, sessionlab_target: TargetRunner
 ) -> None:
     """W-DOWN-1: "With the runtime unreachable, a user_message gets an error frame and the
     connection stays open; once the runtime is back, the next message works on the same
@@ -385,7 +374,7 @@ async def test_runtime_down_gives_an_error_frame_and_the_socket_recovers(
     expect = Expect("W-DOWN-1")
     session_id = await create_session(gateway)
     async with open_ws(session_id) as socket:
-        await socket_turn(socket, user_message("before"), expect)
+        await turn(socket, user_message("before"), expect)
         await sessionlab_target.stop_service("runtime")
         try:
             await socket.send_json(user_message("while down"))
@@ -396,7 +385,7 @@ async def test_runtime_down_gives_an_error_frame_and_the_socket_recovers(
             except FrameError as exc:
                 expect.fail("an error frame while the runtime is down", f"an invalid frame: {exc}")
             expect.that(
-                _ends_in_error(frames), "an error frame while the runtime is down", _dump(frames)
+                _ends_in_error(frames), "an error frame while the runtime is down", dumped(frames)
             )
         finally:
             await sessionlab_target.start_service("runtime")
@@ -414,5 +403,5 @@ async def test_runtime_down_gives_an_error_frame_and_the_socket_recovers(
         except (TimeoutError, SocketClosed, FrameError) as exc:
             expect.fail(
                 f"the same socket to work again within {seconds:g} s of the runtime's return",
-                str(exc) or f"no turn without an error; the last: {_dump(recovered)}",
+                str(exc) or f"no turn without an error; the last: {dumped(recovered)}",
             )

@@ -5,40 +5,28 @@ every other check runs as, is the owner here; the second is another user (and th
 share); the third, where there is one, a bystander.
 """
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
-from urllib.parse import quote
 
 import httpx
 import pytest
-from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+from websockets.exceptions import ConnectionClosed
 
+from conformance.contract.bodies import ErrorBody
+from conformance.contract.frames import ServerFrame
 from conformance.failures import Expect
 from conformance.plugin import SocketOpener, deadline
-from conformance.probes import TEST_HEADER, Socket, http_probe
+from conformance.probes import TEST_HEADER, SocketRefused, http_probe
 from conformance.target_runner import TargetRunner
 from conformance.transcript import Transcript
 
-from .support import compact, create_session, json_object, socket_turn, user_message
+from .support import create_session, dumped, expect_body, json_object, turn, user_message
 
 pytestmark = pytest.mark.asyncio
 
 NO_TOKEN = 4401
 OTHER_USERS_SESSION = 4403
-
-
-def _users(target: TargetRunner, needed: int) -> list[str]:
-    assert target.endpoints is not None
-    names = list(target.endpoints.user_tokens)
-    if len(names) < needed:
-        pytest.skip(
-            f"the target names {len(names)} user(s) and this check needs {needed}: "
-            "give the users and their tokens in the target description"
-        )
-    return names
 
 
 class Users:
@@ -52,6 +40,16 @@ class Users:
         self.transcript = transcript
         self.test_id = request.node.nodeid
         self.timeout = deadline(15)
+
+    def names(self, needed: int) -> list[str]:
+        """The target's users, the owner first; a check needing more than there are is skipped."""
+        names = list(self.endpoints.user_tokens)
+        if len(names) < needed:
+            pytest.skip(
+                f"the target names {len(names)} user(s) and this check needs {needed}: "
+                "give the users and their tokens in the target description"
+            )
+        return names
 
     def token(self, user: str) -> str:
         return self.endpoints.user_tokens[user]
@@ -91,12 +89,8 @@ async def _session_with_text(
     """A session of the first user holding `text`, seen in the owner's own history."""
     session_id = await create_session(owner)
     async with open_ws(session_id) as ws:
-        frames = await socket_turn(ws, user_message(text), expect)
-    expect.that(
-        frames[-1].type != "error",
-        "the owner's message to its own session to be answered",
-        compact([frame.model_dump(exclude_none=True) for frame in frames]),
-    )
+        answered = "the owner's message to its own session to be answered"
+        await turn(ws, user_message(text), expect, answered)
     response = await owner.get(f"/sessions/{session_id}/history")
     expect.that(
         response.status_code == 200 and text in response.text,
@@ -104,6 +98,33 @@ async def _session_with_text(
         f"{response.status_code} {response.text}",
     )
     return session_id
+
+
+async def _history(
+    client: httpx.AsyncClient,
+    session_id: str,
+    expect: Expect,
+    what: str,
+    status: int | None = None,
+    holding: str | None = None,
+    without: str | None = None,
+) -> None:
+    """The session's history as `client` reads it: answered `status` (any, when None), holding
+    the text `holding` and not the text `without`."""
+    response = await client.get(f"/sessions/{session_id}/history")
+    expect.that(
+        (status is None or response.status_code == status)
+        and (holding is None or holding in response.text)
+        and (without is None or without not in response.text),
+        what,
+        f"{response.status_code} {response.text}",
+    )
+
+
+async def _title_unchanged(gateway: httpx.AsyncClient, title: str, expect: Expect, by: str) -> None:
+    """The owner's list shows no session with the title another user tried to give it."""
+    listed = await gateway.get("/sessions")
+    expect.that(title not in listed.text, f"the title unchanged by {by}", listed.text)
 
 
 def _listed(response: httpx.Response, session_id: str) -> bool:
@@ -115,48 +136,56 @@ def _listed(response: httpx.Response, session_id: str) -> bool:
 
 
 async def _socket_outcome(
-    url: str, headers: dict[str, str], transcript: Transcript, timeout: float, probe: str
+    open_ws: SocketOpener,
+    session_id: str,
+    probe: str,
+    *,
+    as_user: str | None = None,
+    token: str | None = None,
 ) -> tuple[int | None, str]:
-    """How the gateway treats a socket: its close code, or a description of what happened.
+    """How the gateway treats a user's socket: its close code, or a description of what happened.
 
     A message is sent at once rather than waiting for a close: a refusing gateway has closed by
     then (the close code arrives either way), and one that keeps the socket open shows by its
     answer whether it would serve the turn.
     """
-    transcript.record("ws-open", url)
     try:
-        async with asyncio.timeout(timeout):
-            connection = await connect(
-                url, additional_headers=headers, open_timeout=timeout, ping_interval=None
-            )
-    except InvalidStatus as exc:
-        return None, f"HTTP {exc.response.status_code} at the handshake, no close code"
-    except (InvalidHandshake, OSError, TimeoutError) as exc:
-        return None, f"no socket: {type(exc).__name__} {exc}"
-    socket = Socket(connection, transcript, timeout)
-    try:
-        try:
+        async with open_ws(session_id, as_user=as_user, token=token) as socket:
             await socket.send_json(user_message(probe))
-        except ConnectionClosed as closed:
-            # Closed before the message went out; recv_text records the close, this does not.
-            transcript.record("ws-close", f"code {_close_code(closed)}")
-            raise
-        text = await socket.recv_text()
-        return None, f"the socket stayed open and answered {text}"
+            text = await socket.recv_text()
+            return None, f"the socket stayed open and answered {text}"
+    except SocketRefused as refused:
+        return None, f"{refused}, no close code"
     except ConnectionClosed as closed:
         return _close_code(closed), f"close {_close_code(closed)}"
     except TimeoutError:
         return None, "the socket stayed open and answered nothing"
-    finally:
-        await connection.close()
 
 
 def _close_code(closed: ConnectionClosed) -> int | None:
     return closed.rcvd.code if closed.rcvd is not None else None
 
 
-def _socket_url(ws_url: str, session_id: str, query: str = "") -> str:
-    return f"{ws_url}/ws/{quote(session_id, safe='')}{query}"
+async def _turn_as(
+    open_ws: SocketOpener,
+    session_id: str,
+    text: str,
+    expect: Expect,
+    named: str,
+    *,
+    as_user: str,
+    token_in_query: bool = False,
+) -> list[ServerFrame]:
+    """One turn on a user's socket, as it came; a refused or closed socket fails `expect`."""
+    try:
+        async with open_ws(session_id, as_user=as_user, token_in_query=token_in_query) as socket:
+            await socket.send_json(user_message(text))
+            return await socket.turn()
+    except SocketRefused as refused:
+        expect.fail(f"{named} accepted", str(refused))
+    except ConnectionClosed as closed:
+        expect.fail(f"{named} open for a turn", f"close {_close_code(closed)}")
+    raise AssertionError("unreachable: Expect.fail raises")
 
 
 # X-AUTH-1
@@ -192,7 +221,6 @@ def _guarded_routes(
 @pytest.mark.req("X-AUTH-1")
 @pytest.mark.parametrize("offered", ["missing", "wrong"], ids=["missing-token", "wrong-token"])
 async def test_rest_calls_without_a_valid_token_are_refused_and_do_nothing(
-    sessionlab_target: TargetRunner,
     users: Users,
     gateway: httpx.AsyncClient,
     open_ws: SocketOpener,
@@ -206,7 +234,7 @@ async def test_rest_calls_without_a_valid_token_are_refused_and_do_nothing(
     answers 401 with a string error (docs/decisions.md, Users and sharing), shows none of the
     session's content, and does nothing: the owner's sessions and history stay as they were.
     """
-    owner, other = _users(sessionlab_target, 2)[:2]
+    owner, other = users.names(2)[:2]
     expect = Expect("X-AUTH-1")
     text = f"kept private {run_id}"
     session_id = await _session_with_text(gateway, open_ws, expect, text)
@@ -222,24 +250,22 @@ async def test_rest_calls_without_a_valid_token_are_refused_and_do_nothing(
                 f"{response.status_code} {response.text}",
                 reproduce=f"curl -i -X {method} '{anonymous.base_url}{path}'",
             )
-            body_401 = json_object(response, expect, f"the 401 of {method} {path}")
-            expect.that(
-                isinstance(body_401.get("error"), str), "a string `error` in the 401", body_401
-            )
+            expect_body(ErrorBody, response, expect, f"the 401 of {method} {path}")
             expect.that(text not in response.text, "no session content in a 401", response.text)
     after = (await gateway.get("/sessions")).json().get("total")
     expect.that(after == before, f"the owner's sessions unchanged ({before})", after)
-    history = await gateway.get(f"/sessions/{session_id}/history")
-    expect.that(
-        history.status_code == 200 and text in history.text,
+    await _history(
+        gateway,
+        session_id,
+        expect,
         "the session and its history untouched by the refused calls",
-        f"{history.status_code} {history.text}",
+        200,
+        holding=text,
     )
 
 
 @pytest.mark.req("X-AUTH-1")
 async def test_another_user_gets_404_for_a_session_and_never_its_content(
-    sessionlab_target: TargetRunner,
     users: Users,
     gateway: httpx.AsyncClient,
     open_ws: SocketOpener,
@@ -252,7 +278,7 @@ async def test_another_user_gets_404_for_a_session_and_never_its_content(
     Another user's reads (and, under lifecycle, rename and delete) answer 404 without its content;
     that user's list and search leave it out; the owner's session stays as it was.
     """
-    _, other = _users(sessionlab_target, 2)[:2]
+    _, other = users.names(2)[:2]
     expect = Expect("X-AUTH-1")
     text = f"only for its owner {run_id}"
     session_id = await _session_with_text(gateway, open_ws, expect, text)
@@ -289,121 +315,79 @@ async def test_another_user_gets_404_for_a_session_and_never_its_content(
                 "another user's search to find nothing of the session",
                 f"{found.status_code} {found.text}",
             )
-    history = await gateway.get(f"/sessions/{session_id}/history")
-    expect.that(
-        history.status_code == 200 and text in history.text,
+    await _history(
+        gateway,
+        session_id,
+        expect,
         "the owner's session untouched by the other user's calls",
-        f"{history.status_code} {history.text}",
+        200,
+        holding=text,
     )
-    listed_after = await gateway.get("/sessions")
-    expect.that(
-        f"taken {run_id}" not in listed_after.text,
-        "the title unchanged by the other user",
-        listed_after.text,
-    )
+    await _title_unchanged(gateway, f"taken {run_id}", expect, "the other user")
 
 
 @pytest.mark.req("X-AUTH-1")
 async def test_socket_to_another_users_session_is_closed_with_4403(
-    sessionlab_target: TargetRunner,
     users: Users,
     gateway: httpx.AsyncClient,
     open_ws: SocketOpener,
-    transcript: Transcript,
     run_id: str,
 ) -> None:
     """X-AUTH-1: "another user gets ... a WebSocket refusal (close 4403)." Nothing that user sends
     is stored."""
-    _, other = _users(sessionlab_target, 2)[:2]
+    _, other = users.names(2)[:2]
     expect = Expect("X-AUTH-1")
     text = f"not for other sockets {run_id}"
     session_id = await _session_with_text(gateway, open_ws, expect, text)
     intruder = f"written by another user {run_id}"
-    code, outcome = await _socket_outcome(
-        _socket_url(users.endpoints.ws_url, session_id),
-        users.endpoints.user_headers(other),
-        transcript,
-        deadline(sessionlab_target.turn_timeout),
-        intruder,
-    )
+    code, outcome = await _socket_outcome(open_ws, session_id, intruder, as_user=other)
     expect.that(code == OTHER_USERS_SESSION, "close 4403 for another user's session", outcome)
-    history = await gateway.get(f"/sessions/{session_id}/history")
-    expect.that(
-        intruder not in history.text, "nothing of the other user's in the history", history.text
+    await _history(
+        gateway, session_id, expect, "nothing of the other user's in the history", without=intruder
     )
 
 
 @pytest.mark.req("X-AUTH-1")
 @pytest.mark.parametrize("offered", ["missing", "wrong"], ids=["missing-token", "wrong-token"])
 async def test_socket_without_a_valid_token_is_closed_with_4401(
-    sessionlab_target: TargetRunner,
     users: Users,
     gateway: httpx.AsyncClient,
     open_ws: SocketOpener,
-    transcript: Transcript,
     run_id: str,
     offered: str,
 ) -> None:
     """X-AUTH-1: "every REST call and WebSocket needs Authorization: Bearer <token>". A socket
     without a valid token is closed with 4401 (docs/decisions.md, Users and sharing), and nothing it
     sends is stored."""
-    owner = _users(sessionlab_target, 2)[0]
+    owner = users.names(2)[0]
     expect = Expect("X-AUTH-1")
     session_id = await _session_with_text(gateway, open_ws, expect, f"mine {run_id}")
-    wrong = {"Authorization": f"Bearer {users.token(owner)}x"}
+    token = "" if offered == "missing" else users.token(owner) + "x"
     intruder = f"written without a token {run_id}"
-    code, outcome = await _socket_outcome(
-        _socket_url(users.endpoints.ws_url, session_id),
-        {} if offered == "missing" else wrong,
-        transcript,
-        deadline(sessionlab_target.turn_timeout),
-        intruder,
-    )
+    code, outcome = await _socket_outcome(open_ws, session_id, intruder, token=token)
     expect.that(code == NO_TOKEN, f"close 4401 for a socket with a {offered} token", outcome)
-    history = await gateway.get(f"/sessions/{session_id}/history")
-    expect.that(intruder not in history.text, "nothing written without a token", history.text)
+    await _history(gateway, session_id, expect, "nothing written without a token", without=intruder)
 
 
 @pytest.mark.req("X-AUTH-1")
 async def test_socket_takes_the_token_as_a_query_parameter(
-    sessionlab_target: TargetRunner,
     users: Users,
     gateway: httpx.AsyncClient,
-    transcript: Transcript,
+    open_ws: SocketOpener,
     run_id: str,
 ) -> None:
     """X-AUTH-1: "... needs Authorization: Bearer <token> (WebSocket: header or ?token=)". A socket
     with the token in ?token= alone chats, and its message lands in the owner's history."""
-    owner = _users(sessionlab_target, 2)[0]
+    owner = users.names(2)[0]
     expect = Expect("X-AUTH-1")
     session_id = await create_session(gateway)
-    query = f"?token={quote(users.token(owner), safe='')}"
-    url = _socket_url(users.endpoints.ws_url, session_id, query)
-    timeout = deadline(sessionlab_target.turn_timeout)
     text = f"signed in by query {run_id}"
-    transcript.record("ws-open", url)
-    try:
-        async with asyncio.timeout(timeout):
-            connection = await connect(url, open_timeout=timeout, ping_interval=None)
-    except InvalidStatus as exc:
-        expect.fail("a socket opened with ?token=", f"HTTP {exc.response.status_code}")
-        return
-    socket = Socket(connection, transcript, timeout)
-    try:
-        await socket.send_json(user_message(text))
-        frames = await socket.turn()
-    except ConnectionClosed as closed:
-        expect.fail("a turn on a socket opened with ?token=", f"close {_close_code(closed)}")
-        return
-    finally:
-        await connection.close()
-    expect.that(
-        frames[-1].type != "error",
-        "the turn answered on a socket opened with ?token=",
-        compact([frame.model_dump(exclude_none=True) for frame in frames]),
+    named = "a socket opened with ?token="
+    frames = await _turn_as(
+        open_ws, session_id, text, expect, named, as_user=owner, token_in_query=True
     )
-    history = await gateway.get(f"/sessions/{session_id}/history")
-    expect.that(text in history.text, "the message in the owner's history", history.text)
+    expect.that(frames[-1].type != "error", f"the turn answered on {named}", dumped(frames))
+    await _history(gateway, session_id, expect, "the message in the owner's history", holding=text)
 
 
 # X-SHARE-1
@@ -444,7 +428,6 @@ async def _refused_before_sharing(client: httpx.AsyncClient, session_id: str, wh
 
 @pytest.mark.req("X-SHARE-1")
 async def test_owner_shares_a_session_and_the_reader_reads_it(
-    sessionlab_target: TargetRunner,
     users: Users,
     gateway: httpx.AsyncClient,
     open_ws: SocketOpener,
@@ -454,17 +437,19 @@ async def test_owner_shares_a_session_and_the_reader_reads_it(
     read its history". The share, POST /sessions/{id}/shares, answers 201 naming the reader and the
     owner's GET shares lists it (docs/decisions.md, Users and sharing); the reader reads the history
     and lists the session."""
-    _, reader = _users(sessionlab_target, 2)[:2]
+    _, reader = users.names(2)[:2]
     expect = Expect("X-SHARE-1")
     text = f"shared to read {run_id}"
     session_id = await _session_with_text(gateway, open_ws, expect, text)
     await _share(gateway, session_id, reader, expect)
     async with users.as_user(reader) as client:
-        history = await client.get(f"/sessions/{session_id}/history")
-        expect.that(
-            history.status_code == 200 and text in history.text,
+        await _history(
+            client,
+            session_id,
+            expect,
             f"the reader to read the history, with {text!r}",
-            f"{history.status_code} {history.text}",
+            200,
+            holding=text,
         )
         listed = await client.get("/sessions")
         expect.that(_listed(listed, session_id), "the reader's list to show it", listed.text)
@@ -472,57 +457,30 @@ async def test_owner_shares_a_session_and_the_reader_reads_it(
 
 @pytest.mark.req("X-SHARE-1")
 async def test_reader_cannot_post_to_a_shared_session(
-    sessionlab_target: TargetRunner,
     users: Users,
     gateway: httpx.AsyncClient,
     open_ws: SocketOpener,
-    transcript: Transcript,
     run_id: str,
 ) -> None:
     """X-SHARE-1: "the other user can read its history but not post to it." The reader's socket is
     accepted read-only: its user_message gets an error frame and is not stored (docs/decisions.md,
     Users and sharing)."""
-    _, reader = _users(sessionlab_target, 2)[:2]
+    _, reader = users.names(2)[:2]
     expect = Expect("X-SHARE-1")
     session_id = await _session_with_text(gateway, open_ws, expect, f"read only {run_id}")
     await _share(gateway, session_id, reader, expect)
     posted = f"posted by the reader {run_id}"
-    endpoints = users.endpoints
-    url = _socket_url(endpoints.ws_url, session_id)
-    timeout = deadline(sessionlab_target.turn_timeout)
-    transcript.record("ws-open", url)
-    try:
-        async with asyncio.timeout(timeout):
-            connection = await connect(
-                url,
-                additional_headers=endpoints.user_headers(reader),
-                open_timeout=timeout,
-                ping_interval=None,
-            )
-    except InvalidStatus as exc:
-        expect.fail("the reader's socket accepted", f"HTTP {exc.response.status_code}")
-        return
-    socket = Socket(connection, transcript, timeout)
-    try:
-        await socket.send_json(user_message(posted))
-        frames = await socket.turn()
-    except ConnectionClosed as closed:
-        expect.fail("the reader's socket open, read-only", f"close {_close_code(closed)}")
-        return
-    finally:
-        await connection.close()
-    expect.that(
-        frames[-1].type == "error",
-        "an error frame for the reader's user_message",
-        compact([frame.model_dump(exclude_none=True) for frame in frames]),
+    frames = await _turn_as(
+        open_ws, session_id, posted, expect, "the reader's socket, read-only", as_user=reader
     )
-    history = await gateway.get(f"/sessions/{session_id}/history")
-    expect.that(posted not in history.text, "the reader's message not stored", history.text)
+    expect.that(
+        frames[-1].type == "error", "an error frame for the reader's user_message", dumped(frames)
+    )
+    await _history(gateway, session_id, expect, "the reader's message not stored", without=posted)
 
 
 @pytest.mark.req("X-SHARE-1")
 async def test_reader_cannot_rename_delete_or_reshare(
-    sessionlab_target: TargetRunner,
     users: Users,
     gateway: httpx.AsyncClient,
     open_ws: SocketOpener,
@@ -532,7 +490,7 @@ async def test_reader_cannot_rename_delete_or_reshare(
     """X-SHARE-1: "The owner can share a session with another user (read-only)". Read-only: the
     reader's share onward, rename and delete answer 403 (any 4xx without profile lifecycle, whose
     routes may not exist) and change nothing (docs/decisions.md, Users and sharing)."""
-    names = _users(sessionlab_target, 2)
+    names = users.names(2)
     owner, reader = names[:2]
     expect = Expect("X-SHARE-1")
     text = f"not the reader's to change {run_id}"
@@ -560,29 +518,18 @@ async def test_reader_cannot_rename_delete_or_reshare(
                 else f"a 4xx for the reader's {method} {path}",
                 f"{response.status_code} {response.text}",
             )
-    history = await gateway.get(f"/sessions/{session_id}/history")
-    expect.that(
-        history.status_code == 200 and text in history.text,
-        "the session kept by its owner",
-        f"{history.status_code} {history.text}",
-    )
+    await _history(gateway, session_id, expect, "the session kept by its owner", 200, holding=text)
     shares = await gateway.get(f"/sessions/{session_id}/shares")
     expect.that(
         onward == owner or onward not in (shares.json().get("shared_with") or []),
         f"no share to {onward} made by the reader",
         shares.text,
     )
-    listed = await gateway.get("/sessions")
-    expect.that(
-        f"renamed by the reader {run_id}" not in listed.text,
-        "the title unchanged by the reader",
-        listed.text,
-    )
+    await _title_unchanged(gateway, f"renamed by the reader {run_id}", expect, "the reader")
 
 
 @pytest.mark.req("X-SHARE-1")
 async def test_only_the_owner_can_share(
-    sessionlab_target: TargetRunner,
     users: Users,
     gateway: httpx.AsyncClient,
     open_ws: SocketOpener,
@@ -591,7 +538,7 @@ async def test_only_the_owner_can_share(
     """X-SHARE-1: "The owner can share a session with another user". The owner alone: another user's
     share answers 404 and opens nothing. Skipped when that user reads the session before any share:
     X-AUTH-1's failure."""
-    _, other = _users(sessionlab_target, 2)[:2]
+    _, other = users.names(2)[:2]
     expect = Expect("X-SHARE-1")
     text = f"not shareable by others {run_id}"
     session_id = await _session_with_text(gateway, open_ws, expect, text)
@@ -603,47 +550,41 @@ async def test_only_the_owner_can_share(
             "404 for another user sharing the session with itself",
             f"{response.status_code} {response.text}",
         )
-        history = await client.get(f"/sessions/{session_id}/history")
-        expect.that(
-            history.status_code == 404 and text not in history.text,
-            "the session still hidden from that user",
-            f"{history.status_code} {history.text}",
+        await _history(
+            client, session_id, expect, "the session still hidden from that user", 404, without=text
         )
 
 
 @pytest.mark.req("X-SHARE-1")
 async def test_a_share_opens_the_session_to_the_reader_alone(
-    sessionlab_target: TargetRunner,
     users: Users,
     gateway: httpx.AsyncClient,
     open_ws: SocketOpener,
-    transcript: Transcript,
     run_id: str,
 ) -> None:
     """X-SHARE-1: "The owner can share a session with another user (read-only)": with that user
     alone. A third user still gets 404 for the history and the shares, no list entry, and close
     4403 on a socket. Skipped when the third user was not refused before the share: X-AUTH-1's
     failure."""
-    _, reader, bystander = _users(sessionlab_target, 3)[:3]
+    _, reader, bystander = users.names(3)[:3]
     expect = Expect("X-SHARE-1")
     text = f"for one reader only {run_id}"
     session_id = await _session_with_text(gateway, open_ws, expect, text)
-    socket_url = _socket_url(users.endpoints.ws_url, session_id)
-    turn = deadline(sessionlab_target.turn_timeout)
-    bystander_headers = users.endpoints.user_headers(bystander)
     async with users.as_user(bystander) as client:
         await _refused_before_sharing(client, session_id, "a third user")
         code, outcome = await _socket_outcome(
-            socket_url, bystander_headers, transcript, turn, f"early {run_id}"
+            open_ws, session_id, f"early {run_id}", as_user=bystander
         )
         if code != OTHER_USERS_SESSION:
             _not_private("a third user", f"gets {outcome} on a socket")
         await _share(gateway, session_id, reader, expect)
-        history = await client.get(f"/sessions/{session_id}/history")
-        expect.that(
-            history.status_code == 404 and text not in history.text,
+        await _history(
+            client,
+            session_id,
+            expect,
             "404 for a third user's history after the share",
-            f"{history.status_code} {history.text}",
+            404,
+            without=text,
         )
         listed = await client.get("/sessions")
         expect.that(not _listed(listed, session_id), "a third user's list without it", listed.text)
@@ -653,7 +594,6 @@ async def test_a_share_opens_the_session_to_the_reader_alone(
             "404 for a third user's GET shares",
             f"{shares.status_code} {shares.text}",
         )
-    code, outcome = await _socket_outcome(
-        socket_url, bystander_headers, transcript, turn, f"written by a third user {run_id}"
-    )
+    written = f"written by a third user {run_id}"
+    code, outcome = await _socket_outcome(open_ws, session_id, written, as_user=bystander)
     expect.that(code == OTHER_USERS_SESSION, "close 4403 for a third user's socket", outcome)
