@@ -10,12 +10,12 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from urllib.parse import quote, unquote_to_bytes
 
-import httpx
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from reference.gateway.deps import RuntimeClient, Settings
-from reference.gateway.errors import runtime_error, transport_failure
+from reference.gateway.errors import UpstreamError, runtime_error
+from reference.gateway.upstream import Answer
 from reference.gateway.users import current_user, unknown_share_target, user_headers
 
 _SEGMENT = re.compile(r"\{[a-z_]+\}")
@@ -144,24 +144,23 @@ async def proxy(request: Request, runtime: RuntimeClient, settings: Settings) ->
         if problem is not None:
             return _error(HTTPStatus.UNPROCESSABLE_ENTITY, problem)
     try:
-        upstream = await runtime.request(request.method, url, content=content, headers=headers)
-    except httpx.RequestError as exc:
-        status, message = transport_failure(exc)
-        return _error(status, message)
+        upstream = await runtime.request(request.method, url, body=content, headers=headers)
+    except UpstreamError as exc:
+        return _error(exc.status, exc.message)
     return _pass_on(upstream, for_user=user is not None)
 
 
-def _pass_on(upstream: httpx.Response, for_user: bool = False) -> Response:
-    status = upstream.status_code
+def _pass_on(upstream: Answer, for_user: bool = False) -> Response:
+    status = upstream.status
     if status >= HTTPStatus.BAD_REQUEST:
-        status, body = runtime_error(status, upstream.content, for_user=for_user)
+        status, body = runtime_error(status, upstream.body, for_user=for_user)
         return JSONResponse(body, status_code=status)
     if status == HTTPStatus.NO_CONTENT or status == HTTPStatus.NOT_MODIFIED:
         return Response(status_code=status)
     # An export is a download: its file name travels with it.
     disposition = upstream.headers.get("content-disposition")
     return Response(
-        content=upstream.content,
+        content=upstream.body,
         status_code=status,
         media_type=upstream.headers.get("content-type", "application/json"),
         headers={"Content-Disposition": disposition} if disposition else None,
