@@ -2,7 +2,6 @@
 
 import asyncio
 import contextlib
-import json
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +34,7 @@ from conformance.contract.ids import new_server_session_id
 from reference import migrations
 from reference.clock import utc_now
 from reference.runtime.agents import DEFAULT_AGENT
+from reference.runtime.message_body import message_body, message_fields
 from reference.runtime.portable_text import PORTABLE_TEXT
 from reference.runtime.script_agent import Basis, PendingCall, Turn
 from reference.runtime.tables import (
@@ -99,11 +99,12 @@ class ClientMessage:
 
 @dataclass(frozen=True)
 class HistoryRows:
-    """A history as the JSON objects it shows: each message as Message serialises it, each agent
-    switch as AgentSwitchRecord does."""
+    """A history as the JSON it shows: the messages as one JSON array (each as Message serialises
+    it), each agent switch as the object AgentSwitchRecord serialises to."""
 
     state: SessionState
-    messages: list[dict[str, Any]]
+    messages_json: str
+    message_count: int
     agent_history: list[dict[str, Any]]
 
 
@@ -149,6 +150,11 @@ _MESSAGE_FIELDS = (
     .where(MessageRow.session_id == bindparam("session_id"))
     .order_by(MessageRow.seq)
 )
+_MESSAGE_BODIES = (
+    select(MessageRow.body)
+    .where(MessageRow.session_id == bindparam("session_id"))
+    .order_by(MessageRow.seq)
+)
 _SWITCH_FIELDS = (
     select(
         AgentSwitchRow.from_agent,
@@ -159,27 +165,6 @@ _SWITCH_FIELDS = (
     .where(AgentSwitchRow.session_id == bindparam("session_id"))
     .order_by(AgentSwitchRow.seq)
 )
-
-
-# A message without tool calls, as each store hands it back: SQLite the JSON text, asyncpg decoded.
-_NO_TOOL_CALLS = (None, "null")
-
-
-def _message_fields(
-    role: str, content: str | None, name: str | None, tool_call_id: str | None, tool_calls: Any
-) -> dict[str, Any]:
-    """One message as Message serialises it: `content` always, the other fields when set."""
-    fields: dict[str, Any] = {"role": role, "content": content}
-    if name is not None:
-        fields["name"] = name
-    if tool_call_id is not None:
-        fields["tool_call_id"] = tool_call_id
-    # SQLite hands back the column's text; asyncpg decodes a json column itself.
-    if isinstance(tool_calls, str):
-        tool_calls = None if tool_calls == "null" else json.loads(tool_calls)
-    if tool_calls is not None:
-        fields["tool_calls"] = tool_calls
-    return fields
 
 
 # The SQL of a select as SQLite's driver takes it, and the order of its parameters.
@@ -405,7 +390,7 @@ class Store:
         """
         async with self.engine.connect() as connection:
             rows = await connection.execute(_MESSAGE_FIELDS, {"session_id": session_id})
-            return [_message_fields(*row) for row in rows]
+            return [message_fields(*row) for row in rows]
 
     async def history(self, session_id: str) -> HistoryRows:
         """The session, its messages (as message_fields) and its agent switches, read on one
@@ -416,14 +401,16 @@ class Store:
             if not found:
                 raise SessionNotFound(session_id)
             session = dict(zip(_SESSION.selected_columns.keys(), found[0], strict=True))
-            rows = await _fetch_all(connection, _MESSAGE_FIELDS, {"session_id": session_id})
-            messages = [
-                # Most messages are a role and a content: built here, without a call each.
-                {"role": role, "content": content}
-                if name is None and tool_call_id is None and tool_calls in _NO_TOOL_CALLS
-                else _message_fields(role, content, name, tool_call_id, tool_calls)
-                for role, content, name, tool_call_id, tool_calls in rows
+            bodies = [
+                body
+                for (body,) in await _fetch_all(
+                    connection, _MESSAGE_BODIES, {"session_id": session_id}
+                )
             ]
+            if None in bodies:
+                # Rows written by a process older than the column: built from their fields.
+                rows = await _fetch_all(connection, _MESSAGE_FIELDS, {"session_id": session_id})
+                bodies = [message_body(*row) for row in rows]
             switches = await _fetch_all(connection, _SWITCH_FIELDS, {"session_id": session_id})
             keys = _SWITCH_FIELDS.selected_columns.keys()
             return HistoryRows(
@@ -437,7 +424,8 @@ class Store:
                     title=session["title"],
                     owner=session["owner"],
                 ),
-                messages,
+                "[" + ",".join(bodies) + "]",
+                len(bodies),
                 [dict(zip(keys, row, strict=True)) for row in switches],
             )
 
@@ -601,6 +589,13 @@ class Store:
                         tool_call_id=message.tool_call_id,
                         tool_calls=message.tool_calls,
                         created_at=now,
+                        body=message_body(
+                            message.role,
+                            message.content,
+                            message.name,
+                            message.tool_call_id,
+                            message.tool_calls,
+                        ),
                     )
                 )
             session.message_count += len(turn.messages)
