@@ -4,7 +4,9 @@
 simulators/load/bench.py.) Absolute figures depend on the machine and its load; the ratios
 (gateway vs. runtime directly, a chat at 10,000 messages vs. at 10) are what to compare between
 runs. The runtime and the gateway each run in a process of their own, as deployed, so that neither
-the client nor the other service shares their interpreter; the client is this process.
+the client nor the other service shares their interpreter; the client is this process, on aiohttp:
+httpx spent more CPU per request than the reference does to answer it, and a client that is the
+bottleneck measures itself (docs/performance.md).
 docs/performance.md has the figures measured so far and what they led to.
 """
 
@@ -23,7 +25,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
-import httpx
+import aiohttp
 from pydantic import AnyHttpUrl, SecretStr
 from websockets.asyncio.client import ClientConnection, connect
 
@@ -124,6 +126,82 @@ class Ratio:
         }
 
 
+@dataclass(frozen=True)
+class Goal:
+    """A figure the reference is held to, as this run measured it (docs/performance.md)."""
+
+    figure: str
+    value: float
+    bound: float
+    unit: str
+    at_most: bool = True
+
+    @property
+    def met(self) -> bool:
+        return self.value <= self.bound if self.at_most else self.value >= self.bound
+
+    def line(self) -> str:
+        relation = "<=" if self.at_most else ">="
+        verdict = "met" if self.met else "NOT met"
+        return (
+            f"  {verdict:<8} {self.figure}: {self.value:.2f}{self.unit}"
+            f" (goal {relation} {self.bound:g}{self.unit})"
+        )
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "figure": self.figure,
+            "value": round(self.value, 4),
+            "bound": self.bound,
+            "at_most": self.at_most,
+            "met": self.met,
+        }
+
+
+def goals_of(sections: dict[str, "Section"]) -> list[Goal]:
+    """The goals, from what the sections (by the Bench method that measured them) hold."""
+
+    def item(section: str, label: str) -> "Row | Ratio":
+        return next(found for found in sections[section].items if found.label == label)
+
+    def timings(section: str, label: str) -> Timings:
+        row = item(section, label)
+        assert isinstance(row, Row)
+        return row.timings
+
+    def ratio(section: str, label: str) -> float:
+        found = item(section, label)
+        assert isinstance(found, Ratio)
+        return found.p50
+
+    longest = f"{CHAT_LENGTHS[-1]:,}/{CHAT_LENGTHS[0]}"
+    return [
+        Goal("create p50, gateway / runtime", ratio("creates", "gateway/runtime"), 1.3, "x"),
+        Goal(
+            "creates through the gateway",
+            timings("creates", "through the gateway").rate,
+            82.5,
+            "/s",
+            at_most=False,
+        ),
+        Goal(
+            "one history read alone, runtime, p50",
+            timings("histories", "alone, runtime directly").p50 * 1000,
+            5,
+            " ms",
+        ),
+        Goal(
+            f"history reads {CONCURRENCY} at a time, runtime",
+            timings("histories", f"{CONCURRENCY} at a time, runtime directly").rate,
+            197,
+            "/s",
+            at_most=False,
+        ),
+        Goal("switch p99", timings("switches", "switch").p99 * 1000, 50, " ms"),
+        Goal(f"chat exchange p50, {longest} messages", ratio("chats", longest), 1.5, "x"),
+    ]
+
+
 @dataclass
 class Section:
     """A titled table of the output: its rows and ratios, in the order they are printed."""
@@ -157,19 +235,18 @@ async def timed(count: int, concurrency: int, call: Callable[[], Awaitable[None]
     return Timings(seconds, time.perf_counter() - started)
 
 
-def _ok(response: httpx.Response) -> None:
-    if response.status_code >= 300:
-        raise RuntimeError(f"{response.request.url} answered {response.status_code}")
-
-
-async def _ok_async(pending: Awaitable[httpx.Response]) -> None:
-    _ok(await pending)
+async def fetch(client: aiohttp.ClientSession, method: str, path: str) -> None:
+    """One request, its answer read whole; an error answer stops the bench."""
+    async with client.request(method, path) as response:
+        await response.read()
+        if response.status >= 300:
+            raise RuntimeError(f"{method} {path} answered {response.status}")
 
 
 @dataclass
 class Bench:
-    gateway: httpx.AsyncClient
-    runtime: httpx.AsyncClient
+    gateway: aiohttp.ClientSession
+    runtime: aiohttp.ClientSession
     store: Store
     gateway_url: str
     n: int
@@ -186,8 +263,8 @@ class Bench:
     async def creates(self) -> Section:
         section = Section(f"create session (POST /sessions), {CONCURRENCY} at a time:")
 
-        async def create_on(client: httpx.AsyncClient) -> None:
-            _ok(await client.post("/sessions"))
+        async def create_on(client: aiohttp.ClientSession) -> None:
+            await fetch(client, "POST", "/sessions")
 
         direct = await timed(self.n, CONCURRENCY, lambda: create_on(self.runtime))
         proxied = await timed(self.n, CONCURRENCY, lambda: create_on(self.gateway))
@@ -202,8 +279,8 @@ class Bench:
             f"history of a {HISTORY_LENGTH:,}-message session (GET /sessions/{{id}}/history):"
         )
 
-        async def history_on(client: httpx.AsyncClient) -> None:
-            _ok(await client.get(path))
+        async def history_on(client: aiohttp.ClientSession) -> None:
+            await fetch(client, "GET", path)
 
         alone = max(20, self.n // 10)
         direct = await timed(alone, 1, lambda: history_on(self.runtime))
@@ -230,7 +307,7 @@ class Bench:
         socket_url = self.gateway_url.replace("http", "ws", 1) + f"/ws/{big}"
 
         async def switch() -> None:
-            _ok(await self.gateway.get(f"/sessions/{big}/history"))
+            await fetch(self.gateway, "GET", f"/sessions/{big}/history")
             async with connect(socket_url, open_timeout=30, close_timeout=5):
                 pass
 
@@ -280,29 +357,35 @@ async def _exchange(socket: ClientConnection) -> None:
                 return
 
 
+def client_of(base_url: str, headers: dict[str, str] | None = None) -> aiohttp.ClientSession:
+    """The bench's client: as many connections as requests at a time, nothing from the
+    environment (proxy variables must not reroute loopback calls)."""
+    return aiohttp.ClientSession(
+        base_url,
+        headers=headers,
+        connector=aiohttp.TCPConnector(limit=CONCURRENCY),
+        timeout=aiohttp.ClientTimeout(total=30),
+        trust_env=False,
+    )
+
+
 async def _measure(
     runtime_url: str, gateway_url: str, key: str, data_dir: Path, n: int, out: TextIO
-) -> list[Section]:
+) -> dict[str, Section]:
     store = await Store.open(RuntimeSettings(data_dir=data_dir).resolved_database_url())
-    limits = httpx.Limits(max_connections=CONCURRENCY)
     try:
         async with (
-            httpx.AsyncClient(base_url=gateway_url, limits=limits, timeout=30) as gateway,
-            httpx.AsyncClient(
-                base_url=runtime_url,
-                limits=limits,
-                timeout=30,
-                headers={"X-Internal-Auth": key},
-            ) as runtime,
+            client_of(gateway_url) as gateway,
+            client_of(runtime_url, {"X-Internal-Auth": key}) as runtime,
         ):
             # Warm both paths so connection set-up is not measured as the first requests.
-            await timed(40, CONCURRENCY, lambda: _ok_async(gateway.get("/sessions")))
-            await timed(40, CONCURRENCY, lambda: _ok_async(runtime.get("/sessions")))
+            await timed(40, CONCURRENCY, lambda: fetch(gateway, "GET", "/agents"))
+            await timed(40, CONCURRENCY, lambda: fetch(runtime, "GET", "/agents"))
             bench = Bench(gateway, runtime, store, gateway_url, n)
-            sections = []
+            sections = {}
             for part in (bench.creates, bench.histories, bench.switches, bench.chats):
-                sections.append(await part())
-                print("\n".join(sections[-1].lines()), file=out, flush=True)
+                sections[part.__name__] = section = await part()
+                print("\n".join(section.lines()), file=out, flush=True)
             return sections
     finally:
         await store.close()
@@ -349,6 +432,7 @@ class MicroRatios:
 
     n: int
     sections: list[Section]
+    goals: list[Goal]
     wall: float
 
     def as_json(self) -> dict[str, Any]:
@@ -356,6 +440,7 @@ class MicroRatios:
             "n": self.n,
             "wall_s": round(self.wall, 3),
             "sections": [section.as_json() for section in self.sections],
+            "goals": [goal.as_json() for goal in self.goals],
         }
 
 
@@ -379,7 +464,11 @@ def run_bench(scale: float = 1.0, out: TextIO | None = None) -> MicroRatios:
                     file=out,
                 )
                 started = time.perf_counter()
-                sections = asyncio.run(_measure(runtime_url, gateway_url, key, data_dir, n, out))
+                measured = asyncio.run(_measure(runtime_url, gateway_url, key, data_dir, n, out))
+                goals = goals_of(measured)
+                sections = list(measured.values())
+                print("goals (docs/performance.md), this run:", file=out)
+                print("\n".join(goal.line() for goal in goals), file=out, flush=True)
                 # Worker processes (docs/scale-out.md): a section of its own, its own stacks.
                 from reference.bench_workers import scale_out_section
 
@@ -387,4 +476,4 @@ def run_bench(scale: float = 1.0, out: TextIO | None = None) -> MicroRatios:
                 print("\n".join(sections[-1].lines()), file=out, flush=True)
                 wall = time.perf_counter() - started
                 print(f"micro-ratios done in {wall:.1f} s", file=out)
-    return MicroRatios(n, sections, wall)
+    return MicroRatios(n, sections, goals, wall)
