@@ -61,9 +61,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         return Health(status="healthy", service=SERVICE, version=__version__)
 
     app.include_router(websocket.router)
-    # Last: the proxy's catch-all route answers every path not matched above.
-    app.include_router(proxy.router)
-    # Innermost: a body is read whole only once the keys let the request in.
+    # Innermost: every HTTP request but the health check goes to the runtime from here.
+    app.add_middleware(proxy.RestProxy)
+    # A body is read whole only once the keys let the request in.
     app.add_middleware(DepthLimit)
     if settings.user_tokens:
         app.add_middleware(UserGuard, tokens=settings.user_tokens)
