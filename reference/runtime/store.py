@@ -8,6 +8,7 @@ from typing import Any
 
 import aiosqlite
 from sqlalchemy import (
+    Insert,
     Row,
     Select,
     String,
@@ -34,6 +35,7 @@ from conformance.contract.ids import new_server_session_id
 from reference import migrations
 from reference.clock import utc_now
 from reference.runtime.agents import DEFAULT_AGENT
+from reference.runtime.group_commit import GroupCommit
 from reference.runtime.message_body import message_body, message_fields
 from reference.runtime.portable_text import PORTABLE_TEXT
 from reference.runtime.script_agent import Basis, PendingCall, Turn
@@ -168,7 +170,7 @@ _SWITCH_FIELDS = (
 
 
 # The SQL of a select as SQLite's driver takes it, and the order of its parameters.
-_SQLITE_SQL: dict[Select[*tuple[Any, ...]], tuple[str, list[str]]] = {}
+_SQLITE_SQL: dict[Select[*tuple[Any, ...]] | Insert, tuple[str, list[str]]] = {}
 
 
 async def _fetch_all(
@@ -192,6 +194,20 @@ async def _fetch_all(
     driver = raw.driver_connection
     assert isinstance(driver, aiosqlite.Connection)
     return list(await driver.execute_fetchall(sql, [parameters[name] for name in names]))
+
+
+async def _compiled_for_sqlite(
+    connection: AsyncConnection, statement: Insert
+) -> tuple[aiosqlite.Connection, str, list[str]]:
+    """The driver connection under a pooled SQLite connection, and the statement as it takes it."""
+    if statement not in _SQLITE_SQL:
+        compiled = statement.compile(dialect=connection.dialect)
+        _SQLITE_SQL[statement] = (str(compiled), list(compiled.positiontup or []))
+    sql, names = _SQLITE_SQL[statement]
+    raw = await connection.get_raw_connection()
+    driver = raw.driver_connection
+    assert isinstance(driver, aiosqlite.Connection)
+    return driver, sql, names
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -243,6 +259,11 @@ class Store:
         # SQLite has one writer; queueing writers here avoids its busy/snapshot errors.
         # PostgreSQL takes row locks instead (SELECT ... FOR UPDATE below).
         self._write_lock = asyncio.Lock() if engine.dialect.name == "sqlite" else None
+        self._creates = (
+            GroupCommit(engine, self._write_lock, _INSERT_SESSION, _compiled_for_sqlite)
+            if self._write_lock is not None
+            else None
+        )
 
     @classmethod
     async def open(cls, url: str, upgrade: bool = True) -> "Store":
@@ -295,20 +316,22 @@ class Store:
                 switch_count=0,
                 owner=owner,
             )
+            row = {
+                "id": state.session_id,
+                "created_at": now,
+                "last_activity": now,
+                "current_agent": DEFAULT_AGENT,
+                "message_count": 0,
+                "switch_count": 0,
+                "title": None,
+                "owner": owner,
+            }
             try:
-                async with self._writing_rows() as connection:
-                    await connection.execute(
-                        _INSERT_SESSION,
-                        {
-                            "id": state.session_id,
-                            "created_at": now,
-                            "last_activity": now,
-                            "current_agent": DEFAULT_AGENT,
-                            "message_count": 0,
-                            "switch_count": 0,
-                            "owner": owner,
-                        },
-                    )
+                if self._creates is not None:
+                    await self._creates.insert(row)
+                else:
+                    async with self._writing_rows() as connection:
+                        await connection.execute(_INSERT_SESSION, row)
             except IntegrityError:
                 if session_id is not None:
                     raise
