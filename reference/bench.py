@@ -15,6 +15,7 @@ import contextlib
 import functools
 import json
 import multiprocessing
+import os
 import statistics
 import sys
 import tempfile
@@ -162,7 +163,11 @@ def goals_of(sections: dict[str, "Section"]) -> list[Goal]:
     """The goals, from what the sections (by the Bench method that measured them) hold."""
 
     def item(section: str, label: str) -> "Row | Ratio":
-        return next(found for found in sections[section].items if found.label == label)
+        return next(
+            found
+            for found in sections[section].items
+            if isinstance(found, Row | Ratio) and found.label == label
+        )
 
     def timings(section: str, label: str) -> Timings:
         row = item(section, label)
@@ -202,12 +207,49 @@ def goals_of(sections: dict[str, "Section"]) -> list[Goal]:
     ]
 
 
+@dataclass(frozen=True)
+class CpuPerRequest:
+    """CPU time each service process spent per request during a row's run: where a ratio's
+    difference went (a ratio of latencies on a shared machine also counts waiting for a core)."""
+
+    label: str
+    milliseconds: dict[str, float]
+
+    def line(self) -> str:
+        spent = ", ".join(f"{name} {ms:.3f} ms" for name, ms in self.milliseconds.items())
+        return f"  CPU per request, {self.label}: {spent}"
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "cpu_per_request": self.label,
+            **{k: round(v, 4) for k, v in self.milliseconds.items()},
+        }
+
+
+def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
+    """User and system CPU seconds of each process so far, from /proc; empty where there is none."""
+    spent = {}
+    for name, pid in pids.items():
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return {}
+        spent[name] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return spent
+
+
+def per_request(before: dict[str, float], after: dict[str, float], count: int) -> dict[str, float]:
+    if not before or not after:
+        return {}
+    return {name: (after[name] - before[name]) / count * 1000 for name in before}
+
+
 @dataclass
 class Section:
     """A titled table of the output: its rows and ratios, in the order they are printed."""
 
     title: str
-    items: list[Row | Ratio] = field(default_factory=list)
+    items: list[Row | Ratio | CpuPerRequest] = field(default_factory=list)
 
     def lines(self) -> list[str]:
         return [self.title, *(item.line() for item in self.items)]
@@ -217,6 +259,7 @@ class Section:
             "title": self.title,
             "rows": [item.as_json() for item in self.items if isinstance(item, Row)],
             "ratios": [item.as_json() for item in self.items if isinstance(item, Ratio)],
+            "cpu": [item.as_json() for item in self.items if isinstance(item, CpuPerRequest)],
         }
 
 
@@ -250,6 +293,8 @@ class Bench:
     store: Store
     gateway_url: str
     n: int
+    # The services' processes, whose CPU time a create section reads.
+    pids: dict[str, int]
 
     async def session_of(self, length: int) -> str:
         """A session holding `length` user messages, written straight into the store."""
@@ -266,10 +311,24 @@ class Bench:
         async def create_on(client: aiohttp.ClientSession) -> None:
             await fetch(client, "POST", "/sessions")
 
-        direct = await timed(self.n, CONCURRENCY, lambda: create_on(self.runtime))
-        proxied = await timed(self.n, CONCURRENCY, lambda: create_on(self.gateway))
+        # Five times the other sections' count: at a thousand creates a second, n of them last
+        # a fraction of a second, which one hiccup of this machine decides.
+        count = 5 * self.n
+        spent = cpu_seconds(self.pids)
+        direct = await timed(count, CONCURRENCY, lambda: create_on(self.runtime))
+        direct_cpu, spent = (
+            per_request(spent, cpu_seconds(self.pids), count),
+            cpu_seconds(self.pids),
+        )
+        proxied = await timed(count, CONCURRENCY, lambda: create_on(self.gateway))
+        proxied_cpu = per_request(spent, cpu_seconds(self.pids), count)
         section.items += [Row("runtime directly", direct), Row("through the gateway", proxied)]
         section.items.append(Ratio.of("gateway/runtime", proxied, direct))
+        if direct_cpu and proxied_cpu:
+            section.items += [
+                CpuPerRequest("runtime directly", direct_cpu),
+                CpuPerRequest("through the gateway", proxied_cpu),
+            ]
         return section
 
     async def histories(self) -> Section:
@@ -370,7 +429,13 @@ def client_of(base_url: str, headers: dict[str, str] | None = None) -> aiohttp.C
 
 
 async def _measure(
-    runtime_url: str, gateway_url: str, key: str, data_dir: Path, n: int, out: TextIO
+    runtime_url: str,
+    gateway_url: str,
+    pids: dict[str, int],
+    key: str,
+    data_dir: Path,
+    n: int,
+    out: TextIO,
 ) -> dict[str, Section]:
     store = await Store.open(RuntimeSettings(data_dir=data_dir).resolved_database_url())
     try:
@@ -381,7 +446,7 @@ async def _measure(
             # Warm both paths so connection set-up is not measured as the first requests.
             await timed(40, CONCURRENCY, lambda: fetch(gateway, "GET", "/agents"))
             await timed(40, CONCURRENCY, lambda: fetch(runtime, "GET", "/agents"))
-            bench = Bench(gateway, runtime, store, gateway_url, n)
+            bench = Bench(gateway, runtime, store, gateway_url, n, pids)
             sections = {}
             for part in (bench.creates, bench.histories, bench.switches, bench.chats):
                 sections[part.__name__] = section = await part()
@@ -403,9 +468,15 @@ def serve_child(service: Service, settings: dict[str, Any], pipe: Connection) ->
         pipe.recv()
 
 
+@dataclass(frozen=True)
+class Child:
+    url: str
+    pid: int
+
+
 @contextlib.contextmanager
-def child_service(service: Service, settings: dict[str, Any]) -> Iterator[str]:
-    """Run one service in a process of its own; its URL."""
+def child_service(service: Service, settings: dict[str, Any]) -> Iterator[Child]:
+    """Run one service in a process of its own."""
     context = multiprocessing.get_context("spawn")
     ours, theirs = context.Pipe()
     process = context.Process(
@@ -416,7 +487,8 @@ def child_service(service: Service, settings: dict[str, Any]) -> Iterator[str]:
         if not ours.poll(STARTUP):
             raise RuntimeError(f"the {service} did not start within {STARTUP:g} s")
         url: str = ours.recv()
-        yield url
+        assert process.pid is not None
+        yield Child(url, process.pid)
     finally:
         with contextlib.suppress(OSError):
             ours.send("stop")
@@ -452,19 +524,24 @@ def run_bench(scale: float = 1.0, out: TextIO | None = None) -> MicroRatios:
     with tempfile.TemporaryDirectory(prefix="sessionlab-bench-") as scratch:
         data_dir = Path(scratch)
         runtime_settings = {"data_dir": data_dir, "internal_key": SecretStr(key)}
-        with child_service("runtime", runtime_settings) as runtime_url:
+        with child_service("runtime", runtime_settings) as runtime:
+            runtime_url = runtime.url
             gateway_settings = {
                 "runtime_url": AnyHttpUrl(runtime_url),
                 "internal_key": SecretStr(key),
             }
-            with child_service("gateway", gateway_settings) as gateway_url:
+            with child_service("gateway", gateway_settings) as gateway:
+                gateway_url = gateway.url
+                pids = {"runtime": runtime.pid, "gateway": gateway.pid}
                 print(
                     f"micro-ratios: runtime {runtime_url}, gateway {gateway_url} "
                     f"(a process each), n={n}",
                     file=out,
                 )
                 started = time.perf_counter()
-                measured = asyncio.run(_measure(runtime_url, gateway_url, key, data_dir, n, out))
+                measured = asyncio.run(
+                    _measure(runtime_url, gateway_url, pids, key, data_dir, n, out)
+                )
                 goals = goals_of(measured)
                 sections = list(measured.values())
                 print("goals (docs/performance.md), this run:", file=out)
