@@ -4,7 +4,9 @@
 simulators/load/bench.py.) Absolute figures depend on the machine and its load; the ratios
 (gateway vs. runtime directly, a chat at 10,000 messages vs. at 10) are what to compare between
 runs. The runtime and the gateway each run in a process of their own, as deployed, so that neither
-the client nor the other service shares their interpreter; the client is this process.
+the client nor the other service shares their interpreter; the client is this process, on aiohttp:
+httpx spent more CPU per request than the reference does to answer it, and a client that is the
+bottleneck measures itself (docs/performance.md).
 docs/performance.md has the figures measured so far and what they led to.
 """
 
@@ -13,6 +15,7 @@ import contextlib
 import functools
 import json
 import multiprocessing
+import os
 import statistics
 import sys
 import tempfile
@@ -23,7 +26,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
-import httpx
+import aiohttp
 from pydantic import AnyHttpUrl, SecretStr
 from websockets.asyncio.client import ClientConnection, connect
 
@@ -124,12 +127,129 @@ class Ratio:
         }
 
 
+@dataclass(frozen=True)
+class Goal:
+    """A figure the reference is held to, as this run measured it (docs/performance.md)."""
+
+    figure: str
+    value: float
+    bound: float
+    unit: str
+    at_most: bool = True
+
+    @property
+    def met(self) -> bool:
+        return self.value <= self.bound if self.at_most else self.value >= self.bound
+
+    def line(self) -> str:
+        relation = "<=" if self.at_most else ">="
+        verdict = "met" if self.met else "NOT met"
+        return (
+            f"  {verdict:<8} {self.figure}: {self.value:.2f}{self.unit}"
+            f" (goal {relation} {self.bound:g}{self.unit})"
+        )
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "figure": self.figure,
+            "value": round(self.value, 4),
+            "bound": self.bound,
+            "at_most": self.at_most,
+            "met": self.met,
+        }
+
+
+def goals_of(sections: dict[str, "Section"]) -> list[Goal]:
+    """The goals, from what the sections (by the Bench method that measured them) hold."""
+
+    def item(section: str, label: str) -> "Row | Ratio":
+        return next(
+            found
+            for found in sections[section].items
+            if isinstance(found, Row | Ratio) and found.label == label
+        )
+
+    def timings(section: str, label: str) -> Timings:
+        row = item(section, label)
+        assert isinstance(row, Row)
+        return row.timings
+
+    def ratio(section: str, label: str) -> float:
+        found = item(section, label)
+        assert isinstance(found, Ratio)
+        return found.p50
+
+    longest = f"{CHAT_LENGTHS[-1]:,}/{CHAT_LENGTHS[0]}"
+    return [
+        Goal("create p50, gateway / runtime", ratio("creates", "gateway/runtime"), 1.3, "x"),
+        Goal(
+            "creates through the gateway",
+            timings("creates", "through the gateway").rate,
+            82.5,
+            "/s",
+            at_most=False,
+        ),
+        Goal(
+            "one history read alone, runtime, p50",
+            timings("histories", "alone, runtime directly").p50 * 1000,
+            5,
+            " ms",
+        ),
+        Goal(
+            f"history reads {CONCURRENCY} at a time, runtime",
+            timings("histories", f"{CONCURRENCY} at a time, runtime directly").rate,
+            197,
+            "/s",
+            at_most=False,
+        ),
+        Goal("switch p99", timings("switches", "switch").p99 * 1000, 50, " ms"),
+        Goal(f"chat exchange p50, {longest} messages", ratio("chats", longest), 1.5, "x"),
+    ]
+
+
+@dataclass(frozen=True)
+class CpuPerRequest:
+    """CPU time each service process spent per request during a row's run: where a ratio's
+    difference went (a ratio of latencies on a shared machine also counts waiting for a core)."""
+
+    label: str
+    milliseconds: dict[str, float]
+
+    def line(self) -> str:
+        spent = ", ".join(f"{name} {ms:.3f} ms" for name, ms in self.milliseconds.items())
+        return f"  CPU per request, {self.label}: {spent}"
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "cpu_per_request": self.label,
+            **{k: round(v, 4) for k, v in self.milliseconds.items()},
+        }
+
+
+def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
+    """User and system CPU seconds of each process so far, from /proc; empty where there is none."""
+    spent = {}
+    for name, pid in pids.items():
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return {}
+        spent[name] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return spent
+
+
+def per_request(before: dict[str, float], after: dict[str, float], count: int) -> dict[str, float]:
+    if not before or not after:
+        return {}
+    return {name: (after[name] - before[name]) / count * 1000 for name in before}
+
+
 @dataclass
 class Section:
     """A titled table of the output: its rows and ratios, in the order they are printed."""
 
     title: str
-    items: list[Row | Ratio] = field(default_factory=list)
+    items: list[Row | Ratio | CpuPerRequest] = field(default_factory=list)
 
     def lines(self) -> list[str]:
         return [self.title, *(item.line() for item in self.items)]
@@ -139,6 +259,7 @@ class Section:
             "title": self.title,
             "rows": [item.as_json() for item in self.items if isinstance(item, Row)],
             "ratios": [item.as_json() for item in self.items if isinstance(item, Ratio)],
+            "cpu": [item.as_json() for item in self.items if isinstance(item, CpuPerRequest)],
         }
 
 
@@ -157,22 +278,23 @@ async def timed(count: int, concurrency: int, call: Callable[[], Awaitable[None]
     return Timings(seconds, time.perf_counter() - started)
 
 
-def _ok(response: httpx.Response) -> None:
-    if response.status_code >= 300:
-        raise RuntimeError(f"{response.request.url} answered {response.status_code}")
-
-
-async def _ok_async(pending: Awaitable[httpx.Response]) -> None:
-    _ok(await pending)
+async def fetch(client: aiohttp.ClientSession, method: str, path: str) -> None:
+    """One request, its answer read whole; an error answer stops the bench."""
+    async with client.request(method, path) as response:
+        await response.read()
+        if response.status >= 300:
+            raise RuntimeError(f"{method} {path} answered {response.status}")
 
 
 @dataclass
 class Bench:
-    gateway: httpx.AsyncClient
-    runtime: httpx.AsyncClient
+    gateway: aiohttp.ClientSession
+    runtime: aiohttp.ClientSession
     store: Store
     gateway_url: str
     n: int
+    # The services' processes, whose CPU time a create section reads.
+    pids: dict[str, int]
 
     async def session_of(self, length: int) -> str:
         """A session holding `length` user messages, written straight into the store."""
@@ -186,13 +308,27 @@ class Bench:
     async def creates(self) -> Section:
         section = Section(f"create session (POST /sessions), {CONCURRENCY} at a time:")
 
-        async def create_on(client: httpx.AsyncClient) -> None:
-            _ok(await client.post("/sessions"))
+        async def create_on(client: aiohttp.ClientSession) -> None:
+            await fetch(client, "POST", "/sessions")
 
-        direct = await timed(self.n, CONCURRENCY, lambda: create_on(self.runtime))
-        proxied = await timed(self.n, CONCURRENCY, lambda: create_on(self.gateway))
+        # Five times the other sections' count: at a thousand creates a second, n of them last
+        # a fraction of a second, which one hiccup of this machine decides.
+        count = 5 * self.n
+        spent = cpu_seconds(self.pids)
+        direct = await timed(count, CONCURRENCY, lambda: create_on(self.runtime))
+        direct_cpu, spent = (
+            per_request(spent, cpu_seconds(self.pids), count),
+            cpu_seconds(self.pids),
+        )
+        proxied = await timed(count, CONCURRENCY, lambda: create_on(self.gateway))
+        proxied_cpu = per_request(spent, cpu_seconds(self.pids), count)
         section.items += [Row("runtime directly", direct), Row("through the gateway", proxied)]
         section.items.append(Ratio.of("gateway/runtime", proxied, direct))
+        if direct_cpu and proxied_cpu:
+            section.items += [
+                CpuPerRequest("runtime directly", direct_cpu),
+                CpuPerRequest("through the gateway", proxied_cpu),
+            ]
         return section
 
     async def histories(self) -> Section:
@@ -202,8 +338,8 @@ class Bench:
             f"history of a {HISTORY_LENGTH:,}-message session (GET /sessions/{{id}}/history):"
         )
 
-        async def history_on(client: httpx.AsyncClient) -> None:
-            _ok(await client.get(path))
+        async def history_on(client: aiohttp.ClientSession) -> None:
+            await fetch(client, "GET", path)
 
         alone = max(20, self.n // 10)
         direct = await timed(alone, 1, lambda: history_on(self.runtime))
@@ -230,7 +366,7 @@ class Bench:
         socket_url = self.gateway_url.replace("http", "ws", 1) + f"/ws/{big}"
 
         async def switch() -> None:
-            _ok(await self.gateway.get(f"/sessions/{big}/history"))
+            await fetch(self.gateway, "GET", f"/sessions/{big}/history")
             async with connect(socket_url, open_timeout=30, close_timeout=5):
                 pass
 
@@ -280,29 +416,41 @@ async def _exchange(socket: ClientConnection) -> None:
                 return
 
 
+def client_of(base_url: str, headers: dict[str, str] | None = None) -> aiohttp.ClientSession:
+    """The bench's client: as many connections as requests at a time, nothing from the
+    environment (proxy variables must not reroute loopback calls)."""
+    return aiohttp.ClientSession(
+        base_url,
+        headers=headers,
+        connector=aiohttp.TCPConnector(limit=CONCURRENCY),
+        timeout=aiohttp.ClientTimeout(total=30),
+        trust_env=False,
+    )
+
+
 async def _measure(
-    runtime_url: str, gateway_url: str, key: str, data_dir: Path, n: int, out: TextIO
-) -> list[Section]:
+    runtime_url: str,
+    gateway_url: str,
+    pids: dict[str, int],
+    key: str,
+    data_dir: Path,
+    n: int,
+    out: TextIO,
+) -> dict[str, Section]:
     store = await Store.open(RuntimeSettings(data_dir=data_dir).resolved_database_url())
-    limits = httpx.Limits(max_connections=CONCURRENCY)
     try:
         async with (
-            httpx.AsyncClient(base_url=gateway_url, limits=limits, timeout=30) as gateway,
-            httpx.AsyncClient(
-                base_url=runtime_url,
-                limits=limits,
-                timeout=30,
-                headers={"X-Internal-Auth": key},
-            ) as runtime,
+            client_of(gateway_url) as gateway,
+            client_of(runtime_url, {"X-Internal-Auth": key}) as runtime,
         ):
             # Warm both paths so connection set-up is not measured as the first requests.
-            await timed(40, CONCURRENCY, lambda: _ok_async(gateway.get("/sessions")))
-            await timed(40, CONCURRENCY, lambda: _ok_async(runtime.get("/sessions")))
-            bench = Bench(gateway, runtime, store, gateway_url, n)
-            sections = []
+            await timed(40, CONCURRENCY, lambda: fetch(gateway, "GET", "/agents"))
+            await timed(40, CONCURRENCY, lambda: fetch(runtime, "GET", "/agents"))
+            bench = Bench(gateway, runtime, store, gateway_url, n, pids)
+            sections = {}
             for part in (bench.creates, bench.histories, bench.switches, bench.chats):
-                sections.append(await part())
-                print("\n".join(sections[-1].lines()), file=out, flush=True)
+                sections[part.__name__] = section = await part()
+                print("\n".join(section.lines()), file=out, flush=True)
             return sections
     finally:
         await store.close()
@@ -320,9 +468,15 @@ def serve_child(service: Service, settings: dict[str, Any], pipe: Connection) ->
         pipe.recv()
 
 
+@dataclass(frozen=True)
+class Child:
+    url: str
+    pid: int
+
+
 @contextlib.contextmanager
-def child_service(service: Service, settings: dict[str, Any]) -> Iterator[str]:
-    """Run one service in a process of its own; its URL."""
+def child_service(service: Service, settings: dict[str, Any]) -> Iterator[Child]:
+    """Run one service in a process of its own."""
     context = multiprocessing.get_context("spawn")
     ours, theirs = context.Pipe()
     process = context.Process(
@@ -333,7 +487,8 @@ def child_service(service: Service, settings: dict[str, Any]) -> Iterator[str]:
         if not ours.poll(STARTUP):
             raise RuntimeError(f"the {service} did not start within {STARTUP:g} s")
         url: str = ours.recv()
-        yield url
+        assert process.pid is not None
+        yield Child(url, process.pid)
     finally:
         with contextlib.suppress(OSError):
             ours.send("stop")
@@ -349,6 +504,7 @@ class MicroRatios:
 
     n: int
     sections: list[Section]
+    goals: list[Goal]
     wall: float
 
     def as_json(self) -> dict[str, Any]:
@@ -356,6 +512,7 @@ class MicroRatios:
             "n": self.n,
             "wall_s": round(self.wall, 3),
             "sections": [section.as_json() for section in self.sections],
+            "goals": [goal.as_json() for goal in self.goals],
         }
 
 
@@ -367,19 +524,28 @@ def run_bench(scale: float = 1.0, out: TextIO | None = None) -> MicroRatios:
     with tempfile.TemporaryDirectory(prefix="sessionlab-bench-") as scratch:
         data_dir = Path(scratch)
         runtime_settings = {"data_dir": data_dir, "internal_key": SecretStr(key)}
-        with child_service("runtime", runtime_settings) as runtime_url:
+        with child_service("runtime", runtime_settings) as runtime:
+            runtime_url = runtime.url
             gateway_settings = {
                 "runtime_url": AnyHttpUrl(runtime_url),
                 "internal_key": SecretStr(key),
             }
-            with child_service("gateway", gateway_settings) as gateway_url:
+            with child_service("gateway", gateway_settings) as gateway:
+                gateway_url = gateway.url
+                pids = {"runtime": runtime.pid, "gateway": gateway.pid}
                 print(
                     f"micro-ratios: runtime {runtime_url}, gateway {gateway_url} "
                     f"(a process each), n={n}",
                     file=out,
                 )
                 started = time.perf_counter()
-                sections = asyncio.run(_measure(runtime_url, gateway_url, key, data_dir, n, out))
+                measured = asyncio.run(
+                    _measure(runtime_url, gateway_url, pids, key, data_dir, n, out)
+                )
+                goals = goals_of(measured)
+                sections = list(measured.values())
+                print("goals (docs/performance.md), this run:", file=out)
+                print("\n".join(goal.line() for goal in goals), file=out, flush=True)
                 # Worker processes (docs/scale-out.md): a section of its own, its own stacks.
                 from reference.bench_workers import scale_out_section
 
@@ -387,4 +553,4 @@ def run_bench(scale: float = 1.0, out: TextIO | None = None) -> MicroRatios:
                 print("\n".join(sections[-1].lines()), file=out, flush=True)
                 wall = time.perf_counter() - started
                 print(f"micro-ratios done in {wall:.1f} s", file=out)
-    return MicroRatios(n, sections, wall)
+    return MicroRatios(n, sections, goals, wall)

@@ -20,9 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
-
-from reference.bench import CONCURRENCY, Ratio, Row, Section, Timings, timed
+from reference.bench import CONCURRENCY, Ratio, Row, Section, Timings, client_of, fetch, timed
 from reference.keys import random_key
 
 POSTGRES_VARIABLES = ("SESSIONLAB_BENCH_POSTGRES_URL", "SESSIONLAB_TEST_POSTGRES_URL")
@@ -66,15 +64,10 @@ def _serving(args: list[str]) -> Iterator[dict[str, str]]:
 
 
 async def _creates(gateway: str, n: int) -> Timings:
-    limits = httpx.Limits(max_connections=CONCURRENCY)
-    async with httpx.AsyncClient(base_url=gateway, limits=limits, timeout=30) as client:
+    async with client_of(gateway) as client:
         for _ in range(CONCURRENCY):
-            (await client.post("/sessions")).raise_for_status()
-
-        async def create() -> None:
-            (await client.post("/sessions")).raise_for_status()
-
-        return await timed(n, CONCURRENCY, create)
+            await fetch(client, "POST", "/sessions")
+        return await timed(n, CONCURRENCY, lambda: fetch(client, "POST", "/sessions"))
 
 
 def _measure(workers: int, postgres: str | None, scratch: Path, n: int) -> Timings:

@@ -33,7 +33,7 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     return error_response(422, "invalid request", jsonable_encoder(detail))
 
 
-async def _client_gone(request: Request, _exc: Exception) -> JSONResponse:
+async def client_gone(request: Request, _exc: Exception) -> JSONResponse:
     # The client closed its connection before its request body arrived: its choice, not a fault
     # here. The answer goes nowhere; the server drops what is sent on a closed connection.
     log.info(
@@ -50,5 +50,5 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(ClientDisconnect, _client_gone)
+    app.add_exception_handler(ClientDisconnect, client_gone)
     app.add_exception_handler(Exception, _unexpected)

@@ -351,3 +351,8 @@ def test_bench_prints_its_ratios(tmp_path: Path) -> None:
     # Every IDE's first operation is a create: never a flow without operations.
     assert ratios[0]["throughput_ratio"] is not None
     assert len(both["micro_ratios"]["sections"]) == 5
+    # The goals, each with what this run measured (met or not: never asserted here).
+    goals = both["micro_ratios"]["goals"]
+    assert len(goals) == 6
+    assert all(isinstance(goal["met"], bool) for goal in goals)
+    assert single.count("(goal ") == 6

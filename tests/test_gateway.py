@@ -13,8 +13,10 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager, suppress
 from urllib.parse import quote
 
+import aiohttp
 import httpx
 import pytest
+from aiohttp.client_reqrep import ConnectionKey
 from fastapi import FastAPI, Request
 from pydantic import AnyHttpUrl, SecretStr
 from websockets.asyncio.client import connect
@@ -23,9 +25,10 @@ from conformance import __version__
 from conformance.contract.bodies import CreatedSession
 from conformance.contract.sse import SSEEvent
 from reference.gateway.app import create_app
-from reference.gateway.errors import error_body, runtime_error, transport_failure
+from reference.gateway.errors import error_body, runtime_error
 from reference.gateway.proxy import MethodNotAllowed, resolve
 from reference.gateway.relay import Step, relay, translate
+from reference.gateway.upstream import classify
 from reference.server import ThreadedServer
 from reference.settings import GatewaySettings
 from tests.fixtures.stack import CLIENT_KEY, INTERNAL_KEY, ReferenceStack, deadline
@@ -148,24 +151,45 @@ def test_other_runtime_errors_keep_their_status() -> None:
     ("exc", "status", "message"),
     [
         pytest.param(
-            httpx.ConnectError("refused"), 503, "runtime unavailable: refused", id="refused"
+            aiohttp.ClientConnectorError(
+                ConnectionKey("127.0.0.1", 1, False, True, None, None, None, None),
+                ConnectionRefusedError(111, "Connection refused"),
+            ),
+            503,
+            "runtime unavailable: connection refused (Connection refused)",
+            id="refused",
         ),
         pytest.param(
-            httpx.ConnectTimeout("slow"), 503, "runtime unavailable: slow", id="connect-timeout"
+            aiohttp.ConnectionTimeoutError(),
+            503,
+            "runtime unavailable: no connection in time",
+            id="connect-timeout",
         ),
         pytest.param(
-            httpx.ReadTimeout(""), 503, "runtime unavailable: ReadTimeout", id="read-timeout"
+            aiohttp.SocketTimeoutError(), 503, "runtime unavailable: no answer in time", id="read"
         ),
         pytest.param(
-            httpx.RemoteProtocolError("cut"), 502, "runtime failed: cut", id="protocol-error"
+            aiohttp.ServerDisconnectedError(),
+            502,
+            "runtime failed: connection closed before the answer ended",
+            id="closed",
         ),
-        pytest.param(httpx.ReadError("reset"), 502, "runtime failed: reset", id="read-error"),
+        pytest.param(
+            aiohttp.ClientPayloadError("cut"), 502, "runtime failed: answer cut short", id="cut"
+        ),
+        pytest.param(
+            aiohttp.ClientOSError(104, "Connection reset by peer"),
+            502,
+            "runtime failed: [Errno 104] Connection reset by peer",
+            id="reset",
+        ),
     ],
 )
 def test_transport_failure_is_503_when_unreachable_and_502_otherwise(
-    exc: httpx.RequestError, status: int, message: str
+    exc: Exception, status: int, message: str
 ) -> None:
-    assert transport_failure(exc) == (status, message)
+    failure = classify(exc)
+    assert (failure.status, failure.message) == (status, message)
 
 
 # SSE -> frames (pure)
@@ -576,7 +600,7 @@ async def test_silent_runtime_gives_503_within_the_connect_timeout() -> None:
                 elapsed = time.monotonic() - started
     assert (response.status_code, response.json()) == (
         503,
-        {"error": "runtime unavailable: ConnectTimeout"},
+        {"error": "runtime unavailable: no connection in time"},
     )
     # It waited for the connect timeout (the port did not refuse), and no longer.
     assert 0.5 <= elapsed < 10

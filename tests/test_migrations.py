@@ -22,7 +22,7 @@ from tests.fixtures.postgres import create_database, drop_database
 from tests.test_serve_running import SESSIONLAB, Serving, clean_environment, run_serve
 
 SESSION = "session_from_before"
-EARLIER = ["0001", "0002", "0003"]
+EARLIER = ["0001", "0002", "0003", "0004"]
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -128,8 +128,14 @@ def kept_data(url: str) -> None:
             messages = await store.messages(SESSION)
             switches = await store.agent_history(SESSION)
             call = await store.tool_call(SESSION, "call_1")
+            history = await store.history(SESSION)
+            async with store.engine.connect() as connection:
+                bodies = (await connection.execute(text("SELECT body FROM messages"))).all()
         finally:
             await store.close()
+        # Revision 0005 wrote the stored text of the message that was there, as a new row's.
+        assert bodies == [('{"role":"user","content":"hello from before"}',)]
+        assert history.messages_json == '[{"role":"user","content":"hello from before"}]'
         assert (state.title, state.current_agent, state.message_count) == ("kept", "coder", 1)
         assert [(m.role, m.content) for m in messages] == [("user", "hello from before")]
         assert [(s.from_agent, s.to_agent, s.reason) for s in switches] == [

@@ -15,12 +15,13 @@ import httpx
 import pytest
 from fastapi import FastAPI, Request, Response
 from pydantic import AnyHttpUrl, SecretStr
+from sqlalchemy import text
 from starlette.types import ASGIApp, Receive, Scope, Send
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from conformance.contract.bodies import AgentSwitchRecord, History, Message
-from reference.gateway import pool
+from reference.gateway import upstream
 from reference.gateway.app import create_app as create_gateway_app
 from reference.gateway.websocket import BUSY, TRY_AGAIN_LATER, UNKNOWN_SESSION
 from reference.runtime.app import create_app as create_runtime_app
@@ -115,6 +116,11 @@ async def test_history_body_is_byte_identical_to_the_history_models(
                 assert response.headers["content-type"] == "application/json"
                 assert response.content == await _expected_history(store, known, messages)
                 bodies[known] = response.content
+            # Rows a process older than their stored text wrote: built from their fields.
+            async with store.engine.begin() as connection:
+                await connection.execute(text("UPDATE messages SET body = NULL WHERE seq = 1"))
+            unstored = await client.get(f"/sessions/{session_id}/history")
+            assert unstored.content == bodies[session_id]
         assert await store.messages(session_id) == stored
         history = History.model_validate_json(bodies[session_id])
         assert [AgentSwitchRecord(**record).reason for record in history.agent_history] == [
@@ -206,8 +212,8 @@ def gateway_before_runtime_without_head(
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[str]:
     # One connection to the runtime, and a short wait for it: one slow check holds the pool.
-    monkeypatch.setattr(pool, "POOL_CONNECTIONS", 1)
-    monkeypatch.setattr(pool, "POOL_WAIT", 0.3)
+    monkeypatch.setattr(upstream, "POOL_CONNECTIONS", 1)
+    monkeypatch.setattr(upstream, "POOL_WAIT", 0.3)
     with ThreadedServer(runtime_without_head(slow_id="session_slow")) as runtime:
         settings = GatewaySettings(
             runtime_url=AnyHttpUrl(runtime.url), internal_key=SecretStr(INTERNAL_KEY)

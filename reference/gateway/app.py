@@ -8,17 +8,17 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import httpx
 from fastapi import FastAPI
 
 from conformance import __version__
 from conformance.contract.bodies import Health
 from reference.asgi_guards import KEY_HEADER, BodyLimit, DepthLimit, OriginGuard
 from reference.errors import install_error_handlers
-from reference.gateway import pool, proxy, websocket
+from reference.gateway import proxy, websocket
 from reference.gateway.auth import client_key_guard
 from reference.gateway.deps import DRAIN, RUNTIME_CLIENT, SETTINGS
 from reference.gateway.drain import Drain
+from reference.gateway.upstream import Upstream
 from reference.gateway.users import UserGuard, redact_server_logs
 from reference.server import ServerLimits, attach_limits
 from reference.settings import GatewaySettings
@@ -26,24 +26,17 @@ from reference.settings import GatewaySettings
 SERVICE = "sessionlab-gateway"
 
 
-def runtime_client(settings: GatewaySettings) -> httpx.AsyncClient:
+def runtime_client(settings: GatewaySettings) -> Upstream:
     """The pooled client to the runtime, carrying the internal key on every call (G-PROXY-2)."""
     headers = {}
     if settings.internal_key is not None:
         headers[KEY_HEADER.decode()] = settings.internal_key.get_secret_value()
-    return httpx.AsyncClient(
-        base_url=str(settings.runtime_url),
+    # A refused or silent runtime must turn into a 503 well within G-DOWN-1's 10 s.
+    return Upstream(
+        str(settings.runtime_url),
         headers=headers,
-        # A refused or silent runtime must turn into a 503 well within G-DOWN-1's 10 s.
-        timeout=httpx.Timeout(
-            settings.request_timeout,
-            connect=settings.connect_timeout,
-            pool=min(pool.POOL_WAIT, settings.request_timeout),
-        ),
-        # Proxy variables of the environment must not reroute calls to a loopback runtime.
-        trust_env=False,
-        # A connection left unusable by one broken exchange must not fail another client's.
-        transport=pool.HygienicTransport(),
+        connect_timeout=settings.connect_timeout,
+        request_timeout=settings.request_timeout,
     )
 
 
@@ -68,9 +61,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         return Health(status="healthy", service=SERVICE, version=__version__)
 
     app.include_router(websocket.router)
-    # Last: the proxy's catch-all route answers every path not matched above.
-    app.include_router(proxy.router)
-    # Innermost: a body is read whole only once the keys let the request in.
+    # Innermost: every HTTP request but the health check goes to the runtime from here.
+    app.add_middleware(proxy.RestProxy)
+    # A body is read whole only once the keys let the request in.
     app.add_middleware(DepthLimit)
     if settings.user_tokens:
         app.add_middleware(UserGuard, tokens=settings.user_tokens)

@@ -6,11 +6,11 @@ thread, a thread hop per request and per socket.
 
 from typing import Annotated, cast
 
-import httpx
 from fastapi import Depends
 from starlette.requests import HTTPConnection
 
 from reference.gateway.drain import Drain
+from reference.gateway.upstream import Upstream
 from reference.settings import GatewaySettings
 
 # Keys of the lifespan state (starlette copies it into every request's and socket's `state`).
@@ -19,9 +19,9 @@ SETTINGS = "gateway_settings"
 DRAIN = "gateway_drain"
 
 
-async def runtime_client(connection: HTTPConnection) -> httpx.AsyncClient:
+async def runtime_client(connection: HTTPConnection) -> Upstream:
     """The one pooled client to the runtime, opened and closed by the app's lifespan."""
-    return cast(httpx.AsyncClient, getattr(connection.state, RUNTIME_CLIENT))
+    return cast(Upstream, getattr(connection.state, RUNTIME_CLIENT))
 
 
 async def gateway_settings(connection: HTTPConnection) -> GatewaySettings:
@@ -32,6 +32,6 @@ async def gateway_drain(connection: HTTPConnection) -> Drain:
     return cast(Drain, getattr(connection.state, DRAIN))
 
 
-RuntimeClient = Annotated[httpx.AsyncClient, Depends(runtime_client)]
+RuntimeClient = Annotated[Upstream, Depends(runtime_client)]
 Settings = Annotated[GatewaySettings, Depends(gateway_settings)]
 Draining = Annotated[Drain, Depends(gateway_drain)]

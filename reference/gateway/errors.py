@@ -1,27 +1,44 @@
-"""How runtime failures become gateway answers: pure functions, shared by REST and WebSocket."""
+"""How runtime failures become gateway answers, shared by REST and WebSocket."""
 
 import json
 from http import HTTPStatus
 from typing import Any
-
-import httpx
 
 RUNTIME_UNAVAILABLE = "runtime unavailable"
 RUNTIME_FAILED = "runtime failed"
 KEY_REFUSED = "runtime refused the gateway's credentials"
 
 
-def transport_failure(exc: httpx.RequestError) -> tuple[int, str]:
-    """Status and message for a request that got no usable answer from the runtime.
+class UpstreamError(Exception):
+    """No usable answer from the runtime; `status` and `message` are the client's answer."""
 
-    Refused or timed-out connections mean the runtime is down or overloaded: 503, so the IDE may
-    retry. Anything else (a connection dropped mid-answer, a protocol violation) is a bad upstream
-    answer: 502. Never 500, which would blame the gateway itself.
-    """
-    reason = str(exc) or type(exc).__name__
-    if isinstance(exc, httpx.ConnectError | httpx.TimeoutException):
-        return HTTPStatus.SERVICE_UNAVAILABLE, f"{RUNTIME_UNAVAILABLE}: {reason}"
-    return HTTPStatus.BAD_GATEWAY, f"{RUNTIME_FAILED}: {reason}"
+    status: int = HTTPStatus.BAD_GATEWAY
+    prefix = RUNTIME_FAILED
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.message = f"{self.prefix}: {reason}"
+
+
+class Unreachable(UpstreamError):
+    """Refused or timed out: the runtime is down or overloaded, and the IDE may retry (503)."""
+
+    status = HTTPStatus.SERVICE_UNAVAILABLE
+    prefix = RUNTIME_UNAVAILABLE
+
+
+class Broken(UpstreamError):
+    """A connection dropped mid-answer, or an answer that is no HTTP: a bad upstream answer."""
+
+
+class Busy(UpstreamError):
+    """No runtime connection came free in time: the gateway itself is saturated (503)."""
+
+    status = HTTPStatus.SERVICE_UNAVAILABLE
+    prefix = "gateway busy"
+
+    def __init__(self) -> None:
+        super().__init__("try again later")
 
 
 def _error_text(detail: Any, fallback: str) -> str:

@@ -10,13 +10,17 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from urllib.parse import quote, unquote_to_bytes
 
-import httpx
-from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from reference.gateway.deps import RuntimeClient, Settings
-from reference.gateway.errors import runtime_error, transport_failure
+from reference.errors import client_gone
+from reference.gateway.auth import OPEN_PATHS
+from reference.gateway.deps import RUNTIME_CLIENT, SETTINGS
+from reference.gateway.errors import UpstreamError, runtime_error
+from reference.gateway.upstream import Answer, Upstream
 from reference.gateway.users import current_user, unknown_share_target, user_headers
+from reference.settings import GatewaySettings
 
 _SEGMENT = re.compile(r"\{[a-z_]+\}")
 # Request headers worth passing on; everything else, the client's key above all, stays here.
@@ -113,15 +117,34 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
     return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
-router = APIRouter()
+class RestProxy:
+    """Every HTTP request but the gateway's own health check, passed to the runtime.
+
+    Plain ASGI, innermost of the gateway's guards rather than a FastAPI route: FastAPI's routing,
+    request handling and dependencies cost about a fifth of the gateway's CPU on each proxied
+    request (docs/performance.md), and a catch-all route uses none of them.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # The gateway's own pages (health, API docs) are FastAPI's; every other request is the
+        # runtime's.
+        if scope["type"] != "http" or (scope["path"] in OPEN_PATHS and scope["method"] == "GET"):
+            await self.app(scope, receive, send)
+            return
+        state = scope["state"]
+        request = Request(scope, receive)
+        try:
+            response = await proxy(request, state[RUNTIME_CLIENT], state[SETTINGS])
+        except ClientDisconnect as exc:
+            # As FastAPI's handler answers it on the gateway's own routes.
+            response = await client_gone(request, exc)
+        await response(scope, receive, send)
 
 
-@router.api_route(
-    "/{path:path}",
-    methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"],
-    include_in_schema=False,
-)
-async def proxy(request: Request, runtime: RuntimeClient, settings: Settings) -> Response:
+async def proxy(request: Request, runtime: Upstream, settings: GatewaySettings) -> Response:
     try:
         target = resolve(request.method, _raw_path(request))
     except MethodNotAllowed as exc:
@@ -144,24 +167,23 @@ async def proxy(request: Request, runtime: RuntimeClient, settings: Settings) ->
         if problem is not None:
             return _error(HTTPStatus.UNPROCESSABLE_ENTITY, problem)
     try:
-        upstream = await runtime.request(request.method, url, content=content, headers=headers)
-    except httpx.RequestError as exc:
-        status, message = transport_failure(exc)
-        return _error(status, message)
+        upstream = await runtime.request(request.method, url, body=content, headers=headers)
+    except UpstreamError as exc:
+        return _error(exc.status, exc.message)
     return _pass_on(upstream, for_user=user is not None)
 
 
-def _pass_on(upstream: httpx.Response, for_user: bool = False) -> Response:
-    status = upstream.status_code
+def _pass_on(upstream: Answer, for_user: bool = False) -> Response:
+    status = upstream.status
     if status >= HTTPStatus.BAD_REQUEST:
-        status, body = runtime_error(status, upstream.content, for_user=for_user)
+        status, body = runtime_error(status, upstream.body, for_user=for_user)
         return JSONResponse(body, status_code=status)
     if status == HTTPStatus.NO_CONTENT or status == HTTPStatus.NOT_MODIFIED:
         return Response(status_code=status)
     # An export is a download: its file name travels with it.
     disposition = upstream.headers.get("content-disposition")
     return Response(
-        content=upstream.content,
+        content=upstream.body,
         status_code=status,
         media_type=upstream.headers.get("content-type", "application/json"),
         headers={"Content-Disposition": disposition} if disposition else None,

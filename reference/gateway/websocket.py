@@ -7,16 +7,16 @@ from contextlib import aclosing, suppress
 from http import HTTPStatus
 from typing import Any, Literal
 
-import httpx
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from conformance.contract.frames import ClientFrame, FrameError, parse_client_frame
 from conformance.contract.sse import SSEDecoder
 from reference.gateway.deps import Draining, RuntimeClient, Settings
 from reference.gateway.drain import GOING_AWAY, REFUSED_TURN, STOPPING, Closing, Drain
-from reference.gateway.errors import runtime_error, transport_failure
+from reference.gateway.errors import Busy, UpstreamError, runtime_error
 from reference.gateway.proxy import quote_segment
 from reference.gateway.relay import STREAM_CUT, ends_turn, error_frame, relay
+from reference.gateway.upstream import Upstream
 from reference.gateway.users import OTHER_USERS_SESSION, current_user, user_headers
 from reference.json_limits import TOO_DEEP, nests_too_deep_async
 from reference.settings import GatewaySettings
@@ -27,7 +27,7 @@ STREAM_PATH = "/agent/message/stream"
 UNKNOWN_SESSION = 4404
 # RFC 6455 "try again later": the gateway had no connection to the runtime free in time.
 TRY_AGAIN_LATER = 1013
-BUSY = "gateway busy: try again later"
+BUSY = Busy().message
 # A runtime's answers to a method it does not offer on a route.
 NO_HEAD = frozenset({HTTPStatus.METHOD_NOT_ALLOWED, HTTPStatus.NOT_IMPLEMENTED})
 BINARY_FRAME = "Invalid message: binary frames are not supported, send JSON text"
@@ -41,7 +41,7 @@ def printable(session_id: str) -> str:
     return session_id if session_id.isprintable() else repr(session_id)
 
 
-async def session_unknown(runtime: httpx.AsyncClient, session_id: str) -> bool:
+async def session_unknown(runtime: Upstream, session_id: str) -> bool:
     """True only when the runtime says the session does not exist.
 
     The history route rather than `/agents/{id}/current`: some runtimes answer 404 there until a
@@ -50,41 +50,39 @@ async def session_unknown(runtime: httpx.AsyncClient, session_id: str) -> bool:
     runtime without HEAD there (405, 501) is asked with GET. An unreachable runtime, or any other
     answer, is not a "no": the socket is accepted and each turn reports the runtime's state as an
     error frame (W-DOWN-1), which keeps the IDE's socket usable once the runtime is back instead
-    of refusing it for an outage. httpx.PoolTimeout (the gateway is busy) is raised.
+    of refusing it for an outage. Busy (the gateway has no runtime connection free) is raised.
     """
     path = f"/sessions/{quote_segment(session_id.encode())}/history"
     try:
         response = await runtime.head(path)
-        if response.status_code in NO_HEAD:
+        if response.status in NO_HEAD:
             response = await runtime.get(path)
-    except httpx.PoolTimeout:
+    except Busy:
         raise
-    except httpx.RequestError:
+    except UpstreamError:
         return False
-    return response.status_code == HTTPStatus.NOT_FOUND
+    return response.status == HTTPStatus.NOT_FOUND
 
 
 SocketAccess = Literal["owner", "reader", "none", "unknown"]
 
 
-async def socket_access(
-    runtime: httpx.AsyncClient, session_id: str, user: str
-) -> SocketAccess | None:
+async def socket_access(runtime: Upstream, session_id: str, user: str) -> SocketAccess | None:
     """What a user may do on a socket to the session (X-AUTH-1); None when the runtime cannot say.
 
     An unverified socket is accepted, as without users (W-DOWN-1): the runtime checks the user on
-    every turn anyway. httpx.PoolTimeout (the gateway is busy) is raised.
+    every turn anyway. Busy (the gateway has no runtime connection free) is raised.
     """
     path = f"/sessions/{quote_segment(session_id.encode())}/access"
     try:
         response = await runtime.get(path, headers=user_headers(user))
-    except httpx.PoolTimeout:
+    except Busy:
         raise
-    except httpx.RequestError:
+    except UpstreamError:
         return None
-    if response.status_code == HTTPStatus.NOT_FOUND:
+    if response.status == HTTPStatus.NOT_FOUND:
         return "unknown"
-    if response.status_code != HTTPStatus.OK:
+    if response.status != HTTPStatus.OK:
         return None
     try:
         access: Any = response.json().get("access")
@@ -113,7 +111,7 @@ async def session_socket(
             access: SocketAccess | None = "unknown" if unknown else None
         else:
             access = await socket_access(runtime, session_id, user)
-    except httpx.PoolTimeout:
+    except Busy:
         # Answered, with a code that tells the IDE to retry, before the client or the server
         # gives up on the handshake and cancels it mid-wait.
         logger.warning(
@@ -148,7 +146,7 @@ async def session_socket(
 
 async def _serve(
     websocket: WebSocket,
-    runtime: httpx.AsyncClient,
+    runtime: Upstream,
     settings: GatewaySettings,
     drain: Drain,
     session_id: str,
@@ -191,7 +189,7 @@ async def _serve(
 
 async def _turn(
     websocket: WebSocket,
-    runtime: httpx.AsyncClient,
+    runtime: Upstream,
     settings: GatewaySettings,
     session_id: str,
     frame: ClientFrame,
@@ -214,7 +212,7 @@ def stream_body(session_id: str, frame: ClientFrame) -> dict[str, Any]:
 
 
 async def stream_turn(
-    runtime: httpx.AsyncClient,
+    runtime: Upstream,
     settings: GatewaySettings,
     session_id: str,
     frame: ClientFrame,
@@ -223,30 +221,27 @@ async def stream_turn(
     """The frames of one turn, always ending in a final frame or an error frame (W-TURN-1)."""
     body = stream_body(session_id, frame)
     headers = user_headers(user)
-    # Agents may pause between events; the turn timeout, not the request timeout, bounds a read.
-    timeout = httpx.Timeout(
-        settings.request_timeout, connect=settings.connect_timeout, read=settings.turn_timeout
-    )
     try:
+        # Agents may pause between events; the turn timeout, not the request timeout, bounds a read.
         async with runtime.stream(
-            "POST", STREAM_PATH, json=body, timeout=timeout, headers=headers
+            "POST", STREAM_PATH, json_body=body, headers=headers, read_timeout=settings.turn_timeout
         ) as response:
-            if response.status_code != HTTPStatus.OK:
-                content = await response.aread()
-                _, body = runtime_error(response.status_code, content, for_user=user is not None)
-                yield error_frame(f"runtime answered {response.status_code}: {body['error']}")
+            if response.status != HTTPStatus.OK:
+                content = await response.read()
+                _, body = runtime_error(response.status, content, for_user=user is not None)
+                yield error_frame(f"runtime answered {response.status}: {body['error']}")
                 return
             decoder = SSEDecoder()
             finished = False
-            async for chunk in response.aiter_text():
+            async for chunk in response.text():
                 frames, ended = relay(decoder.feed(chunk))
                 for text in frames:
                     finished = finished or ends_turn(text)
                     yield text
                 if ended:
                     return
-    except httpx.RequestError as exc:
-        yield error_frame(transport_failure(exc)[1])
+    except UpstreamError as exc:
+        yield error_frame(exc.message)
         return
     if finished:
         # The IDE's turn is over: a frame after the last one would be read as the next turn's

@@ -131,18 +131,21 @@ async def history(session_id: str, store: StoreDep, user: User = None) -> Respon
     if user is not None:
         await readable(store, session_id, user)
     rows = await store.history(session_id)
-    # The History body from plain rows, serialised by pydantic's own JSON writer: the bytes a
-    # History model would give, without a model and a validation per message
-    # (docs/performance.md; tests/test_reference_speed_paths.py holds them equal).
-    body = {
-        "session_id": session_id,
-        "messages": rows.messages,
-        "message_count": len(rows.messages),
-        "last_activity": rows.state.last_activity,
-        "current_agent": rows.state.current_agent,
-        "agent_history": rows.agent_history,
-    }
-    return Response(to_json(body), media_type="application/json")
+    # The History body from stored message texts, the rest serialised by pydantic's own JSON
+    # writer: the bytes a History model would give, without a model and a validation per message
+    # (docs/performance.md; tests/test_reference_speed_paths.py holds them equal). The messages
+    # go between two halves of the body written without them, in the model's field order.
+    head = to_json({"session_id": session_id})[:-1]
+    tail = to_json(
+        {
+            "message_count": rows.message_count,
+            "last_activity": rows.state.last_activity,
+            "current_agent": rows.state.current_agent,
+            "agent_history": rows.agent_history,
+        }
+    )[1:]
+    body = b"".join((head, b',"messages":', rows.messages_json.encode(), b",", tail))
+    return Response(body, media_type="application/json")
 
 
 @router.head("/sessions/{session_id}/history")

@@ -2,13 +2,13 @@
 
 import asyncio
 import contextlib
-import json
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import aiosqlite
 from sqlalchemy import (
+    Insert,
     Row,
     Select,
     String,
@@ -35,6 +35,8 @@ from conformance.contract.ids import new_server_session_id
 from reference import migrations
 from reference.clock import utc_now
 from reference.runtime.agents import DEFAULT_AGENT
+from reference.runtime.group_commit import GroupCommit
+from reference.runtime.message_body import message_body, message_fields
 from reference.runtime.portable_text import PORTABLE_TEXT
 from reference.runtime.script_agent import Basis, PendingCall, Turn
 from reference.runtime.tables import (
@@ -99,11 +101,12 @@ class ClientMessage:
 
 @dataclass(frozen=True)
 class HistoryRows:
-    """A history as the JSON objects it shows: each message as Message serialises it, each agent
-    switch as AgentSwitchRecord does."""
+    """A history as the JSON it shows: the messages as one JSON array (each as Message serialises
+    it), each agent switch as the object AgentSwitchRecord serialises to."""
 
     state: SessionState
-    messages: list[dict[str, Any]]
+    messages_json: str
+    message_count: int
     agent_history: list[dict[str, Any]]
 
 
@@ -149,6 +152,11 @@ _MESSAGE_FIELDS = (
     .where(MessageRow.session_id == bindparam("session_id"))
     .order_by(MessageRow.seq)
 )
+_MESSAGE_BODIES = (
+    select(MessageRow.body)
+    .where(MessageRow.session_id == bindparam("session_id"))
+    .order_by(MessageRow.seq)
+)
 _SWITCH_FIELDS = (
     select(
         AgentSwitchRow.from_agent,
@@ -161,29 +169,8 @@ _SWITCH_FIELDS = (
 )
 
 
-# A message without tool calls, as each store hands it back: SQLite the JSON text, asyncpg decoded.
-_NO_TOOL_CALLS = (None, "null")
-
-
-def _message_fields(
-    role: str, content: str | None, name: str | None, tool_call_id: str | None, tool_calls: Any
-) -> dict[str, Any]:
-    """One message as Message serialises it: `content` always, the other fields when set."""
-    fields: dict[str, Any] = {"role": role, "content": content}
-    if name is not None:
-        fields["name"] = name
-    if tool_call_id is not None:
-        fields["tool_call_id"] = tool_call_id
-    # SQLite hands back the column's text; asyncpg decodes a json column itself.
-    if isinstance(tool_calls, str):
-        tool_calls = None if tool_calls == "null" else json.loads(tool_calls)
-    if tool_calls is not None:
-        fields["tool_calls"] = tool_calls
-    return fields
-
-
 # The SQL of a select as SQLite's driver takes it, and the order of its parameters.
-_SQLITE_SQL: dict[Select[*tuple[Any, ...]], tuple[str, list[str]]] = {}
+_SQLITE_SQL: dict[Select[*tuple[Any, ...]] | Insert, tuple[str, list[str]]] = {}
 
 
 async def _fetch_all(
@@ -207,6 +194,20 @@ async def _fetch_all(
     driver = raw.driver_connection
     assert isinstance(driver, aiosqlite.Connection)
     return list(await driver.execute_fetchall(sql, [parameters[name] for name in names]))
+
+
+async def _compiled_for_sqlite(
+    connection: AsyncConnection, statement: Insert
+) -> tuple[aiosqlite.Connection, str, list[str]]:
+    """The driver connection under a pooled SQLite connection, and the statement as it takes it."""
+    if statement not in _SQLITE_SQL:
+        compiled = statement.compile(dialect=connection.dialect)
+        _SQLITE_SQL[statement] = (str(compiled), list(compiled.positiontup or []))
+    sql, names = _SQLITE_SQL[statement]
+    raw = await connection.get_raw_connection()
+    driver = raw.driver_connection
+    assert isinstance(driver, aiosqlite.Connection)
+    return driver, sql, names
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -258,6 +259,11 @@ class Store:
         # SQLite has one writer; queueing writers here avoids its busy/snapshot errors.
         # PostgreSQL takes row locks instead (SELECT ... FOR UPDATE below).
         self._write_lock = asyncio.Lock() if engine.dialect.name == "sqlite" else None
+        self._creates = (
+            GroupCommit(engine, self._write_lock, _INSERT_SESSION, _compiled_for_sqlite)
+            if self._write_lock is not None
+            else None
+        )
 
     @classmethod
     async def open(cls, url: str, upgrade: bool = True) -> "Store":
@@ -310,20 +316,22 @@ class Store:
                 switch_count=0,
                 owner=owner,
             )
+            row = {
+                "id": state.session_id,
+                "created_at": now,
+                "last_activity": now,
+                "current_agent": DEFAULT_AGENT,
+                "message_count": 0,
+                "switch_count": 0,
+                "title": None,
+                "owner": owner,
+            }
             try:
-                async with self._writing_rows() as connection:
-                    await connection.execute(
-                        _INSERT_SESSION,
-                        {
-                            "id": state.session_id,
-                            "created_at": now,
-                            "last_activity": now,
-                            "current_agent": DEFAULT_AGENT,
-                            "message_count": 0,
-                            "switch_count": 0,
-                            "owner": owner,
-                        },
-                    )
+                if self._creates is not None:
+                    await self._creates.insert(row)
+                else:
+                    async with self._writing_rows() as connection:
+                        await connection.execute(_INSERT_SESSION, row)
             except IntegrityError:
                 if session_id is not None:
                     raise
@@ -405,7 +413,7 @@ class Store:
         """
         async with self.engine.connect() as connection:
             rows = await connection.execute(_MESSAGE_FIELDS, {"session_id": session_id})
-            return [_message_fields(*row) for row in rows]
+            return [message_fields(*row) for row in rows]
 
     async def history(self, session_id: str) -> HistoryRows:
         """The session, its messages (as message_fields) and its agent switches, read on one
@@ -416,14 +424,16 @@ class Store:
             if not found:
                 raise SessionNotFound(session_id)
             session = dict(zip(_SESSION.selected_columns.keys(), found[0], strict=True))
-            rows = await _fetch_all(connection, _MESSAGE_FIELDS, {"session_id": session_id})
-            messages = [
-                # Most messages are a role and a content: built here, without a call each.
-                {"role": role, "content": content}
-                if name is None and tool_call_id is None and tool_calls in _NO_TOOL_CALLS
-                else _message_fields(role, content, name, tool_call_id, tool_calls)
-                for role, content, name, tool_call_id, tool_calls in rows
+            bodies = [
+                body
+                for (body,) in await _fetch_all(
+                    connection, _MESSAGE_BODIES, {"session_id": session_id}
+                )
             ]
+            if None in bodies:
+                # Rows written by a process older than the column: built from their fields.
+                rows = await _fetch_all(connection, _MESSAGE_FIELDS, {"session_id": session_id})
+                bodies = [message_body(*row) for row in rows]
             switches = await _fetch_all(connection, _SWITCH_FIELDS, {"session_id": session_id})
             keys = _SWITCH_FIELDS.selected_columns.keys()
             return HistoryRows(
@@ -437,7 +447,8 @@ class Store:
                     title=session["title"],
                     owner=session["owner"],
                 ),
-                messages,
+                "[" + ",".join(bodies) + "]",
+                len(bodies),
                 [dict(zip(keys, row, strict=True)) for row in switches],
             )
 
@@ -601,6 +612,13 @@ class Store:
                         tool_call_id=message.tool_call_id,
                         tool_calls=message.tool_calls,
                         created_at=now,
+                        body=message_body(
+                            message.role,
+                            message.content,
+                            message.name,
+                            message.tool_call_id,
+                            message.tool_calls,
+                        ),
                     )
                 )
             session.message_count += len(turn.messages)

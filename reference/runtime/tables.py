@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String
+from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from reference.runtime.portable_text import PORTABLE_TEXT
@@ -40,6 +40,11 @@ class MessageRow(Base):
     tool_call_id: Mapped[str | None] = mapped_column(String(256), nullable=True)
     tool_calls: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[str] = mapped_column(String(40))
+    # The message as the history shows it, JSON text written with the row: a history read joins
+    # these instead of building an object per row (docs/performance.md). Never holds NUL (JSON
+    # escapes it), so plain text on PostgreSQL too. Null in a row written
+    # before revision 0005 by a process that did not know the column.
+    body: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class AgentSwitchRow(Base):
