@@ -26,7 +26,7 @@ STOP_TIMEOUT = 35
 
 
 def with_load_tool(ides: int, extra: list[str]) -> int:
-    from conformance.cli import main
+    from sessionlab.cli import main
 
     return main(
         ["load", "--target", str(TARGET), "--ides", str(ides), "--ramp-up", str(RAMP_UP),

@@ -1,3 +1,5 @@
 """The session protocol's contract as code, its checks, and the sessionlab command line."""
 
-__version__ = "0.1.0"
+from contract import __version__
+
+__all__ = ["__version__"]

@@ -9,8 +9,8 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from conformance.contract.requirements import catalogue
 from conformance.verdicts import Baseline
+from contract.requirements import catalogue
 
 
 class BaselineError(ValueError):

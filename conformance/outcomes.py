@@ -10,10 +10,10 @@ from typing import Literal
 import httpx
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
-from conformance.contract.frames import FrameError
 from conformance.failures import CheckFailure
 from conformance.probes import describe_close
 from conformance.run_state import Blocked, PrerequisiteFailure
+from contract.frames import FrameError
 
 Kind = Literal["passed", "failed", "blocked", "error"]
 PACKAGE = Path(__file__).resolve().parent

@@ -19,9 +19,9 @@ import httpx
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from conformance.contract.frames import FrameError, ServerFrame, parse_server_frame
 from conformance.run_state import state
 from conformance.transcript import Transcript, body_text
+from contract.frames import FrameError, ServerFrame, parse_server_frame
 
 TEST_HEADER = "X-Sessionlab-Test"
 Party = Literal["gateway", "runtime"]

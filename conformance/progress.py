@@ -14,8 +14,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from conformance import secrecy
-from conformance.contract.requirements import CLIENT_PROFILE, catalogue
 from conformance.plugin import checked_profiles, requirement_ids
+from contract.requirements import CLIENT_PROFILE, catalogue
 
 TITLE_WIDTH = 60
 BAR_WIDTH = 20

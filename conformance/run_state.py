@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 # pytest.skip.Exception, by the name a type checker can follow.
 from _pytest.outcomes import Skipped
 
-from conformance.contract.requirements import catalogue
 from conformance.failures import CheckFailure, short
+from contract.requirements import catalogue
 
 
 class Blocked(Skipped):

@@ -15,9 +15,9 @@ import httpx
 from pydantic import AnyHttpUrl, SecretStr
 from websockets.asyncio.client import ClientConnection, connect
 
-from conformance.contract.frames import AssistantMessageFrame, ErrorFrame, parse_server_frame
-from conformance.contract.ids import is_server_session_id
 from conformance.exit_codes import ExitCode
+from contract.frames import AssistantMessageFrame, ErrorFrame, parse_server_frame
+from contract.ids import is_server_session_id
 from reference.gateway.app import create_app as create_gateway_app
 from reference.keys import random_key
 from reference.runtime.app import create_app as create_runtime_app

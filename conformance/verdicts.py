@@ -4,7 +4,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from conformance.contract.requirements import CLIENT_PROFILE, Level, Requirement, catalogue
 from conformance.exit_codes import ExitCode
 from conformance.reports.model import (
     STATUSES,
@@ -14,6 +13,7 @@ from conformance.reports.model import (
     Status,
     TranscriptEntry,
 )
+from contract.requirements import CLIENT_PROFILE, Level, Requirement, catalogue
 
 
 @dataclass

@@ -30,7 +30,7 @@ import aiohttp
 from pydantic import AnyHttpUrl, SecretStr
 from websockets.asyncio.client import ClientConnection, connect
 
-from conformance.contract.bodies import Message
+from contract.bodies import Message
 from reference.gateway.app import create_app as create_gateway_app
 from reference.keys import random_key
 from reference.runtime.app import create_app as create_runtime_app

@@ -36,7 +36,7 @@ def _postgres_url() -> str | None:
 def _serving(args: list[str]) -> Iterator[dict[str, str]]:
     """`sessionlab serve ARGS` until the block ends; each service's URL from its banner."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "conformance.cli", "serve", *args, "--log-level", "warning"],
+        [sys.executable, "-m", "sessionlab.cli", "serve", *args, "--log-level", "warning"],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from conformance.contract.requirements import PROFILES
+from contract.requirements import PROFILES
 from simulators.durability.schedule import parse_name
 from simulators.ide.settings import CLIENTS as CLIENTS
 from simulators.ide.settings import Client as Client

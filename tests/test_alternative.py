@@ -159,7 +159,7 @@ def test_every_core_plan_passes_and_the_scripted_ones_skip(tmp_path: Path) -> No
         [
             sys.executable,
             "-m",
-            "conformance.cli",
+            "sessionlab.cli",
             "run",
             str(PLANS),
             "--target",

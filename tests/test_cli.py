@@ -15,7 +15,7 @@ import pytest
 
 from tests.fixtures.stack import deadline
 
-CLI = [sys.executable, "-m", "conformance.cli"]
+CLI = [sys.executable, "-m", "sessionlab.cli"]
 BANNER_URL = re.compile(r"^\s+(runtime|gateway)\s+(http://\S+)")
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from conformance.contract.requirements import Level, Requirement, catalogue
+from contract.requirements import Level, Requirement, catalogue
 
 # Words of a level: the level has its own column; in a title they read as the opposite of the
 # verdict next to them ("FAIL ... MUST be refused").

@@ -6,17 +6,17 @@ from pathlib import Path
 
 import pytest
 
-from conformance.contract import ids, sse
-from conformance.contract.bodies import Message
-from conformance.contract.frames import (
+from contract import ids, sse
+from contract.bodies import Message
+from contract.frames import (
     AgentSwitchedFrame,
     FrameError,
     UserMessageFrame,
     parse_client_frame,
     parse_server_frame,
 )
-from conformance.contract.requirements import Level, catalogue, requirement
-from conformance.contract.schema_export import render_schemas, stale_schemas
+from contract.requirements import Level, catalogue, requirement
+from contract.schema_export import render_schemas, stale_schemas
 
 
 @pytest.mark.parametrize(

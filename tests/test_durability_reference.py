@@ -28,7 +28,7 @@ def _target_file(tmp_path: Path, database_url: str | None) -> Path:
 
 
 def _durability(target: Path, report: Path, seed: int) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "conformance.cli", "durability", "--target", str(target)]
+    command = [sys.executable, "-m", "sessionlab.cli", "durability", "--target", str(target)]
     command += ["--ides", "20", "--faults", "20", "--seed", str(seed), "--json", str(report)]
     return subprocess.run(
         command, cwd=REPO, capture_output=True, text=True, timeout=deadline(400), check=False
@@ -70,7 +70,7 @@ def test_a_target_reached_by_url_is_refused_with_the_reason(tmp_path: Path) -> N
         [
             sys.executable,
             "-m",
-            "conformance.cli",
+            "sessionlab.cli",
             "durability",
             "--gateway-url",
             "http://127.0.0.1:9",
@@ -95,7 +95,7 @@ def test_an_unknown_fault_name_is_a_usage_error(fault: str) -> None:
         [
             sys.executable,
             "-m",
-            "conformance.cli",
+            "sessionlab.cli",
             "durability",
             "--fault",
             fault,

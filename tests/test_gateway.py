@@ -21,9 +21,9 @@ from fastapi import FastAPI, Request
 from pydantic import AnyHttpUrl, SecretStr
 from websockets.asyncio.client import connect
 
-from conformance import __version__
-from conformance.contract.bodies import CreatedSession
-from conformance.contract.sse import SSEEvent
+from contract import __version__
+from contract.bodies import CreatedSession
+from contract.sse import SSEEvent
 from reference.gateway.app import create_app
 from reference.gateway.errors import error_body, runtime_error
 from reference.gateway.proxy import MethodNotAllowed, resolve

@@ -18,8 +18,8 @@ from pydantic import AnyHttpUrl, SecretStr
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosedError
 
-from conformance.contract.frames import parse_client_frame
-from conformance.contract.sse import encode_event
+from contract.frames import parse_client_frame
+from contract.sse import encode_event
 from reference.gateway.app import create_app
 from reference.gateway.relay import STREAM_CUT
 from reference.gateway.websocket import BINARY_FRAME, stream_body

@@ -22,9 +22,9 @@ from conformance.checks.generation import (
     shown,
     stream_bodies,
 )
-from conformance.contract.bodies import StreamRequest
-from conformance.contract.frames import FrameError, parse_client_frame
 from conformance.verify import VerifyOptions
+from contract.bodies import StreamRequest
+from contract.frames import FrameError, parse_client_frame
 
 pytest_plugins = ["pytester"]
 

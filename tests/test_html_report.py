@@ -21,9 +21,9 @@ from typing import Any
 
 import pytest
 
-from conformance.contract.requirements import CLIENT_PROFILE, catalogue
 from conformance.reports.html import exit_code, render_html
 from conformance.verdicts import STATUSES, CheckResult, conforms, judge_all, summary
+from contract.requirements import CLIENT_PROFILE, catalogue
 from tests.fixtures.stack import deadline
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from conformance.contract.ids import is_local_session_id
+from contract.ids import is_local_session_id
 from simulators.ide import Ide, IdeError, IdeSettings
 from simulators.ide.chat import ChatItem
 from simulators.ide.tools import FakeWorkspace

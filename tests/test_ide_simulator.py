@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conformance.contract.ids import is_local_session_id, is_server_session_id
+from contract.ids import is_local_session_id, is_server_session_id
 from simulators.ide import Ide, IdeSettings
 from simulators.ide.approvals import ApproveAll
 from simulators.ide.chat import ChatItem

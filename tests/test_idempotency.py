@@ -16,7 +16,7 @@ import httpx
 import pytest
 from pydantic import AnyHttpUrl, SecretStr
 
-from conformance.contract import sse
+from contract import sse
 from reference.gateway.app import create_app as create_gateway_app
 from reference.runtime.app import create_app as create_runtime_app
 from reference.server import ThreadedServer

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from conformance.cli import main
 from conformance.target_options import TargetOptions
+from sessionlab.cli import main
 from simulators.load.bench import recipe
 from simulators.load.causes import cause_of
 from simulators.load.loopback import RemoteTargetError, loopback_only

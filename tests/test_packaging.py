@@ -38,10 +38,19 @@ from tests.fixtures.stack import deadline
 
 ROOT = Path(__file__).resolve().parents[1]
 # What goes into the wheel; copied, since an in-tree build would leave build/ in the checkout.
-SOURCES = ("pyproject.toml", "README.md", "conformance", "reference", "simulators", "scenarios")
+SOURCES = (
+    "pyproject.toml",
+    "README.md",
+    "contract",
+    "conformance",
+    "reference",
+    "simulators",
+    "scenarios",
+    "sessionlab",
+)
 DATA_FILES = (
-    "conformance/contract/requirements.yaml",
-    "conformance/contract/schemas/Health.json",
+    "contract/requirements.yaml",
+    "contract/schemas/Health.json",
     "scenarios/plans/tp1-create.yaml",
     "reference/migrations/script.py.mako",
     "reference/migrations/versions/0001_first_schema.py",

@@ -217,7 +217,7 @@ async def test_a_url_target_reads_the_log_file_of_a_running_stack(tmp_path: Path
     command = [
         sys.executable,
         "-m",
-        "conformance.cli",
+        "sessionlab.cli",
         "serve",
         "--gateway-port",
         str(gateway_port),

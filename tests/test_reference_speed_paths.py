@@ -20,7 +20,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from conformance.contract.bodies import AgentSwitchRecord, History, Message
+from contract.bodies import AgentSwitchRecord, History, Message
 from reference.gateway import upstream
 from reference.gateway.app import create_app as create_gateway_app
 from reference.gateway.websocket import BUSY, TRY_AGAIN_LATER, UNKNOWN_SESSION

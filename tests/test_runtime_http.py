@@ -6,8 +6,8 @@ import logging
 import httpx
 import pytest
 
-from conformance.contract.bodies import CreatedSession, CurrentAgent, History, SessionList
-from conformance.contract.ids import is_server_session_id
+from contract.bodies import CreatedSession, CurrentAgent, History, SessionList
+from contract.ids import is_server_session_id
 from reference.server import ThreadedServer
 from tests.fixtures.stack import INTERNAL_KEY, deadline
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conformance.contract import sse
+from contract import sse
 from reference.runtime.app import create_app
 from reference.server import ThreadedServer
 from tests.fixtures.stack import INTERNAL_KEY, runtime_settings

@@ -14,8 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conformance.contract import sse
 from conformance.targets.description import ProcessDescription, TargetFileError, load_description
+from contract import sse
 from reference.workers import WORKER_HEADER
 from tests.fixtures.postgres import create_database, drop_database
 from tests.fixtures.stack import deadline

@@ -52,7 +52,7 @@ def run(
     # The example process target runs `sessionlab` from PATH, as an activated virtualenv does.
     environment["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{environment['PATH']}"
     result = subprocess.run(
-        [sys.executable, "-m", "conformance.cli", "run", *args],
+        [sys.executable, "-m", "sessionlab.cli", "run", *args],
         cwd=REPO,
         capture_output=True,
         text=True,

@@ -4,8 +4,8 @@ from dataclasses import replace
 
 import pytest
 
-from conformance.contract.bodies import Message
-from conformance.contract.frames import (
+from contract.bodies import Message
+from contract.frames import (
     AgentSwitchedFrame,
     AssistantMessageFrame,
     HitlDecisionFrame,

@@ -12,8 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conformance.cli import build_parser
 from reference.serve import environment_name, long_option, serve_options
+from sessionlab.cli import build_parser
 from tests.test_serve_running import TRACEBACK, Serving, free_port, run_serve, start
 
 SECRET = "s3cret-never-shown"

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conformance.contract import sse
+from contract import sse
 from reference.runtime.app import create_app
 from reference.server import ThreadedServer
 from tests.fixtures.postgres import URL_VARIABLE, server_url
@@ -94,7 +94,7 @@ def test_reference_on_postgres_conforms(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "conformance.cli",
+            "sessionlab.cli",
             "verify",
             "--target-factory",
             "tests.fixtures.postgres:reference_on_postgres",

@@ -62,7 +62,7 @@ def verify_counted(
 ) -> tuple[subprocess.CompletedProcess[str], list[str]]:
     (tmp_path / "counted.py").write_text(COUNTED, encoding="utf-8")
     notes = tmp_path / "notes.txt"
-    command = [sys.executable, "-m", "conformance.cli", "verify"]
+    command = [sys.executable, "-m", "sessionlab.cli", "verify"]
     result = subprocess.run(
         [*command, "--target-factory", "counted:reference", *args],
         # The factory's module is found in the working directory, as a user's would be.

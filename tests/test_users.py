@@ -732,7 +732,7 @@ def test_serve_takes_user_tokens_and_shows_only_the_names(
 )
 def test_serve_refuses_bad_user_tokens_without_printing_them(flags: list[str]) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "conformance.cli", "serve", "--gateway-port", "0", *flags],
+        [sys.executable, "-m", "sessionlab.cli", "serve", "--gateway-port", "0", *flags],
         capture_output=True,
         text=True,
         timeout=deadline(30),

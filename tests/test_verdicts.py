@@ -5,7 +5,6 @@ from pathlib import Path
 import pytest
 
 from conformance.baseline import BaselineError, load_baseline
-from conformance.contract.requirements import requirement
 from conformance.verdicts import (
     Baseline,
     CheckResult,
@@ -14,6 +13,7 @@ from conformance.verdicts import (
     judge,
     judge_all,
 )
+from contract.requirements import requirement
 
 CORE = frozenset({"core"})
 STRICT = frozenset({"core", "strict"})

@@ -7,11 +7,11 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel, ValidationError
 
-from conformance.contract import sse
-from conformance.contract.frames import FrameError, ServerFrame
 from conformance.failures import CheckFailure, Expect
 from conformance.probes import NoFrame, Socket, SocketClosed, TurnDidNotEnd
 from conformance.run_state import state
+from contract import sse
+from contract.frames import FrameError, ServerFrame
 
 ODD_IDS = (
     "session_0000000000000000",

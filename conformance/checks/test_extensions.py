@@ -12,9 +12,9 @@ import httpx
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
-from conformance.contract.bodies import SearchResults, SessionExport, SessionInfo
 from conformance.failures import Expect
 from conformance.plugin import SocketOpener
+from contract.bodies import SearchResults, SessionExport, SessionInfo
 
 from .support import (
     compact,

@@ -11,7 +11,6 @@ import httpx
 import pytest
 from websockets.exceptions import InvalidHandshake
 
-from conformance.contract.bodies import ErrorBody, Health
 from conformance.failures import Expect
 from conformance.outcomes import describe_refusal
 from conformance.plugin import deadline
@@ -19,6 +18,7 @@ from conformance.probes import NoFrame, SocketClosed, http_probe, open_socket
 from conformance.target_runner import TargetRunner
 from conformance.targets import Capability
 from conformance.transcript import Transcript
+from contract.bodies import ErrorBody, Health
 
 from .support import create_session, expect_body
 

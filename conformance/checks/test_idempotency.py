@@ -15,11 +15,11 @@ from typing import Any
 import httpx
 import pytest
 
-from conformance.contract.frames import ServerFrame
 from conformance.failures import Expect
 from conformance.plugin import SocketOpener
 from conformance.target_runner import TargetRunner
 from conformance.targets import Capability
+from contract.frames import ServerFrame
 
 from .support import compact, create_session, history_messages, turn
 

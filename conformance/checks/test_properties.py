@@ -17,11 +17,11 @@ import httpx
 import pytest
 from hypothesis import strategies as st
 
-from conformance.contract import sse
-from conformance.contract.ids import SERVER_ID_PATTERN
 from conformance.failures import Expect
 from conformance.plugin import SocketOpener, deadline
 from conformance.transcript import Transcript
+from contract import sse
+from contract.ids import SERVER_ID_PATTERN
 
 from .generation import (
     CLIENT_TYPES,

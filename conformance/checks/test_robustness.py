@@ -17,12 +17,12 @@ import httpx
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from conformance.contract.frames import AssistantMessageFrame, FrameError, ServerFrame
 from conformance.failures import Expect
 from conformance.plugin import SocketOpener, deadline
 from conformance.probes import NoFrame, Socket, SocketClosed, TurnDidNotEnd, describe_close
 from conformance.target_runner import TargetRunner
 from conformance.transcript import Transcript
+from contract.frames import AssistantMessageFrame, FrameError, ServerFrame
 
 from .support import create_session, error_frame_for, next_message_works, turn, user_message
 

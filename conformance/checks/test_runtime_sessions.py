@@ -7,12 +7,12 @@ from typing import Any
 import httpx
 import pytest
 
-from conformance.contract.bodies import CreatedSession, Health
-from conformance.contract.ids import SERVER_ID_PATTERN
 from conformance.failures import Expect
 from conformance.plugin import deadline
 from conformance.target_runner import TargetRunner
 from conformance.targets import Capability
+from contract.bodies import CreatedSession, Health
+from contract.ids import SERVER_ID_PATTERN
 
 from .support import create_session, created_id, expect_body, json_object
 

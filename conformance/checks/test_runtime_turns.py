@@ -7,13 +7,13 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from conformance.contract import sse
-from conformance.contract.frames import FrameError, validate_server_frame
-from conformance.contract.requirements import Level, catalogue
 from conformance.failures import Expect
 from conformance.run_state import state
 from conformance.target_runner import TargetRunner
 from conformance.targets import Capability
+from contract import sse
+from contract.frames import FrameError, validate_server_frame
+from contract.requirements import Level, catalogue
 
 from .support import (
     ODD_IDS,

@@ -6,16 +6,16 @@ from typing import Any
 import httpx
 import pytest
 
-from conformance.contract.frames import (
+from conformance.failures import Expect
+from conformance.plugin import SocketOpener
+from conformance.probes import NoFrame, Socket, SocketClosed, TurnDidNotEnd
+from contract.frames import (
     AgentSwitchedFrame,
     AssistantMessageFrame,
     FrameError,
     ServerFrame,
     ToolCallFrame,
 )
-from conformance.failures import Expect
-from conformance.plugin import SocketOpener
-from conformance.probes import NoFrame, Socket, SocketClosed, TurnDidNotEnd
 
 from .support import create_session, history_messages, json_object, turn, user_message
 

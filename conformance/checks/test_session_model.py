@@ -32,8 +32,6 @@ from hypothesis.stateful import (
 )
 from websockets.exceptions import ConnectionClosed
 
-from conformance.contract import sse
-from conformance.contract.frames import AssistantMessageFrame, FrameError
 from conformance.failures import Expect
 from conformance.plugin import SocketOpener, deadline
 from conformance.probes import Socket, TurnDidNotEnd
@@ -41,6 +39,8 @@ from conformance.run_state import state
 from conformance.target_runner import TargetRunner
 from conformance.targets import Capability
 from conformance.transcript import Transcript
+from contract import sse
+from contract.frames import AssistantMessageFrame, FrameError
 
 from .generation import (
     Budget,

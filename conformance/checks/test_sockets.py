@@ -11,8 +11,6 @@ import httpx
 import pytest
 from websockets.exceptions import InvalidStatus
 
-from conformance.contract.frames import AssistantMessageFrame, FrameError, ServerFrame
-from conformance.contract.requirements import Level, catalogue
 from conformance.failures import Expect
 from conformance.plugin import SocketOpener, deadline
 from conformance.probes import (
@@ -26,6 +24,8 @@ from conformance.run_state import state
 from conformance.target_runner import TargetRunner
 from conformance.targets import Capability
 from conformance.transcript import Transcript
+from contract.frames import AssistantMessageFrame, FrameError, ServerFrame
+from contract.requirements import Level, catalogue
 
 from .support import (
     create_session,

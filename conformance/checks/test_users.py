@@ -13,13 +13,13 @@ import httpx
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from conformance.contract.bodies import ErrorBody
-from conformance.contract.frames import ServerFrame
 from conformance.failures import Expect
 from conformance.plugin import SocketOpener, deadline
 from conformance.probes import TEST_HEADER, SocketRefused, http_probe
 from conformance.target_runner import TargetRunner
 from conformance.transcript import Transcript
+from contract.bodies import ErrorBody
+from contract.frames import ServerFrame
 
 from .support import create_session, dumped, expect_body, json_object, turn, user_message
 

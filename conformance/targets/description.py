@@ -23,9 +23,9 @@ from pydantic import (
     field_validator,
 )
 
-from conformance.contract.requirements import PROFILES
 from conformance.targets.base import SERVICES, Service
 from conformance.yaml_lines import LoadedYaml, Location, YamlSyntaxError, parse_yaml
+from contract.requirements import PROFILES
 from simulators.ide.settings import CLIENTS, Client
 
 Kind = Literal["reference", "url", "process", "container"]

@@ -10,8 +10,8 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from conformance import __version__
-from conformance.contract.bodies import Health
+from contract import __version__
+from contract.bodies import Health
 from reference.asgi_guards import KEY_HEADER, BodyLimit, DepthLimit, OriginGuard
 from reference.errors import install_error_handlers
 from reference.gateway import proxy, websocket

@@ -5,8 +5,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from conformance.contract.frames import ErrorFrame, FrameError, frame_json, validate_server_frame
-from conformance.contract.sse import DONE, ERROR, MESSAGE, SSEEvent
+from contract.frames import ErrorFrame, FrameError, frame_json, validate_server_frame
+from contract.sse import DONE, ERROR, MESSAGE, SSEEvent
 
 STREAM_CUT = "runtime stream ended before the turn finished"
 

@@ -9,8 +9,8 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
-from conformance.contract.frames import ClientFrame, FrameError, parse_client_frame
-from conformance.contract.sse import SSEDecoder
+from contract.frames import ClientFrame, FrameError, parse_client_frame
+from contract.sse import SSEDecoder
 from reference.gateway.deps import Draining, RuntimeClient, Settings
 from reference.gateway.drain import GOING_AWAY, REFUSED_TURN, STOPPING, Closing, Drain
 from reference.gateway.errors import Busy, UpstreamError, runtime_error

@@ -1,6 +1,6 @@
 """The agents the reference knows (PROTOCOL.md section 7) and what GET /agents says of them."""
 
-from conformance.contract.bodies import AgentInfo
+from contract.bodies import AgentInfo
 
 DEFAULT_AGENT = "orchestrator"
 

@@ -15,9 +15,8 @@ from pydantic import ValidationError
 from pydantic_core import to_json
 from sqlalchemy.exc import IntegrityError
 
-from conformance import __version__
-from conformance.contract import sse
-from conformance.contract.bodies import (
+from contract import __version__, sse
+from contract.bodies import (
     AgentInfo,
     CreatedSession,
     CurrentAgent,
@@ -33,7 +32,7 @@ from conformance.contract.bodies import (
     StreamError,
     StreamRequest,
 )
-from conformance.contract.frames import UserMessageFrame
+from contract.frames import UserMessageFrame
 from reference.asgi_guards import BodyLimit, DepthLimit, KeyGuard
 from reference.clock import utc_now
 from reference.errors import error_response, install_error_handlers

@@ -1,6 +1,6 @@
 """The markdown transcript of a session (profile `export`, X-EXP-1)."""
 
-from conformance.contract.bodies import Message
+from contract.bodies import Message
 from reference.runtime.store import SessionState
 
 _SPEAKERS = {"user": "User", "assistant": "Assistant", "system": "System", "tool": "Tool"}

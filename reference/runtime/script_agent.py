@@ -13,8 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from conformance.contract.bodies import Message
-from conformance.contract.frames import (
+from contract.bodies import Message
+from contract.frames import (
     AgentSwitchedFrame,
     AssistantMessageFrame,
     ClientFrame,

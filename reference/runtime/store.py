@@ -30,8 +30,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from conformance.contract.bodies import AgentSwitchRecord, Message
-from conformance.contract.ids import new_server_session_id
+from contract.bodies import AgentSwitchRecord, Message
+from contract.ids import new_server_session_id
 from reference import migrations
 from reference.clock import utc_now
 from reference.runtime.agents import DEFAULT_AGENT

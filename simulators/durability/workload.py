@@ -15,7 +15,7 @@ from pathlib import Path
 
 from websockets.exceptions import WebSocketException
 
-from conformance.contract.ids import is_local_session_id
+from contract.ids import is_local_session_id
 from simulators.durability.record import Operation, Outcome, Record
 from simulators.ide import Ide, IdeError, IdeSettings
 from simulators.ide.chat_view import Outcome as ChatOutcome

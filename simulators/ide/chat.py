@@ -5,8 +5,8 @@ is the client model's (frames_in, chat_view)."""
 import asyncio
 from typing import Any
 
-from conformance.contract.bodies import History
-from conformance.contract.frames import ToolCallFrame
+from contract.bodies import History
+from contract.frames import ToolCallFrame
 from simulators.ide.approvals import ApprovalPolicy
 from simulators.ide.chat_view import ChatItem, ChatView, ItemKind, Outcome
 from simulators.ide.frames_in import Chunk, Dropped, Failed, FrameReader, Malformed, Switched

@@ -5,7 +5,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from conformance.contract.bodies import History
+from contract.bodies import History
 
 ItemKind = Literal["user", "assistant", "tool_result", "tool_call", "agent_switch", "error"]
 

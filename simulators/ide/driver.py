@@ -9,7 +9,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from conformance.contract.bodies import History
+from contract.bodies import History
 from simulators.ide.approvals import ApprovalPolicy, AskTheTester, Verdict
 from simulators.ide.chat import Chat, Outcome
 from simulators.ide.clients import MODELS

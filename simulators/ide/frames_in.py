@@ -5,7 +5,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from conformance.contract.frames import (
+from contract.frames import (
     AgentSwitchedFrame,
     AssistantMessageFrame,
     ErrorFrame,

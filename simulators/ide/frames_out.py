@@ -4,7 +4,7 @@ and runs."""
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from conformance.contract.frames import ToolCallFrame
+from contract.frames import ToolCallFrame
 from simulators.ide.approvals import Verdict
 from simulators.ide.tools import ToolFailed
 

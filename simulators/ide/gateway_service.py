@@ -6,7 +6,7 @@ from typing import Any
 import httpx
 from pydantic import ValidationError
 
-from conformance.contract.bodies import History, SessionList
+from contract.bodies import History, SessionList
 from simulators.ide.gateway_api import GatewayApi, json_body
 
 

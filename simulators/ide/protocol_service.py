@@ -6,7 +6,7 @@ import secrets
 from collections.abc import Callable
 from typing import Any
 
-from conformance.contract.frames import ToolCallFrame
+from contract.frames import ToolCallFrame
 from simulators.ide.approvals import Verdict
 from simulators.ide.frames_out import Frame, FramesOut
 from simulators.ide.tools import ToolFailed

@@ -4,8 +4,8 @@ at start-up (C-INIT-1), keeping the preferences in step."""
 from dataclasses import dataclass
 from typing import Any
 
-from conformance.contract.bodies import History
-from conformance.contract.ids import new_local_session_id
+from contract.bodies import History
+from contract.ids import new_local_session_id
 from simulators.ide.gateway_service import GatewayError, GatewayService
 from simulators.ide.preferences import Preferences
 from simulators.ide.trace import CREATE, INIT, SWITCH, Trace

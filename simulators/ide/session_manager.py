@@ -3,7 +3,7 @@
 from dataclasses import dataclass, field
 from typing import Literal
 
-from conformance.contract.bodies import History, SessionInfo
+from contract.bodies import History, SessionInfo
 from simulators.ide.gateway_service import GatewayError
 from simulators.ide.restore_service import SessionRestoreService
 from simulators.ide.trace import CREATE, SWITCH, Trace

@@ -13,7 +13,7 @@ from urllib.parse import quote
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
-from conformance.contract.ids import WEBSOCKET_FALLBACK_ID
+from contract.ids import WEBSOCKET_FALLBACK_ID
 from simulators.ide.settings import IdeSettings
 from simulators.ide.trace import Trace
 

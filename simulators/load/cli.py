@@ -1,4 +1,4 @@
-"""The options of `sessionlab load`, and the command itself (registered by conformance.cli)."""
+"""The options of `sessionlab load`, and the command itself (registered by sessionlab.cli)."""
 
 import argparse
 from pathlib import Path

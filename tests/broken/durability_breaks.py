@@ -17,9 +17,9 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from conformance.contract import sse
 from conformance.targets import Capability, Service
 from conformance.targets.reference_target import REFERENCE_PROFILES, ReferenceTarget
+from contract import sse
 from tests.broken.idempotency_breaks import _key, _pass_on, _whole_body, _without_id
 
 STREAM = "/agent/message/stream"

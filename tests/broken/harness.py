@@ -26,7 +26,7 @@ def verify_target(
         command = [
             sys.executable,
             "-m",
-            "conformance.cli",
+            "sessionlab.cli",
             "verify",
             *target,
             "--json",

@@ -13,9 +13,9 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from conformance.contract import sse
-from conformance.contract.bodies import StreamError
 from conformance.targets.reference_target import REFERENCE_PROFILES, ReferenceTarget
+from contract import sse
+from contract.bodies import StreamError
 
 STREAM = "/agent/message/stream"
 # (session id, client_message_id): the key a resend shares with its first send.

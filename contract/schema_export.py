@@ -6,8 +6,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, TypeAdapter
 
-from conformance.contract import bodies, frames
 from conformance.reports.model import VerifyReport
+from contract import bodies, frames
 
 SCHEMA_DIR = Path(__file__).parent / "schemas"
 

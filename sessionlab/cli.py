@@ -5,10 +5,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from conformance import __version__
-from conformance.contract.requirements import PROFILES
 from conformance.exit_codes import ExitCode
 from conformance.target_options import TargetOptions
+from contract import __version__
+from contract.requirements import PROFILES
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -24,7 +24,7 @@ def _migrate(args: argparse.Namespace) -> int:
 
 
 def _schemas(args: argparse.Namespace) -> int:
-    from conformance.contract.schema_export import SCHEMA_DIR, stale_schemas, write_schemas
+    from contract.schema_export import SCHEMA_DIR, stale_schemas, write_schemas
 
     directory = Path(args.dir) if args.dir else SCHEMA_DIR
     if args.check:

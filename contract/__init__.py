@@ -2,3 +2,5 @@
 
 Every other package imports the contract from here, so a change to the protocol is made once.
 """
+
+__version__ = "0.1.0"

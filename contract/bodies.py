@@ -4,7 +4,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_serializer
 
-from conformance.contract.frames import ClientFrame, Role
+from contract.frames import ClientFrame, Role
 
 
 class _Body(BaseModel):
