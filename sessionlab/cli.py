@@ -24,7 +24,7 @@ def _migrate(args: argparse.Namespace) -> int:
 
 
 def _schemas(args: argparse.Namespace) -> int:
-    from contract.schema_export import SCHEMA_DIR, stale_schemas, write_schemas
+    from sessionlab.schemas import SCHEMA_DIR, stale_schemas, write_schemas
 
     directory = Path(args.dir) if args.dir else SCHEMA_DIR
     if args.check:

@@ -16,7 +16,7 @@ from contract.frames import (
     parse_server_frame,
 )
 from contract.requirements import Level, catalogue, requirement
-from contract.schema_export import render_schemas, stale_schemas
+from sessionlab.schemas import render_schemas, stale_schemas
 
 
 @pytest.mark.parametrize(

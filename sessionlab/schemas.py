@@ -1,15 +1,19 @@
-"""JSON Schema files for every HTTP body and WebSocket frame, and for the report of
-`sessionlab verify --json`, kept committed beside the code."""
+"""`sessionlab schemas`: JSON Schema files for every HTTP body and WebSocket frame, and for the
+report of `sessionlab verify --json`, kept committed in the contract's `schemas/` folder.
+
+Here, in the command line's layer, because the report's model is the checks' (conformance), which
+the contract below them may not import."""
 
 import json
 from pathlib import Path
 
 from pydantic import BaseModel, TypeAdapter
 
+import contract
 from conformance.reports.model import VerifyReport
 from contract import bodies, frames
 
-SCHEMA_DIR = Path(__file__).parent / "schemas"
+SCHEMA_DIR = Path(contract.__file__).parent / "schemas"
 
 _MODELS: tuple[type[BaseModel], ...] = (
     *frames.CLIENT_FRAME_TYPES,
