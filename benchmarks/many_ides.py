@@ -1,5 +1,5 @@
 """The many-IDEs benchmark: N simulated IDEs against the reference started as a process target
-(simulators/load/reference-process.yaml, the one `sessionlab bench` ships), measured per flow;
+(sessionlab/reference-process.yaml, the one `sessionlab bench` ships), measured per flow;
 docs/load.md has the figures.
 
     .venv/bin/python benchmarks/many_ides.py [IDES]           # sessionlab load, a process per core
@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-TARGET = HERE.parent / "simulators" / "load" / "reference-process.yaml"
+TARGET = HERE.parent / "sessionlab" / "reference-process.yaml"
 RAMP_UP, DURATION, THINK = 300, 120, (120, 240)
 # Seconds Locust lets the operations in flight end when its time is up (the step timeout, 30 s).
 STOP_TIMEOUT = 35

@@ -1,7 +1,7 @@
 """`sessionlab bench`, its second part: the reference's micro-ratios, printed as ratios of one run.
 
 (The first part, simulated IDEs against the reference, is `sessionlab load`'s fixed recipe:
-simulators/load/bench.py.) Absolute figures depend on the machine and its load; the ratios
+sessionlab/bench.py.) Absolute figures depend on the machine and its load; the ratios
 (gateway vs. runtime directly, a chat at 10,000 messages vs. at 10) are what to compare between
 runs. The runtime and the gateway each run in a process of their own, as deployed, so that neither
 the client nor the other service shares their interpreter; the client is this process, on aiohttp:

@@ -1,4 +1,6 @@
-"""The `sessionlab` command line. Each subcommand lives in the package that owns its work."""
+"""The `sessionlab` command line. Each subcommand lives in the package that owns its work; those
+that start and control targets for the simulators (`load`, `bench`, `durability`) live here,
+since the simulators stand below the targets and take only their endpoints."""
 
 import argparse
 import sys
@@ -116,7 +118,7 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from simulators.load.bench import bench_command
+    from sessionlab.bench import bench_command
 
     return bench_command(
         scale=args.scale, compare=args.compare, json_path=args.json, html_path=args.html
@@ -124,7 +126,7 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _durability(args: argparse.Namespace) -> int:
-    from simulators.durability.cli import durability_command
+    from sessionlab.durability import durability_command
     from simulators.durability.run import DurabilitySettings
 
     return durability_command(
@@ -143,7 +145,7 @@ def _durability(args: argparse.Namespace) -> int:
 
 
 def _load(args: argparse.Namespace) -> int:
-    from simulators.load.cli import load_command
+    from sessionlab.load import load_command
 
     return load_command(args)
 
@@ -428,7 +430,7 @@ def build_parser() -> argparse.ArgumentParser:
         "status: 0 no errors, 1 operations failed, 2 usage error, 3 the target did not start.",
     )
     TargetOptions.add_to(load)
-    from simulators.load.cli import add_load_options
+    from sessionlab.load import add_load_options
 
     add_load_options(load)
     load.set_defaults(handler=_load)

@@ -16,12 +16,13 @@ from pathlib import Path
 import pytest
 
 from conformance.target_options import TargetOptions
+from sessionlab.bench import recipe
 from sessionlab.cli import main
-from simulators.load.bench import recipe
+from sessionlab.load_run import compare_options
 from simulators.load.causes import cause_of
 from simulators.load.loopback import RemoteTargetError, loopback_only
 from simulators.load.plan import LoadPlan, PlanError
-from simulators.load.run import compare_options, round_order
+from simulators.load.run import round_order
 from tests.fixtures.stack import ReferenceStack, deadline
 
 CYCLE = 8

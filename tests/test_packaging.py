@@ -54,7 +54,7 @@ DATA_FILES = (
     "scenarios/plans/tp1-create.yaml",
     "reference/migrations/script.py.mako",
     "reference/migrations/versions/0001_first_schema.py",
-    "simulators/load/reference-process.yaml",
+    "sessionlab/reference-process.yaml",
 )
 # Not packed: pip writes these itself when it installs.
 INSTALL_ONLY = {"RECORD", "INSTALLER", "REQUESTED", "direct_url.json"}

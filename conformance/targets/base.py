@@ -2,25 +2,18 @@
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from enum import StrEnum
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 from conformance.targets.logs import LogSource
+
+# Defined below the targets, where the simulators' nemesis names them too; re-exported here.
+from simulators.services import Capability as Capability
+from simulators.services import Service as Service
 
 if TYPE_CHECKING:
     from simulators.faultproxy import FaultProxy
 
-Service = Literal["gateway", "runtime"]
 SERVICES: tuple[Service, ...] = ("gateway", "runtime")
-
-
-class Capability(StrEnum):
-    """What sessionlab may do to one service of a target."""
-
-    STOP = "stop"  # graceful stop (SIGTERM) and start again
-    KILL = "kill"  # SIGKILL, then start again
-    PAUSE = "pause"  # SIGSTOP / SIGCONT: up but silent
-    LOGS = "logs"  # read the service's log lines
 
 
 class TargetError(Exception):

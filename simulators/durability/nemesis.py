@@ -6,13 +6,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from conformance.targets import Capability, Service
 from simulators.durability.schedule import Fault, Hop, Schedule
 from simulators.faultproxy import FaultProxy, Latency
+from simulators.services import Capability, Service
 
 
 class Controllable(Protocol):
-    """What the nemesis needs of a target (a `TargetRunner` is one)."""
+    """What the nemesis needs of a target (conformance's `TargetRunner` is one)."""
 
     def supports(self, service: Service, capability: Capability) -> bool: ...
 

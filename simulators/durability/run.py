@@ -12,7 +12,6 @@ from typing import Any
 
 import httpx
 
-from conformance.targets import Endpoints
 from simulators.durability.checker import CheckedHistory, Histories, check_history
 from simulators.durability.nemesis import (
     Controllable,
@@ -28,6 +27,7 @@ from simulators.durability.workload import WorkloadSettings, run_workload
 from simulators.faultproxy import FaultProxy
 from simulators.ide import IdeSettings
 from simulators.ide.settings import TIMEOUT_SCALE
+from simulators.services import Gateway
 
 # Seconds faults are considered "around" an operation, either side of it.
 AROUND = 1.0
@@ -239,7 +239,7 @@ async def _read_back(
     return listed, dict(read_back)
 
 
-def _gateway_host(endpoints: Endpoints) -> tuple[str, int, str]:
+def _gateway_host(endpoints: Gateway) -> tuple[str, int, str]:
     host_port, _, base_path = endpoints.gateway_url.partition("//")[2].partition("/")
     host, _, port = host_port.rpartition(":")
     return host.strip("[]"), int(port), base_path
@@ -247,7 +247,7 @@ def _gateway_host(endpoints: Endpoints) -> tuple[str, int, str]:
 
 async def run_durability(
     target: Controllable,
-    endpoints: Endpoints,
+    endpoints: Gateway,
     settings: DurabilitySettings,
     *,
     profiles: frozenset[str] = frozenset(),

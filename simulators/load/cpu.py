@@ -4,9 +4,8 @@ process of each service's process group, read from /proc)."""
 
 import os
 import resource
+from collections.abc import Iterable
 from pathlib import Path
-
-from conformance.targets import Target
 
 _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
@@ -31,14 +30,10 @@ def _group_cpu_seconds(group: int) -> float:
     return total / _TICKS
 
 
-def target_cpu_seconds(target: Target) -> float | None:
-    """CPU seconds the target's processes have used so far; None when sessionlab cannot see them
-    (a URL, a container, the reference in sessionlab's own process)."""
-    from conformance.targets.process_target import ProcessTarget
-
-    if not isinstance(target, ProcessTarget) or not Path("/proc/self/stat").exists():
+def groups_cpu_seconds(groups: Iterable[int | None]) -> float | None:
+    """CPU seconds every process of these process groups has used so far; None when a group is
+    not known (a service not running) or /proc cannot be read."""
+    known = list(groups)
+    if None in known or not Path("/proc/self/stat").exists():
         return None
-    groups = [target.pid("runtime"), target.pid("gateway")]
-    if None in groups:
-        return None
-    return sum(_group_cpu_seconds(group) for group in groups if group is not None)
+    return sum(_group_cpu_seconds(group) for group in known if group is not None)

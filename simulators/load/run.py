@@ -1,53 +1,44 @@
-"""`sessionlab load`: start the targets, run the rounds on worker processes, report.
+"""The rounds of a load run on worker processes, against targets already started.
 
-With `--compare`, two targets are measured in one run in alternating rounds (A B B A A B ...):
-whatever else the machine does at one moment weighs on both alike, and the ratios printed are
-of numbers measured side by side.
+With two targets, they are measured in one run in alternating rounds (A B B A A B ...): whatever
+else the machine does at one moment weighs on both alike, and the ratios printed are of numbers
+measured side by side. Starting the targets and reporting is the command's (sessionlab.load_run).
 """
 
 import math
 import multiprocessing
 import queue
-import re
-import sys
 import tempfile
 import time
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from multiprocessing.pool import AsyncResult
-from pathlib import Path
 from typing import Any, TextIO
 
-from conformance.exit_codes import ExitCode
-from conformance.target_options import TargetOptionError, TargetOptions, make_target
-from conformance.target_runner import TargetRunner
-from conformance.targets import Endpoints, Target, TargetError
-from simulators.load.cpu import target_cpu_seconds
 from simulators.load.flows import BROKEN, Outcome
-from simulators.load.loopback import RemoteTargetError, loopback_only
-from simulators.load.plan import LoadPlan, PlanError
+from simulators.load.plan import LoadPlan
 from simulators.load.progress import LiveProgress
 from simulators.load.samples import Tally
 from simulators.load.worker import END, WorkerJob, init_worker, run_job
+from simulators.services import Gateway
 
-# How long a launched target may take to start (a container, a slow process).
-START_TIMEOUT = 120.0
-# A factory is MODULE:CALLABLE; a Windows drive or a URL never matches.
-_FACTORY = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
 # Seconds the workers get to come up before the first round's clock starts.
 WARM_UP = 60.0
 
 
+def _unseen() -> float | None:
+    return None
+
+
 @dataclass(frozen=True)
-class LoadOptions:
-    target: TargetOptions = field(default_factory=TargetOptions)
-    plan: LoadPlan = field(default_factory=LoadPlan)
-    # A second target: a target file, a gateway URL, MODULE:CALLABLE or `reference`.
-    compare: str | None = None
-    # Rounds per target with --compare (alternating), else 1.
-    rounds: int = 4
-    json_path: Path | None = None
-    html_path: Path | None = None
-    allow_remote: bool = False
+class LoadTarget:
+    """A started target as the load sees it."""
+
+    name: str
+    gateway: Gateway
+    # CPU seconds its processes have used so far, read before and after each of its rounds;
+    # None where they cannot be seen (a URL, a container, a target in this process).
+    cpu_seconds: Callable[[], float | None] = _unseen
 
 
 @dataclass
@@ -68,19 +59,6 @@ class Measured:
         return sum(tally.error_count for tally in self.tallies)
 
 
-def compare_options(spec: str, first: TargetOptions) -> TargetOptions:
-    """The second target of `--compare SPEC`, named the ways the first one can be."""
-    if spec == "reference":
-        return TargetOptions(turn_timeout=first.turn_timeout)
-    if spec.startswith(("http://", "https://")):
-        return TargetOptions(
-            gateway_url=spec, client_key=first.client_key, turn_timeout=first.turn_timeout
-        )
-    if _FACTORY.fullmatch(spec) and not Path(spec).exists():
-        return TargetOptions(target_factory=spec)
-    return TargetOptions(target_file=spec, turn_timeout=first.turn_timeout)
-
-
 def round_order(targets: int, rounds: int) -> list[int]:
     """0 1 1 0 0 1 ... for two targets (each `rounds` times); [0] for one."""
     if targets == 1:
@@ -97,64 +75,6 @@ def _label(names: list[str]) -> list[str]:
     return names
 
 
-def run_load(options: LoadOptions, out: TextIO | None = None, err: TextIO | None = None) -> int:
-    return run_load_measured(options, out, err)[0]
-
-
-def run_load_measured(
-    options: LoadOptions, out: TextIO | None = None, err: TextIO | None = None
-) -> tuple[int, Measured | None]:
-    """`run_load`, with what it measured (None when the run did not start: status 2 or 3)."""
-    out = out or sys.stdout
-    err = err or sys.stderr
-    from simulators.load.report import print_report, write_html, write_json
-
-    specs = [options.target]
-    if options.compare is not None:
-        specs.append(compare_options(options.compare, options.target))
-    try:
-        for spec in specs:
-            if spec.gateway_url and not options.allow_remote:
-                loopback_only(spec.gateway_url)
-        targets = [make_target(spec) for spec in specs]
-    except (TargetOptionError, RemoteTargetError, PlanError) as exc:
-        print(f"sessionlab load: {exc}", file=err)
-        return ExitCode.BAD_INPUT, None
-    runners: list[TargetRunner] = []
-    try:
-        endpoints: list[Endpoints] = []
-        for target in targets:
-            runner = TargetRunner(target)
-            runners.append(runner)
-            endpoints.append(runner.start(START_TIMEOUT * _scale()))
-            if not options.allow_remote:
-                loopback_only(endpoints[-1].gateway_url)
-        measured = measure(options, targets, endpoints, err)
-    except RemoteTargetError as exc:
-        print(f"sessionlab load: {exc}", file=err)
-        return ExitCode.BAD_INPUT, None
-    except (TargetError, TimeoutError) as exc:
-        print(f"sessionlab load: the target did not start: {exc}", file=err)
-        return ExitCode.HARNESS_FAILED, None
-    finally:
-        for runner in runners:
-            runner.close()
-    print_report(measured, out)
-    if options.json_path is not None:
-        write_json(measured, options.json_path)
-        print(f"JSON report: {options.json_path}", file=out)
-    if options.html_path is not None:
-        write_html(measured, options.html_path)
-        print(f"HTML report: {options.html_path}", file=out)
-    return (ExitCode.FAILED if measured.errors else ExitCode.PASSED), measured
-
-
-def _scale() -> float:
-    from conformance.targets.launched import timeout_scale
-
-    return timeout_scale()
-
-
 def _round_plan(plan: LoadPlan, per_target: int) -> LoadPlan:
     if per_target == 1:
         return plan
@@ -166,7 +86,7 @@ def _round_plan(plan: LoadPlan, per_target: int) -> LoadPlan:
 
 
 def _jobs(
-    plan: LoadPlan, endpoints: Endpoints, number: int, origin: float, folder: str
+    plan: LoadPlan, gateway: Gateway, number: int, origin: float, folder: str
 ) -> list[WorkerJob]:
     workers = plan.worker_count
     return [
@@ -175,9 +95,9 @@ def _jobs(
             round=number,
             ides=tuple(range(worker, plan.ides, workers)),
             ide_count=plan.ides,
-            gateway_url=endpoints.gateway_url,
-            client_key=endpoints.client_key,
-            headers=endpoints.socket_headers(),
+            gateway_url=gateway.gateway_url,
+            client_key=gateway.client_key,
+            headers=gateway.socket_headers(),
             client=plan.client,
             origin=origin,
             ramp_up=plan.ramp_up,
@@ -206,13 +126,11 @@ def _cpu(_: int) -> tuple[int, float]:
     return os.getpid(), own_cpu_seconds()
 
 
-def measure(
-    options: LoadOptions, targets: list[Target], endpoints: list[Endpoints], err: TextIO
-) -> Measured:
-    plan = options.plan
+def measure(plan: LoadPlan, rounds: int, targets: list[LoadTarget], err: TextIO) -> Measured:
+    """`rounds` per target when there are two (alternating), else one."""
     labels = _label([target.name for target in targets])
     tallies = [Tally(label) for label in labels]
-    order = round_order(len(targets), options.rounds)
+    order = round_order(len(targets), rounds)
     per_target = len(order) // len(targets)
     round_plan = _round_plan(plan, per_target)
     context = multiprocessing.get_context("spawn")
@@ -234,9 +152,9 @@ def measure(
                 if len(order) > 1:
                     progress.title = f"round {number + 1}/{len(order)} "
                 origin = time.time() + 0.2
-                jobs = _jobs(round_plan, endpoints[which], number, origin, scratch.name)
+                jobs = _jobs(round_plan, targets[which].gateway, number, origin, scratch.name)
                 pending = [pool.apply_async(run_job, (job,)) for job in jobs]
-                target_before = target_cpu_seconds(targets[which])
+                target_before = targets[which].cpu_seconds()
                 _collect(
                     results,
                     pending,
@@ -247,7 +165,7 @@ def measure(
                     progress,
                     worker_cpu,
                 )
-                target_after = target_cpu_seconds(targets[which])
+                target_after = targets[which].cpu_seconds()
                 if target_before is not None and target_after is not None:
                     spent = target_after - target_before
                     tally = tallies[which]
@@ -263,7 +181,7 @@ def measure(
         plan=plan,
         tallies=tallies,
         names=[target.name for target in targets],
-        urls=[e.gateway_url for e in endpoints],
+        urls=[target.gateway.gateway_url for target in targets],
         rounds=per_target,
         started_at=started_at,
         wall=time.time() - started_at,

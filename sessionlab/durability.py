@@ -1,5 +1,6 @@
 """`sessionlab durability`: one durability run against a controllable target, as long as asked,
-with its reports."""
+with its reports. The target is built, started and closed here; the run itself
+(simulators.durability) only needs its endpoints and a way to hurt its services."""
 
 import asyncio
 import sys

@@ -1,4 +1,8 @@
-"""The options of `sessionlab load`, and the command itself (registered by sessionlab.cli)."""
+"""The options of `sessionlab load`, and the command itself (registered by sessionlab.cli).
+
+Read on every start of the command line to build its parser: what runs a load is imported only
+when one runs (sessionlab.load_run).
+"""
 
 import argparse
 from pathlib import Path
@@ -97,7 +101,7 @@ def load_command(args: argparse.Namespace) -> int:
     import sys
 
     from conformance.target_options import TargetOptions
-    from simulators.load.run import LoadOptions, run_load
+    from sessionlab.load_run import LoadOptions, run_load
 
     try:
         plan = LoadPlan(

@@ -79,7 +79,7 @@ def bench_command(
     """Both parts, in order. Exit status: the load part's (0, 1 when operations failed, 2 a plan
     or target it cannot run, 3 a target that did not start); the second part runs after 0 or 1."""
     from conformance.target_options import TargetOptions
-    from simulators.load.run import LoadOptions, run_load_measured
+    from sessionlab.load_run import LoadOptions, run_load_measured
 
     out = out or sys.stdout
     err = err or sys.stderr
