@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any, Literal, TextIO
 
 import aiohttp
-from pydantic import AnyHttpUrl, SecretStr
 from websockets.asyncio.client import ClientConnection, connect
 
 from contract.bodies import Message
@@ -37,7 +36,8 @@ from reference.runtime.app import create_app as create_runtime_app
 from reference.runtime.script_agent import Turn
 from reference.runtime.store import Store
 from reference.server import ThreadedServer
-from reference.settings import GatewaySettings, RuntimeSettings
+from reference.settings import RuntimeSettings
+from reference.stack import StackChoices
 
 # As many requests at a time as the issue's side-by-side measurement used.
 CONCURRENCY = 16
@@ -456,13 +456,15 @@ async def _measure(
         await store.close()
 
 
-def serve_child(service: Service, settings: dict[str, Any], pipe: Connection) -> None:
+def serve_child(
+    service: Service, choices: StackChoices, runtime_url: str | None, pipe: Connection
+) -> None:
     """A child process's service: its URL goes up the pipe; anything sent down it stops it."""
-    app = (
-        create_runtime_app(RuntimeSettings(**settings))
-        if service == "runtime"
-        else create_gateway_app(GatewaySettings(**settings))
-    )
+    if service == "runtime":
+        app = create_runtime_app(choices.runtime_settings())
+    else:
+        assert runtime_url is not None, "a gateway needs its runtime's URL"
+        app = create_gateway_app(choices.gateway_settings(runtime_url))
     with ThreadedServer(app) as server:
         pipe.send(server.url)
         pipe.recv()
@@ -475,12 +477,17 @@ class Child:
 
 
 @contextlib.contextmanager
-def child_service(service: Service, settings: dict[str, Any]) -> Iterator[Child]:
+def child_service(
+    service: Service, choices: StackChoices, runtime_url: str | None = None
+) -> Iterator[Child]:
     """Run one service in a process of its own."""
     context = multiprocessing.get_context("spawn")
     ours, theirs = context.Pipe()
     process = context.Process(
-        target=serve_child, args=(service, settings, theirs), name=f"bench-{service}", daemon=True
+        target=serve_child,
+        args=(service, choices, runtime_url, theirs),
+        name=f"bench-{service}",
+        daemon=True,
     )
     process.start()
     try:
@@ -523,14 +530,10 @@ def run_bench(scale: float = 1.0, out: TextIO | None = None) -> MicroRatios:
     key = random_key()
     with tempfile.TemporaryDirectory(prefix="sessionlab-bench-") as scratch:
         data_dir = Path(scratch)
-        runtime_settings = {"data_dir": data_dir, "internal_key": SecretStr(key)}
-        with child_service("runtime", runtime_settings) as runtime:
+        choices = StackChoices(data_dir=data_dir, internal_key=key)
+        with child_service("runtime", choices) as runtime:
             runtime_url = runtime.url
-            gateway_settings = {
-                "runtime_url": AnyHttpUrl(runtime_url),
-                "internal_key": SecretStr(key),
-            }
-            with child_service("gateway", gateway_settings) as gateway:
+            with child_service("gateway", choices, runtime_url) as gateway:
                 gateway_url = gateway.url
                 pids = {"runtime": runtime.pid, "gateway": gateway.pid}
                 print(

@@ -38,6 +38,7 @@ from reference.server import (
     make_server,
 )
 from reference.settings import GatewaySettings, RuntimeSettings
+from reference.stack import create_service_app
 from reference.users import check_user_tokens
 
 if TYPE_CHECKING:
@@ -555,13 +556,6 @@ def _listen(
         else:
             reason = exc.strerror or str(exc)
         raise ServeError(f"{where}: {reason}") from None
-
-
-def create_service_app(name: str, runtime: RuntimeSettings, gateway: GatewaySettings) -> FastAPI:
-    from reference.gateway.app import create_app as create_gateway_app
-    from reference.runtime.app import create_app as create_runtime_app
-
-    return create_runtime_app(runtime) if name == "runtime" else create_gateway_app(gateway)
 
 
 def bind_services(

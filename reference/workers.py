@@ -100,10 +100,10 @@ def worker_main(spec: WorkerSpec, parent: int, ready: Connection) -> None:
         ServeError,
         ServeSettings,
         configure_logging,
-        create_service_app,
         serve_until_signalled,
     )
     from reference.server import bind_socket, loop_factory
+    from reference.stack import create_service_app
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, signal.SIG_IGN)

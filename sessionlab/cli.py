@@ -76,7 +76,7 @@ def _positive_seconds(value: str) -> float:
 
 
 def _smoke(args: argparse.Namespace) -> int:
-    from conformance.smoke import run_smoke
+    from sessionlab.smoke import run_smoke
 
     return run_smoke(data_dir=args.data_dir)
 

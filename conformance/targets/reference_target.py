@@ -3,20 +3,14 @@
 import asyncio
 import logging
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pydantic import AnyHttpUrl, SecretStr
-from starlette.types import ASGIApp
-
 from conformance.targets.base import Capability, Endpoints, Service, Target, TargetError
 from conformance.targets.logs import LogBuffer, LogSource
-from reference.gateway.app import create_app as create_gateway_app
 from reference.keys import random_key
-from reference.runtime.app import create_app as create_runtime_app
 from reference.server import ThreadedServer
-from reference.settings import GatewaySettings, RuntimeSettings
+from reference.stack import AppWrapper, StackChoices, ThreadedStack
 
 REFERENCE_PROFILES = frozenset(
     {"core", "strict", "scripted", "lifecycle", "export", "search", "idempotent"}
@@ -36,13 +30,6 @@ class _BufferHandler(logging.Handler):
         self.buffer.append(self.format(record))
 
 
-AppWrapper = Callable[[ASGIApp], ASGIApp]
-
-
-def _unwrapped(app: ASGIApp) -> ASGIApp:
-    return app
-
-
 class ReferenceTarget(Target):
     """The reference in process. The wrappers and settings overrides exist to build variants that
     break one requirement, the servers the suite proves itself against."""
@@ -53,8 +40,8 @@ class ReferenceTarget(Target):
         client_key: str | None = None,
         turn_timeout: float = 10.0,
         profiles: frozenset[str] = REFERENCE_PROFILES,
-        runtime_wrapper: AppWrapper = _unwrapped,
-        gateway_wrapper: AppWrapper = _unwrapped,
+        runtime_wrapper: AppWrapper | None = None,
+        gateway_wrapper: AppWrapper | None = None,
         runtime_overrides: dict[str, Any] | None = None,
         gateway_overrides: dict[str, Any] | None = None,
         user_tokens: dict[str, str] | None = None,
@@ -68,7 +55,7 @@ class ReferenceTarget(Target):
         self._data_dir = data_dir
         self._client_key = client_key
         self._internal_key = random_key()
-        self._servers: dict[Service, ThreadedServer] = {}
+        self._stack: ThreadedStack | None = None
         self._logs: dict[Service, LogBuffer] = {name: LogBuffer() for name in _LOGGERS}
         self._handlers: list[tuple[logging.Logger, logging.Handler, int]] = []
         self._runtime_wrapper = runtime_wrapper
@@ -78,49 +65,38 @@ class ReferenceTarget(Target):
 
     @property
     def endpoints(self) -> Endpoints:
-        if not self._servers:
-            raise TargetError("the reference target is not started")
         return Endpoints(
-            gateway_url=self._servers["gateway"].url,
-            runtime_url=self._servers["runtime"].url,
+            gateway_url=self._server("gateway").url,
+            runtime_url=self._server("runtime").url,
             client_key=self._client_key,
             internal_key=self._internal_key,
             user_tokens=dict(self._user_tokens),
         )
 
     async def start(self) -> None:
-        if self._servers:
+        if self._stack is not None:
             return
         if self._data_dir is None:
             self._scratch = tempfile.TemporaryDirectory(prefix="sessionlab-reference-")
             self._data_dir = Path(self._scratch.name)
         self._capture_logs()
-        key = SecretStr(self._internal_key)
-        runtime_settings = RuntimeSettings(
-            data_dir=self._data_dir, internal_key=key, **self._runtime_overrides
-        )
-        runtime = ThreadedServer(self._runtime_wrapper(create_runtime_app(runtime_settings)))
-        await asyncio.to_thread(runtime.start)
-        self._servers["runtime"] = runtime
-        gateway_settings = GatewaySettings(
-            runtime_url=AnyHttpUrl(runtime.url),
-            internal_key=key,
-            client_key=SecretStr(self._client_key) if self._client_key else None,
+        choices = StackChoices(
+            data_dir=self._data_dir,
+            internal_key=self._internal_key,
+            client_key=self._client_key,
             turn_timeout=self.turn_timeout,
             user_tokens={token: user for user, token in self._user_tokens.items()},
-            **self._gateway_overrides,
+            runtime_overrides=self._runtime_overrides,
+            gateway_overrides=self._gateway_overrides,
         )
-        gateway = ThreadedServer(self._gateway_wrapper(create_gateway_app(gateway_settings)))
-        await asyncio.to_thread(gateway.start)
-        self._servers["gateway"] = gateway
+        stack = ThreadedStack(choices, self._runtime_wrapper, self._gateway_wrapper)
+        await asyncio.to_thread(stack.start)
+        self._stack = stack
 
     async def close(self) -> None:
-        # The gateway first, so it never serves a request into a runtime that is gone.
-        services: tuple[Service, ...] = ("gateway", "runtime")
-        for name in services:
-            server = self._servers.pop(name, None)
-            if server is not None:
-                await asyncio.to_thread(server.stop)
+        if self._stack is not None:
+            await asyncio.to_thread(self._stack.stop)
+            self._stack = None
         for logger, handler, level in self._handlers:
             logger.removeHandler(handler)
             logger.setLevel(level)
@@ -144,10 +120,9 @@ class ReferenceTarget(Target):
         return self._logs[service]
 
     def _server(self, service: Service) -> ThreadedServer:
-        try:
-            return self._servers[service]
-        except KeyError:
-            raise TargetError("the reference target is not started") from None
+        if self._stack is None:
+            raise TargetError("the reference target is not started")
+        return self._stack.server(service)
 
     def _capture_logs(self) -> None:
         for service, logger_name in _LOGGERS.items():

@@ -1,6 +1,6 @@
-"""`sessionlab verify` until the conformance suite lands: start the reference, check it end to end.
+"""`sessionlab smoke`: start the reference stack in this process and check it end to end.
 
-The steps follow the seed's test plans TP-1 and TP-2 through the gateway, as an IDE would.
+The steps follow the design note's test plans TP-1 and TP-2 through the gateway, as an IDE would.
 """
 
 import asyncio
@@ -12,17 +12,14 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import httpx
-from pydantic import AnyHttpUrl, SecretStr
 from websockets.asyncio.client import ClientConnection, connect
 
 from conformance.exit_codes import ExitCode
 from contract.frames import AssistantMessageFrame, ErrorFrame, parse_server_frame
 from contract.ids import is_server_session_id
-from reference.gateway.app import create_app as create_gateway_app
 from reference.keys import random_key
-from reference.runtime.app import create_app as create_runtime_app
 from reference.server import ThreadedServer
-from reference.settings import GatewaySettings, RuntimeSettings
+from reference.stack import StackChoices, ThreadedStack
 
 STEP_DEADLINE = 10.0
 
@@ -126,32 +123,19 @@ async def _run_steps(smoke: Smoke) -> tuple[int, int]:
 
 def run_smoke(data_dir: Path | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="sessionlab-") as scratch:
-        store = data_dir or Path(scratch)
-        key = SecretStr(random_key())
-        runtime = ThreadedServer(
-            create_runtime_app(RuntimeSettings(data_dir=store, internal_key=key))
-        ).start()
-        try:
-            gateway = ThreadedServer(
-                create_gateway_app(
-                    GatewaySettings(runtime_url=AnyHttpUrl(runtime.url), internal_key=key)
-                )
-            ).start()
-            try:
-                print(f"reference stack: gateway {gateway.url}, runtime {runtime.url}")
-                smoke = Smoke(gateway.url, runtime)
+        choices = StackChoices(data_dir=data_dir or Path(scratch), internal_key=random_key())
+        with ThreadedStack(choices) as stack:
+            gateway, runtime = stack.gateway, stack.runtime
+            print(f"reference stack: gateway {gateway.url}, runtime {runtime.url}")
+            smoke = Smoke(gateway.url, runtime)
 
-                async def main() -> tuple[int, int]:
-                    try:
-                        return await _run_steps(smoke)
-                    finally:
-                        await smoke.close()
+            async def main() -> tuple[int, int]:
+                try:
+                    return await _run_steps(smoke)
+                finally:
+                    await smoke.close()
 
-                passed, failed = asyncio.run(main())
-            finally:
-                gateway.stop()
-        finally:
-            runtime.stop()
+            passed, failed = asyncio.run(main())
     print(f"{passed} passed, {failed} failed")
     return ExitCode.PASSED if failed == 0 else ExitCode.FAILED
 
