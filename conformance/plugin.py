@@ -25,7 +25,6 @@ from websockets.exceptions import InvalidHandshake
 from conformance import __version__, run_state, secrecy
 from conformance.baseline import BaselineError, load_baseline
 from conformance.causes import shared_causes
-from conformance.exit_codes import ExitCode
 from conformance.failures import CheckFailure
 from conformance.outcomes import classify, describe_refusal
 from conformance.preflight import preflight
@@ -61,6 +60,7 @@ from conformance.verdicts import (
     judged_in,
     summary,
 )
+from contract.exit_codes import ExitCode
 from contract.requirements import CLIENT_PROFILE, PROFILES, catalogue
 
 RESULTS = pytest.StashKey[dict[str, CheckResult]]()

@@ -31,7 +31,6 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from conformance import secrecy
-from conformance.exit_codes import ExitCode
 from conformance.probes import TEST_HEADER, describe_close
 from conformance.reports.model import CheckEntry, RequirementVerdict, TranscriptEntry, VerifyReport
 from conformance.reproduce import (
@@ -44,6 +43,7 @@ from conformance.reproduce import (
 )
 from conformance.secrecy import REDACTED
 from conformance.transcript import Transcript, body_text
+from contract.exit_codes import ExitCode
 
 # A requirement whose checks failed: a MUST's failure, or a SHOULD's (a warning).
 REPLAYABLE = ("failed", "warning")
@@ -617,4 +617,4 @@ def run_replay(options: ReplayOptions) -> int:
     except KeyboardInterrupt:
         print("sessionlab replay: stopped", file=sys.stderr, flush=True)
         return ExitCode.INTERRUPTED
-    return ExitCode.PASSED
+    return ExitCode.OK

@@ -4,7 +4,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from conformance.exit_codes import ExitCode
 from conformance.reports.model import (
     STATUSES,
     CheckEntry,
@@ -13,6 +12,7 @@ from conformance.reports.model import (
     Status,
     TranscriptEntry,
 )
+from contract.exit_codes import ExitCode
 from contract.requirements import CLIENT_PROFILE, Level, Requirement, catalogue
 
 
@@ -235,12 +235,12 @@ def exit_status(requirements: Iterable[Judged]) -> ExitCode:
         return ExitCode.HARNESS_FAILED
     if not any(r.status in ("passed", "partial") for r in listed):
         return ExitCode.FAILED
-    return ExitCode.PASSED
+    return ExitCode.OK
 
 
 def conforms(verdicts: Iterable[Judged]) -> bool:
     """The CI contract: no MUST failed, no harness error, and at least one check really passed."""
-    return exit_status(verdicts) is ExitCode.PASSED
+    return exit_status(verdicts) is ExitCode.OK
 
 
 def summary(verdicts: Iterable[Verdict]) -> dict[str, int]:

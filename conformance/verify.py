@@ -22,13 +22,13 @@ import pytest
 
 import conformance.checks as checks
 from conformance import secrecy
-from conformance.exit_codes import ExitCode
 from conformance.plugin import ChosenTarget
 from conformance.reports.junit import render_junit
 from conformance.reports.model import VerifyReport, render_json
 from conformance.target_options import TargetOptionError, TargetOptions, make_target
 from conformance.target_runner import TargetRunner
 from conformance.verdicts import exit_status, judged_in
+from contract.exit_codes import ExitCode
 
 
 @dataclass

@@ -28,6 +28,7 @@ from fastapi import FastAPI
 from pydantic import AnyHttpUrl, BaseModel, SecretStr, ValidationError
 from pydantic_settings import SettingsError
 
+from contract.exit_codes import ExitCode
 from reference.keys import random_key
 from reference.server import (
     LOOPBACK,
@@ -711,7 +712,7 @@ async def serve_until_signalled(
         stopped.cancel()
         if stop.is_set():
             await _drain(running, serve.grace_period, hurry)
-        return 0 if stop.is_set() else 1
+        return ExitCode.OK if stop.is_set() else ExitCode.FAILED
     finally:
         # The gateway goes first, so no turn reaches a runtime that is shutting down.
         for item in reversed(running):
@@ -804,7 +805,7 @@ def serve_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
         )
     except ServeError as exc:
         print(f"sessionlab serve: {exc}", file=sys.stderr)
-        return 2
+        return ExitCode.BAD_INPUT
 
 
 def migrate_command(args: argparse.Namespace) -> int:
@@ -832,11 +833,11 @@ def migrate_command(args: argparse.Namespace) -> int:
             raise ServeError(f"cannot open the store ({_reason(exc)})") from None
     except ServeError as exc:
         print(f"sessionlab migrate: {exc}", file=sys.stderr)
-        return 2
+        return ExitCode.BAD_INPUT
     if outcome.before is None:
         print(f"store created at revision {outcome.after}")
     elif outcome.before == outcome.after:
         print(f"store already at revision {outcome.after}")
     else:
         print(f"store upgraded from revision {outcome.before} to {outcome.after}")
-    return 0
+    return ExitCode.OK

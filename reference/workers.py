@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from contract.exit_codes import ExitCode
 from reference.settings import GatewaySettings, RuntimeSettings
 
 if TYPE_CHECKING:
@@ -224,8 +225,8 @@ def _await_end(stops: _Stops) -> int:
             # Its files close a moment before it can be waited for.
             ended.join(EXIT_MARGIN_SECONDS)
             log.error("worker %s exited (%s); stopping the others", ended.name, ended.exitcode)
-            return 1
-    return 0
+            return ExitCode.FAILED
+    return ExitCode.OK
 
 
 def _stop_all(stops: _Stops, grace: float) -> None:

@@ -9,12 +9,12 @@ import json
 import sys
 from pathlib import Path
 
-from conformance.exit_codes import ExitCode
 from conformance.keep_run import describe, keep_logs
 from conformance.target_options import TargetOptionError, TargetOptions, make_target
 from conformance.target_runner import TargetRunner
 from conformance.targets import TargetError
 from conformance.targets.description import TargetFileError, load_description
+from contract.exit_codes import ExitCode
 from scenarios.junit import render_junit
 from scenarios.loader import ScenarioError, load_scenarios
 from scenarios.model import CLIENTS, Client
@@ -125,4 +125,4 @@ def run_command(
         options.keep_run.mkdir(parents=True, exist_ok=True)
         (options.keep_run / "plans.json").write_text(text, encoding="utf-8")
         print(describe(options.keep_run))
-    return ExitCode.FAILED if counts["failed"] or counts["error"] else ExitCode.PASSED
+    return ExitCode.FAILED if counts["failed"] or counts["error"] else ExitCode.OK

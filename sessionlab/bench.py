@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from conformance.exit_codes import ExitCode
+from contract.exit_codes import ExitCode
 from simulators.load.plan import LoadPlan, PlanError
 
 if TYPE_CHECKING:

@@ -7,9 +7,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from conformance.exit_codes import ExitCode
 from conformance.target_options import TargetOptions
 from contract import __version__
+from contract.exit_codes import ExitCode
 from contract.requirements import PROFILES
 
 
@@ -36,10 +36,10 @@ def _schemas(args: argparse.Namespace) -> int:
             print("run `sessionlab schemas` and commit the result", file=sys.stderr)
             return ExitCode.FAILED
         print(f"JSON Schemas in {directory} are current")
-        return ExitCode.PASSED
+        return ExitCode.OK
     written = write_schemas(directory)
     print(f"wrote {len(written)} JSON Schemas to {directory}")
-    return ExitCode.PASSED
+    return ExitCode.OK
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -6,12 +6,12 @@ import asyncio
 import sys
 from pathlib import Path
 
-from conformance.exit_codes import ExitCode
 from conformance.keep_run import describe, keep_logs
 from conformance.target_options import TargetOptionError, TargetOptions, make_target
 from conformance.target_runner import TargetRunner
 from conformance.targets import TargetError
 from conformance.targets.description import TargetFileError
+from contract.exit_codes import ExitCode
 from simulators.durability.nemesis import controllable
 from simulators.durability.report import render_html, render_json, render_junit
 from simulators.durability.run import DurabilitySettings, NotControllable, run_durability
@@ -77,4 +77,4 @@ def durability_command(
             path.write_text(render(result), encoding="utf-8")
     if html_path is not None:
         html_path.write_text(render_html(result), encoding="utf-8")
-    return ExitCode.PASSED if result.passed else ExitCode.FAILED
+    return ExitCode.OK if result.passed else ExitCode.FAILED

@@ -7,7 +7,7 @@ when one runs (sessionlab.load_run).
 import argparse
 from pathlib import Path
 
-from conformance.exit_codes import ExitCode
+from contract.exit_codes import ExitCode
 from simulators.load.plan import DEFAULT_DURATION, MAX_DURATION, MAX_IDES, LoadPlan, PlanError
 
 

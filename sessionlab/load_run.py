@@ -12,12 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from conformance.exit_codes import ExitCode
 from conformance.target_options import TargetOptionError, TargetOptions, make_target
 from conformance.target_runner import TargetRunner
 from conformance.targets import Target, TargetError
 from conformance.targets.launched import timeout_scale
 from conformance.targets.process_target import ProcessTarget
+from contract.exit_codes import ExitCode
 from simulators.load.cpu import groups_cpu_seconds
 from simulators.load.loopback import RemoteTargetError, loopback_only
 from simulators.load.plan import LoadPlan, PlanError
@@ -116,4 +116,4 @@ def run_load_measured(
     if options.html_path is not None:
         write_html(measured, options.html_path)
         print(f"HTML report: {options.html_path}", file=out)
-    return (ExitCode.FAILED if measured.errors else ExitCode.PASSED), measured
+    return (ExitCode.FAILED if measured.errors else ExitCode.OK), measured

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
 
-from conformance.exit_codes import ExitCode
+from contract.exit_codes import ExitCode
 from contract.frames import AssistantMessageFrame, ErrorFrame, parse_server_frame
 from contract.ids import is_server_session_id
 from reference.keys import random_key
@@ -137,7 +137,7 @@ def run_smoke(data_dir: Path | None = None) -> int:
 
             passed, failed = asyncio.run(main())
     print(f"{passed} passed, {failed} failed")
-    return ExitCode.PASSED if failed == 0 else ExitCode.FAILED
+    return ExitCode.OK if failed == 0 else ExitCode.FAILED
 
 
 if __name__ == "__main__":
