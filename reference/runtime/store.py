@@ -186,18 +186,12 @@ async def _fetch_all(
     """
     if connection.dialect.name != "sqlite":
         return list((await connection.execute(statement, parameters)).all())
-    if statement not in _SQLITE_SQL:
-        compiled = statement.compile(dialect=connection.dialect)
-        _SQLITE_SQL[statement] = (str(compiled), list(compiled.positiontup or []))
-    sql, names = _SQLITE_SQL[statement]
-    raw = await connection.get_raw_connection()
-    driver = raw.driver_connection
-    assert isinstance(driver, aiosqlite.Connection)
+    driver, sql, names = await _compiled_for_sqlite(connection, statement)
     return list(await driver.execute_fetchall(sql, [parameters[name] for name in names]))
 
 
 async def _compiled_for_sqlite(
-    connection: AsyncConnection, statement: Insert
+    connection: AsyncConnection, statement: Select[*tuple[Any, ...]] | Insert
 ) -> tuple[aiosqlite.Connection, str, list[str]]:
     """The driver connection under a pooled SQLite connection, and the statement as it takes it."""
     if statement not in _SQLITE_SQL:
