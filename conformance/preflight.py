@@ -11,12 +11,13 @@ import httpx
 
 from conformance.probes import TEST_HEADER
 from conformance.targets import Endpoints
+from contract.routes import HEALTH, LIST_SESSIONS
 
 REFUSED = (401, 403)
 # A gateway's answer that says its runtime is not there (section G-DOWN of the contract).
 UNREACHABLE = (502, 503, 504)
 # Any authenticated route does; the list is in every profile and does no work.
-ROUTE = "/sessions"
+ROUTE = LIST_SESSIONS.path()
 MARK = {TEST_HEADER: "pre-flight"}
 
 
@@ -36,9 +37,9 @@ def preflight(endpoints: Endpoints, timeout: float) -> str | None:
 
 def _check(client: httpx.Client, endpoints: Endpoints) -> None:
     gateway, runtime = endpoints.gateway_url, endpoints.runtime_url
-    _get(client, "gateway", gateway, "/health", {})
+    _get(client, "gateway", gateway, HEALTH.path(), {})
     if runtime is not None:
-        _get(client, "runtime", runtime, "/health", {})
+        _get(client, "runtime", runtime, HEALTH.path(), {})
         answer = _get(client, "runtime", runtime, ROUTE, endpoints.runtime_headers())
         if answer.status_code in REFUSED:
             if endpoints.internal_key:

@@ -22,6 +22,7 @@ from websockets.exceptions import ConnectionClosed
 from conformance.run_state import state
 from conformance.transcript import Transcript, body_text
 from contract.frames import FrameError, ServerFrame, parse_server_frame
+from contract.routes import SOCKET
 
 TEST_HEADER = "X-Sessionlab-Test"
 Party = Literal["gateway", "runtime"]
@@ -284,7 +285,7 @@ async def open_socket(
     internal_key: str | None = None,
     query: str = "",
 ) -> AsyncIterator[Socket]:
-    url = f"{ws_base}/ws/{quote(session_id, safe='')}{query}"
+    url = ws_base + SOCKET.raw_path(session_id=quote(session_id, safe="")) + query
     transcript.record("ws-open", url)
     await state().pacing.wait_turn()
     async with asyncio.timeout(timeout):

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from conformance.secrecy import REDACTED
+from contract.routes import MESSAGE_STREAM
 
 CLIENT_KEY_VARIABLE = "SESSIONLAB_CLIENT_KEY"
 INTERNAL_KEY_VARIABLE = "SESSIONLAB_INTERNAL_KEY"
@@ -117,7 +118,7 @@ def _curl(text: str, where: Where) -> str | None:
     to_runtime = where.runtime_url is not None and url.startswith(where.runtime_url)
     variable = INTERNAL_KEY_VARIABLE if to_runtime else CLIENT_KEY_VARIABLE
     parts = ["curl", "-sS", "-i"]
-    if url.endswith("/agent/message/stream"):
+    if url.endswith(MESSAGE_STREAM.path()):
         parts.append("-N")  # an event stream: show events as they come
     parts += ["-X", method, shlex.quote(url)]
     if match["key"]:

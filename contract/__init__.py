@@ -1,4 +1,5 @@
-"""The session protocol as code: ids, HTTP bodies, WebSocket frames, SSE framing, requirements.
+"""The session protocol as code: ids, routes, HTTP bodies, WebSocket frames, SSE framing,
+requirements.
 
 Every other package imports the contract from here, so a change to the protocol is made once.
 """

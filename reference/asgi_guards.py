@@ -7,9 +7,13 @@ from collections.abc import Callable, Collection
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from contract.routes import HEALTH
 from reference.json_limits import TOO_DEEP, nests_too_deep_async
 
-OPEN_PATHS = frozenset({"/health", "/docs", "/docs/oauth2-redirect", "/openapi.json", "/redoc"})
+# The paths every service answers without a key: its health check and its API docs.
+OPEN_PATHS = frozenset(
+    {HEALTH.template, "/docs", "/docs/oauth2-redirect", "/openapi.json", "/redoc"}
+)
 KEY_HEADER = b"x-internal-auth"
 
 

@@ -30,6 +30,7 @@ import aiohttp
 from websockets.asyncio.client import ClientConnection, connect
 
 from contract.bodies import Message
+from contract.routes import CREATE_SESSION, HISTORY, LIST_AGENTS, SOCKET, Route
 from reference.gateway.app import create_app as create_gateway_app
 from reference.keys import random_key
 from reference.runtime.app import create_app as create_runtime_app
@@ -278,12 +279,13 @@ async def timed(count: int, concurrency: int, call: Callable[[], Awaitable[None]
     return Timings(seconds, time.perf_counter() - started)
 
 
-async def fetch(client: aiohttp.ClientSession, method: str, path: str) -> None:
+async def fetch(client: aiohttp.ClientSession, route: Route, **values: str) -> None:
     """One request, its answer read whole; an error answer stops the bench."""
-    async with client.request(method, path) as response:
+    path = route.path(**values)
+    async with client.request(route.method, path) as response:
         await response.read()
         if response.status >= 300:
-            raise RuntimeError(f"{method} {path} answered {response.status}")
+            raise RuntimeError(f"{route.method} {path} answered {response.status}")
 
 
 @dataclass
@@ -296,6 +298,9 @@ class Bench:
     # The services' processes, whose CPU time a create section reads.
     pids: dict[str, int]
 
+    def socket_url(self, session_id: str) -> str:
+        return self.gateway_url.replace("http", "ws", 1) + SOCKET.path(session_id=session_id)
+
     async def session_of(self, length: int) -> str:
         """A session holding `length` user messages, written straight into the store."""
         session_id = (await self.store.create_session()).session_id
@@ -306,10 +311,10 @@ class Bench:
         return session_id
 
     async def creates(self) -> Section:
-        section = Section(f"create session (POST /sessions), {CONCURRENCY} at a time:")
+        section = Section(f"create session ({CREATE_SESSION}), {CONCURRENCY} at a time:")
 
         async def create_on(client: aiohttp.ClientSession) -> None:
-            await fetch(client, "POST", "/sessions")
+            await fetch(client, CREATE_SESSION)
 
         # Five times the other sections' count: at a thousand creates a second, n of them last
         # a fraction of a second, which one hiccup of this machine decides.
@@ -333,13 +338,10 @@ class Bench:
 
     async def histories(self) -> Section:
         big = await self.session_of(HISTORY_LENGTH)
-        path = f"/sessions/{big}/history"
-        section = Section(
-            f"history of a {HISTORY_LENGTH:,}-message session (GET /sessions/{{id}}/history):"
-        )
+        section = Section(f"history of a {HISTORY_LENGTH:,}-message session ({HISTORY}):")
 
         async def history_on(client: aiohttp.ClientSession) -> None:
-            await fetch(client, "GET", path)
+            await fetch(client, HISTORY, session_id=big)
 
         alone = max(20, self.n // 10)
         direct = await timed(alone, 1, lambda: history_on(self.runtime))
@@ -363,10 +365,10 @@ class Bench:
         """An IDE's switch to a session: its history, then a new socket to it (strict: the gateway
         checks that the session exists before accepting)."""
         big = await self.session_of(HISTORY_LENGTH)
-        socket_url = self.gateway_url.replace("http", "ws", 1) + f"/ws/{big}"
+        socket_url = self.socket_url(big)
 
         async def switch() -> None:
-            await fetch(self.gateway, "GET", f"/sessions/{big}/history")
+            await fetch(self.gateway, HISTORY, session_id=big)
             async with connect(socket_url, open_timeout=30, close_timeout=5):
                 pass
 
@@ -391,7 +393,7 @@ class Bench:
         results: dict[int, Timings] = {}
         for length in CHAT_LENGTHS:
             session_id = await self.session_of(length)
-            socket_url = self.gateway_url.replace("http", "ws", 1) + f"/ws/{session_id}"
+            socket_url = self.socket_url(session_id)
             async with connect(socket_url, open_timeout=30, close_timeout=5) as socket:
                 results[length] = await timed(
                     max(20, self.n // 4), 1, functools.partial(_exchange, socket)
@@ -444,8 +446,8 @@ async def _measure(
             client_of(runtime_url, {"X-Internal-Auth": key}) as runtime,
         ):
             # Warm both paths so connection set-up is not measured as the first requests.
-            await timed(40, CONCURRENCY, lambda: fetch(gateway, "GET", "/agents"))
-            await timed(40, CONCURRENCY, lambda: fetch(runtime, "GET", "/agents"))
+            await timed(40, CONCURRENCY, lambda: fetch(gateway, LIST_AGENTS))
+            await timed(40, CONCURRENCY, lambda: fetch(runtime, LIST_AGENTS))
             bench = Bench(gateway, runtime, store, gateway_url, n, pids)
             sections = {}
             for part in (bench.creates, bench.histories, bench.switches, bench.chats):

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from contract.routes import CREATE_SESSION
 from reference.bench import CONCURRENCY, Ratio, Row, Section, Timings, client_of, fetch, timed
 from reference.keys import random_key
 
@@ -66,8 +67,8 @@ def _serving(args: list[str]) -> Iterator[dict[str, str]]:
 async def _creates(gateway: str, n: int) -> Timings:
     async with client_of(gateway) as client:
         for _ in range(CONCURRENCY):
-            await fetch(client, "POST", "/sessions")
-        return await timed(n, CONCURRENCY, lambda: fetch(client, "POST", "/sessions"))
+            await fetch(client, CREATE_SESSION)
+        return await timed(n, CONCURRENCY, lambda: fetch(client, CREATE_SESSION))
 
 
 def _measure(workers: int, postgres: str | None, scratch: Path, n: int) -> Timings:

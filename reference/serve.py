@@ -29,6 +29,7 @@ from pydantic import AnyHttpUrl, BaseModel, SecretStr, ValidationError
 from pydantic_settings import SettingsError
 
 from contract.exit_codes import ExitCode
+from contract.routes import SOCKET
 from reference.keys import random_key
 from reference.server import (
     LOOPBACK,
@@ -618,11 +619,12 @@ def _banner(
             lines.append(f"  {name:<8} {url}  ({serve.workers} processes on this port)")
         if name == "gateway":
             ws = url.replace("http", "ws", 1)
+            socket = SOCKET.raw_path(session_id="<session_id>")
             key = "client key required" if gateway.client_key else "no client key"
             if serve.workers == 1:
-                lines.append(f"  gateway  {url}  (WebSocket {ws}/ws/<session_id>; {key})")
+                lines.append(f"  gateway  {url}  (WebSocket {ws}{socket}; {key})")
             else:
-                lines.append(f"           WebSocket {ws}/ws/<session_id>; {key}")
+                lines.append(f"           WebSocket {ws}{socket}; {key}")
             lines.append(f"           runtime at {gateway.runtime_url}")
             lines.append(f"           turn timeout {gateway.turn_timeout:g} s")
             origins = ", ".join(gateway.allowed_origins) or "none (only clients without Origin)"

@@ -17,6 +17,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from contract.exit_codes import ExitCode
 from contract.frames import AssistantMessageFrame, ErrorFrame, parse_server_frame
 from contract.ids import is_server_session_id
+from contract.routes import CREATE_SESSION, HISTORY, LIST_SESSIONS, SOCKET
 from reference.keys import random_key
 from reference.server import ThreadedServer
 from reference.stack import StackChoices, ThreadedStack
@@ -52,19 +53,21 @@ class Smoke:
         self.ids: list[str] = []
 
     async def create(self) -> None:
-        response = await self.http.post("/sessions")
-        check(response.status_code in (200, 201), f"POST /sessions answered {response.status_code}")
+        response = await self.http.post(CREATE_SESSION.path())
+        check(
+            response.status_code in (200, 201), f"{CREATE_SESSION} answered {response.status_code}"
+        )
         session_id = response.json()["session_id"]
         check(is_server_session_id(session_id), f"id {session_id!r} is not session_<16 hex>")
         self.ids.append(session_id)
 
     async def listed(self) -> None:
-        body = (await self.http.get("/sessions")).json()
+        body = (await self.http.get(LIST_SESSIONS.path())).json()
         listed = {info["session_id"] for info in body["sessions"]}
         check(set(self.ids) <= listed, f"created sessions missing from the list: {body}")
 
     async def chat(self) -> None:
-        async with connect(f"{self.ws_base}/ws/{self.ids[0]}") as socket:
+        async with connect(self.ws_base + SOCKET.path(session_id=self.ids[0])) as socket:
             await socket.send(
                 json.dumps({"type": "user_message", "content": "hello", "role": "user"})
             )
@@ -80,10 +83,10 @@ class Smoke:
 
     async def switch(self) -> None:
         await self.create()
-        history = (await self.http.get(f"/sessions/{self.ids[0]}/history")).json()
+        history = (await self.http.get(HISTORY.path(session_id=self.ids[0]))).json()
         contents = [message["content"] for message in history["messages"]]
         check(contents[:2] == ["hello", "hello"], f"history of the first session: {contents}")
-        async with connect(f"{self.ws_base}/ws/{self.ids[1]}") as socket:
+        async with connect(self.ws_base + SOCKET.path(session_id=self.ids[1])) as socket:
             await socket.send(
                 json.dumps({"type": "user_message", "content": "second", "role": "user"})
             )
@@ -92,7 +95,7 @@ class Smoke:
     async def restart(self) -> None:
         await asyncio.to_thread(self.runtime.restart)
         for session_id in self.ids:
-            response = await self.http.get(f"/sessions/{session_id}/history")
+            response = await self.http.get(HISTORY.path(session_id=session_id))
             check(response.status_code == 200, f"{session_id} lost after a runtime restart")
 
     async def close(self) -> None:

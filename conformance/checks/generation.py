@@ -23,7 +23,6 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Any, TypeVar
-from urllib.parse import quote
 
 from hypothesis import HealthCheck, Phase, Verbosity, example, given, seed, settings
 from hypothesis import strategies as st
@@ -32,6 +31,7 @@ from hypothesis.errors import FlakyFailure, HypothesisException
 from conformance.failures import CheckFailure
 from conformance.run_state import Blocked, state
 from conformance.transcript import Transcript
+from contract.routes import segment
 
 T = TypeVar("T")
 SEED_VARIABLE = "SESSIONLAB_SEED"
@@ -207,10 +207,9 @@ def _escaped(char: str) -> str:
 
 def path_segment(value: str) -> str:
     """One path segment carrying exactly `value`: `/` and every non-ASCII character encoded, and
-    the dot segments `.` and `..` too (left bare, a client or server would resolve them away)."""
-    if value in (".", ".."):
-        return "%2E" * len(value)
-    return quote(value, safe="")
+    the dot segments `.` and `..` too (left bare, a client or server would resolve them away).
+    The encoding of every route's values (contract.routes), for an id sent with `Route.raw_path`."""
+    return segment(value)
 
 
 # Strategies

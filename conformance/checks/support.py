@@ -2,7 +2,6 @@
 
 import json
 from typing import Any, TypeVar
-from urllib.parse import quote
 
 import httpx
 from pydantic import BaseModel, ValidationError
@@ -12,6 +11,7 @@ from conformance.probes import NoFrame, Socket, SocketClosed, TurnDidNotEnd
 from conformance.run_state import state
 from contract import sse
 from contract.frames import FrameError, ServerFrame
+from contract.routes import CREATE_SESSION, HISTORY, MESSAGE_STREAM, Route
 
 ODD_IDS = (
     "session_0000000000000000",
@@ -62,6 +62,11 @@ def expect_body(model: type[Body], response: httpx.Response, expect: Expect, wha
     return valid(model, json_object(response, expect, what), expect, what)
 
 
+def session_path(route: Route, session_id: str) -> str:
+    """The route's path for this session; a route of no session is its own path."""
+    return route.path(session_id=session_id) if route.params else route.path()
+
+
 def _answer(response: httpx.Response) -> str:
     return f"{response.status_code} {response.text[:400]}"
 
@@ -77,8 +82,8 @@ async def create_session(client: httpx.AsyncClient) -> str:
     run.require("R-CREATE-1")
     blamed = getattr(client, "create_requirement", "R-CREATE-1")
     run.require(blamed)
-    response = await client.post("/sessions")
-    return created_id(response, blamed, f"POST /sessions on {_party(client)}")
+    response = await client.post(CREATE_SESSION.path())
+    return created_id(response, blamed, f"{CREATE_SESSION} on {_party(client)}")
 
 
 def created_id(response: httpx.Response, blamed: str, where: str) -> str:
@@ -112,7 +117,7 @@ async def stream_events(
 ) -> tuple[httpx.Response, list[sse.SSEEvent]]:
     """One POST to the agent stream, as it came: for checks that judge the stream themselves."""
     response = await runtime.post(
-        "/agent/message/stream", json={"session_id": session_id, "message": message}
+        MESSAGE_STREAM.path(), json={"session_id": session_id, "message": message}
     )
     return response, sse.decode_events(response.text)
 
@@ -173,7 +178,7 @@ async def history_messages(
             return CheckFailure("R-HIST-1", expected, received)
         return run.prerequisite_failed("R-HIST-1", expected, received)
 
-    response = await client.get(f"/sessions/{quote(session_id, safe='')}/history")
+    response = await client.get(HISTORY.path(session_id=session_id))
     if response.status_code != 200:
         raise failure(f"{where} to answer 200", _answer(response))
     try:

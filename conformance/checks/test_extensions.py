@@ -15,6 +15,14 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from conformance.failures import Expect
 from conformance.plugin import SocketOpener
 from contract.bodies import SearchResults, SessionExport, SessionInfo
+from contract.routes import (
+    DELETE_SESSION,
+    EXPORT,
+    HISTORY,
+    LIST_SESSIONS,
+    RENAME_SESSION,
+    SEARCH,
+)
 
 from .support import (
     compact,
@@ -68,13 +76,13 @@ async def _write(open_ws: SocketOpener, session_id: str, expect: Expect, *texts:
 
 async def _listed(gateway: httpx.AsyncClient, expect: Expect) -> dict[str, dict[str, Any]]:
     """`GET /sessions` as session id -> list entry."""
-    response = await gateway.get("/sessions")
+    response = await gateway.get(LIST_SESSIONS.path())
     expect.that(
         response.status_code == 200,
-        "GET /sessions to answer 200",
+        f"{LIST_SESSIONS} to answer 200",
         f"{response.status_code} {response.text}",
     )
-    sessions = json_object(response, expect, "GET /sessions").get("sessions")
+    sessions = json_object(response, expect, str(LIST_SESSIONS)).get("sessions")
     expect.that(isinstance(sessions, list), "a sessions list", response.text)
     assert isinstance(sessions, list)
     return {
@@ -123,7 +131,7 @@ async def test_a_deleted_session_answers_204_and_is_gone_from_history_and_list(
     kept = await _session_with(gateway, open_ws, expect, f"stays put {run_id}")
     before = await _listed(gateway, expect)
     expect.that(doomed in before, f"{doomed} listed before the delete", sorted(before))
-    path = f"/sessions/{doomed}"
+    path = DELETE_SESSION.path(session_id=doomed)
     response = await gateway.delete(path)
     expect.that(
         response.status_code == 204,
@@ -131,21 +139,22 @@ async def test_a_deleted_session_answers_204_and_is_gone_from_history_and_list(
         f"{response.status_code} {response.text}",
         reproduce=_curl(gateway, "DELETE", path),
     )
-    history = await gateway.get(f"/sessions/{doomed}/history")
+    history = await gateway.get(HISTORY.path(session_id=doomed))
     expect.that(
         history.status_code == 404,
         "its history to answer 404 after the delete",
         f"{history.status_code} {history.text}",
     )
     after = await _listed(gateway, expect)
+    listed_url = f"{gateway.base_url}{LIST_SESSIONS.path()}"
     expect.that(
         doomed not in after,
         "the deleted session no longer listed by GET /sessions",
         compact(after.get(doomed)),
-        reproduce=f"{_curl(gateway, 'DELETE', path)}; curl '{gateway.base_url}/sessions'",
+        reproduce=f"{_curl(gateway, 'DELETE', path)}; curl '{listed_url}'",
     )
     expect.that(kept in after, f"the other session {kept} still listed", sorted(after))
-    survivor = await gateway.get(f"/sessions/{kept}/history")
+    survivor = await gateway.get(HISTORY.path(session_id=kept))
     expect.that(
         survivor.status_code == 200 and f"stays put {run_id}" in survivor.text,
         "the other session's history untouched",
@@ -166,7 +175,7 @@ async def test_deleting_an_unknown_session_answers_404(
     """X-DEL-1: "... unknown id -> 404." An id of the server's format that no create made."""
     expect = Expect("X-DEL-1")
     unknown = f"session_{run_id}{'0' * 8}"
-    path = f"/sessions/{unknown}"
+    path = DELETE_SESSION.path(session_id=unknown)
     response = await gateway.delete(path)
     expect.that(
         response.status_code == 404,
@@ -186,7 +195,7 @@ async def test_a_socket_to_a_deleted_session_is_refused_with_4404_in_strict(
         pytest.skip("profile strict is not selected: a socket to a deleted session may open")
     expect = Expect("X-DEL-1")
     session_id = await _session_with(gateway, open_ws, expect, f"deleted then dialled {run_id}")
-    response = await gateway.delete(f"/sessions/{session_id}")
+    response = await gateway.delete(DELETE_SESSION.path(session_id=session_id))
     expect.that(
         response.status_code == 204,
         "DELETE to answer 204",
@@ -226,7 +235,7 @@ async def test_a_rename_answers_the_session_with_its_title_and_the_list_shows_it
     one (a SessionInfo), with the new title (docs/decisions.md)."""
     expect = Expect("X-REN-1")
     session_id = await create_session(gateway)
-    path = f"/sessions/{session_id}"
+    path = RENAME_SESSION.path(session_id=session_id)
     # Twice, so that a title kept only the first time, or never replaced, shows; the second one
     # is not ASCII, as titles typed by people often are not.
     for title in (f"First title {run_id}", f"Zweiter Titel: äöü ✓ {run_id}"):
@@ -265,7 +274,7 @@ async def test_an_empty_or_over_long_title_is_refused_with_422_and_changes_nothi
     expect = Expect("X-REN-1")
     session_id = await create_session(gateway)
     before = (await _listed(gateway, expect)).get(session_id)
-    path = f"/sessions/{session_id}"
+    path = RENAME_SESSION.path(session_id=session_id)
     response = await gateway.patch(path, json={"title": title})
     expect.that(
         response.status_code == 422,
@@ -295,7 +304,7 @@ async def _exported(
     session_id = await _session_with(gateway, open_ws, expect, *texts)
     history = await history_messages(gateway, session_id)
     _history_in_order(history, texts)
-    path = f"/sessions/{session_id}/export?format={form}"
+    path = EXPORT.path(session_id=session_id) + f"?format={form}"
     response = await gateway.get(path)
     expect.that(
         response.status_code == 200,
@@ -353,7 +362,7 @@ async def test_a_markdown_export_is_text_markdown_holding_every_message_in_order
     expect = Expect("X-EXP-1")
     texts = [f"markdown first {run_id}", f"markdown second {run_id}"]
     session_id, history, response = await _exported(gateway, open_ws, expect, texts, "markdown")
-    path = f"/sessions/{session_id}/export?format=markdown"
+    path = EXPORT.path(session_id=session_id) + "?format=markdown"
     kind = response.headers.get("content-type", "")
     expect.that(
         kind.split(";")[0].strip().lower() == "text/markdown",
@@ -385,11 +394,11 @@ async def test_a_markdown_export_is_text_markdown_holding_every_message_in_order
 
 
 async def _search(gateway: httpx.AsyncClient, query: str, expect: Expect) -> SearchResults:
-    response = await gateway.get("/sessions/search", params={"q": query})
+    response = await gateway.get(SEARCH.path(), params={"q": query})
     reproduce = f"curl -i '{response.request.url}'"
     expect.that(
         response.status_code == 200,
-        f"GET /sessions/search?q={query} to answer 200",
+        f"{SEARCH}?q={query} to answer 200",
         f"{response.status_code} {response.text}",
         reproduce=reproduce,
     )

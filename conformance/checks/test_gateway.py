@@ -19,18 +19,22 @@ from conformance.target_runner import TargetRunner
 from conformance.targets import Capability
 from conformance.transcript import Transcript
 from contract.bodies import ErrorBody, Health
+from contract.routes import (
+    CREATE_SESSION,
+    CURRENT_AGENT,
+    HEALTH,
+    HISTORY,
+    LIST_AGENTS,
+    LIST_SESSIONS,
+    SOCKET,
+)
 
-from .support import create_session, expect_body
+from .support import create_session, expect_body, session_path
 
 pytestmark = pytest.mark.asyncio
 
-ROUTES = [
-    ("POST", "/sessions"),
-    ("GET", "/sessions"),
-    ("GET", "/sessions/{id}/history"),
-    ("GET", "/agents"),
-    ("GET", "/agents/{id}/current"),
-]
+# G-PROXY-1's routes.
+ROUTES = (CREATE_SESSION, LIST_SESSIONS, HISTORY, LIST_AGENTS, CURRENT_AGENT)
 UNKNOWN = "session_0000000000000000"
 
 
@@ -56,9 +60,9 @@ def _body(response: httpx.Response) -> object:
 async def test_gateway_health_answers(gateway: httpx.AsyncClient) -> None:
     """G-HEALTH-1: "GET /health -> 200 {"status": "healthy", "service": str, "version": str}"."""
     expect = Expect("G-HEALTH-1")
-    response = await gateway.get("/health")
+    response = await gateway.get(HEALTH.path())
     expect.that(response.status_code == 200, "200", f"{response.status_code} {response.text}")
-    expect_body(Health, response, expect, "/health")
+    expect_body(Health, response, expect, HEALTH.template)
 
 
 @pytest.mark.req("G-PROXY-1")
@@ -72,9 +76,10 @@ async def test_gateway_answers_what_the_runtime_answers(
     an error's body is G-ERR-1's."""
     expect = Expect("G-PROXY-1")
     session_id = await create_session(gateway)
-    for method, template in ROUTES:
-        for known in (session_id, UNKNOWN) if "{id}" in template else (None,):
-            path = template.format(id=known)
+    for route in ROUTES:
+        method = route.method
+        for known in (session_id, UNKNOWN) if route.params else (session_id,):
+            path = session_path(route, known)
             direct = await runtime.request(method, path)
             proxied = await gateway.request(method, path)
             expect.that(
@@ -99,7 +104,7 @@ async def test_gateway_passes_odd_ids_on_as_the_runtime_answers(
     errs on an odd id fails R-HIST-2, not the gateway that passes its answer on."""
     expect = Expect("G-PROXY-1")
     for odd in ("сессия-😀", "x" * 1000, "..%2F..", "a'b\"c", " "):
-        path = f"/sessions/{quote(odd, safe='%')}/history"
+        path = HISTORY.raw_path(session_id=quote(odd, safe="%"))
         direct = await runtime.get(path)
         proxied = await gateway.get(path)
         expect.that(
@@ -121,16 +126,16 @@ async def test_clients_need_no_internal_key_and_never_see_it(gateway: httpx.Asyn
     """
     expect = Expect("G-PROXY-2")
     session_id = await create_session(gateway)
-    for method, template in ROUTES:
-        response = await gateway.request(method, template.format(id=session_id))
+    for route in ROUTES:
+        response = await gateway.request(route.method, session_path(route, session_id))
         expect.that(
             response.status_code not in (401, 403),
-            f"{method} {template} to work without the internal key",
+            f"{route} to work without the internal key",
             f"{response.status_code} {response.text[:300]}",
         )
-    await gateway.get(f"/sessions/{UNKNOWN}/history")
+    await gateway.get(HISTORY.path(session_id=UNKNOWN))
     await gateway.get("/no-such-route")
-    await gateway.get("/sessions", headers={"X-Internal-Auth": "wrong"})
+    await gateway.get(LIST_SESSIONS.path(), headers={"X-Internal-Auth": "wrong"})
 
 
 @pytest.mark.req("G-AUTH-1")
@@ -153,18 +158,18 @@ async def test_rest_needs_the_client_key_and_sockets_do_not(
     for offered in (None, wrong):
         headers = {"X-Internal-Auth": offered} if offered else {}
         gateway.headers.pop("X-Internal-Auth", None)
-        for method, template in ROUTES:
+        for route in ROUTES:
             response = await gateway.request(
-                method, template.format(id=session_id), headers=headers
+                route.method, session_path(route, session_id), headers=headers
             )
             expect.that(
                 response.status_code == 401,
-                f"401 for {method} {template} with {'no' if offered is None else 'a wrong'} key",
+                f"401 for {route} with {'no' if offered is None else 'a wrong'} key",
                 f"{response.status_code} {response.text[:300]}",
             )
-    health = await gateway.get("/health")
+    health = await gateway.get(HEALTH.path())
     expect.that(health.status_code == 200, "/health without a key", health.status_code)
-    url = f"{endpoints.ws_url}/ws/{session_id}"
+    url = endpoints.ws_url + SOCKET.path(session_id=session_id)
     try:
         async with open_socket(endpoints.ws_url, session_id, transcript, deadline(10)) as socket:
             # Accepted is not enough if the gateway closes at once for want of a key.
@@ -186,9 +191,9 @@ async def test_runtime_errors_keep_their_status_with_an_error_string(
     endpoints = sessionlab_target.endpoints
     assert endpoints is not None
     requests = [
-        ("GET", f"/sessions/{UNKNOWN}/history", None),
-        ("GET", f"/agents/{UNKNOWN}/current", None),
-        ("POST", "/sessions", b"[1, 2]"),
+        (HISTORY.method, HISTORY.path(session_id=UNKNOWN), None),
+        (CURRENT_AGENT.method, CURRENT_AGENT.path(session_id=UNKNOWN), None),
+        (CREATE_SESSION.method, CREATE_SESSION.path(), b"[1, 2]"),
     ]
     if endpoints.runtime_url is None:
         partial(
@@ -222,20 +227,20 @@ async def test_runtime_errors_keep_their_status_with_an_error_string(
 
 async def _runtime_down_answers(gateway: httpx.AsyncClient, expect: Expect) -> list[int]:
     statuses = []
-    for method, template in ROUTES:
+    for route in ROUTES:
         started = time.perf_counter()
         try:
-            response = await gateway.request(method, template.format(id=UNKNOWN), timeout=12)
+            response = await gateway.request(route.method, session_path(route, UNKNOWN), timeout=12)
         except httpx.TimeoutException:
-            expect.fail(f"{method} {template} to answer within 10 s", "no answer in 12 s")
+            expect.fail(f"{route} to answer within 10 s", "no answer in 12 s")
         elapsed = time.perf_counter() - started
-        expect.that(elapsed <= 10, f"{method} {template} to answer within 10 s", f"{elapsed:.1f} s")
+        expect.that(elapsed <= 10, f"{route} to answer within 10 s", f"{elapsed:.1f} s")
         expect.that(
             500 <= response.status_code < 600,
-            f"a 5xx for {method} {template} with the runtime down",
+            f"a 5xx for {route} with the runtime down",
             f"{response.status_code} {response.text}",
         )
-        expect_body(ErrorBody, response, expect, f"{method} {template} with the runtime down")
+        expect_body(ErrorBody, response, expect, f"{route} with the runtime down")
         statuses.append(response.status_code)
     return statuses
 
@@ -248,7 +253,7 @@ async def _with_runtime_down(
     await target.stop_service("runtime")
     try:
         statuses = await _runtime_down_answers(gateway, expect)
-        health = await gateway.get("/health")
+        health = await gateway.get(HEALTH.path())
         expect.that(
             health.status_code == 200, "the gateway to keep serving /health", health.status_code
         )
@@ -258,7 +263,7 @@ async def _with_runtime_down(
     try:
         async with asyncio.timeout(deadline(15)):
             while recovered != 200:
-                recovered = (await gateway.get("/sessions")).status_code
+                recovered = (await gateway.get(LIST_SESSIONS.path())).status_code
                 if recovered != 200:
                     await asyncio.sleep(0.2)
     except TimeoutError:
@@ -288,8 +293,8 @@ async def test_the_runtime_down_answer_is_502_or_503(
         pytest.skip("the target offers no control of its runtime (stop/start)")
     await sessionlab_target.stop_service("runtime")
     try:
-        for method, template in ROUTES:
-            response = await gateway.request(method, template.format(id=UNKNOWN), timeout=12)
+        for route in ROUTES:
+            response = await gateway.request(route.method, session_path(route, UNKNOWN), timeout=12)
             statuses.append(response.status_code)
     finally:
         await sessionlab_target.start_service("runtime")

@@ -22,6 +22,7 @@ from conformance.plugin import SocketOpener, deadline
 from conformance.transcript import Transcript
 from contract import sse
 from contract.ids import SERVER_ID_PATTERN
+from contract.routes import CREATE_SESSION, CURRENT_AGENT, HISTORY, MESSAGE_STREAM, Route
 
 from .generation import (
     CLIENT_TYPES,
@@ -33,7 +34,6 @@ from .generation import (
     malformed_frames,
     message_contents,
     not_json_texts,
-    path_segment,
     session_ids,
     shown,
     stream_bodies,
@@ -55,7 +55,7 @@ IDS = Budget(examples=30, deep_examples=400)
 CONTENTS = Budget(examples=20, deep_examples=300)
 FRAMES = Budget(examples=20, deep_examples=300)
 BODIES = Budget(examples=25, deep_examples=300)
-ID_ROUTES = ("/sessions/{id}/history", "/agents/{id}/current")
+ID_ROUTES = (HISTORY, CURRENT_AGENT)
 # One example's time limit, hypothesis's thread waiting on the check's loop.
 EXAMPLE_SECONDS = 60
 T = TypeVar("T")
@@ -90,11 +90,11 @@ def _error_body(response: httpx.Response) -> dict[str, Any] | None:
 
 
 def _judge_unknown_id(
-    response: httpx.Response, session_id: str, route: str, expect: Expect
+    response: httpx.Response, session_id: str, route: Route, expect: Expect
 ) -> None:
     """R-HIST-2: "For an unknown id -> 404 with a JSON object carrying a string error (or detail).
     Odd ids (...) give 404 or 422, never 5xx." The body is asked of the 404 alone."""
-    request = f"GET {route} with the id {shown(session_id)}"
+    request = f"{route} with the id {shown(session_id)}"
     answer = f"{response.status_code} {response.text[:300]}"
     reproduce = f"curl -i '{response.request.url}'"
     if SERVER_ID_PATTERN.fullmatch(session_id):
@@ -104,7 +104,7 @@ def _judge_unknown_id(
             response.status_code in (404, 422), f"404 or 422 for {request}", answer, reproduce
         )
     # The body is asked of the history's 404 (R-HIST-2); R-AGENTS-2 asks of its own a 404 alone.
-    if response.status_code == 404 and route.startswith("/sessions/"):
+    if response.status_code == 404 and route == HISTORY:
         body = _error_body(response)
         expect.that(
             body is not None
@@ -130,7 +130,7 @@ async def test_generated_unknown_ids_get_404_or_422(
 
     async def check(session_id: str) -> None:
         for route in ID_ROUTES:
-            response = await sessions_api.get(route.format(id=path_segment(session_id)))
+            response = await sessions_api.get(route.path(session_id=session_id))
             _judge_unknown_id(response, session_id, route, expect)
 
     await _for_all(session_ids(), check, IDS, deep, transcript)
@@ -149,10 +149,10 @@ async def test_the_gateway_answers_generated_ids_as_the_runtime_does(
 
     async def check(session_id: str) -> None:
         for route in ID_ROUTES:
-            path = route.format(id=path_segment(session_id))
+            path = route.path(session_id=session_id)
             direct = await runtime.get(path)
             proxied = await gateway.get(path)
-            request = f"GET {route} with the id {shown(session_id)}"
+            request = f"{route} with the id {shown(session_id)}"
             expect.that(
                 proxied.status_code == direct.status_code,
                 f"the runtime's status {direct.status_code} for {request}",
@@ -340,9 +340,9 @@ async def test_generated_create_bodies_never_get_a_5xx(
 
     async def check(body: bytes) -> None:
         response = await sessions_api.post(
-            "/sessions", content=body, headers={"Content-Type": "application/json"}
+            CREATE_SESSION.path(), content=body, headers={"Content-Type": "application/json"}
         )
-        request = f"POST /sessions with the body {_body_shown(body)}"
+        request = f"{CREATE_SESSION} with the body {_body_shown(body)}"
         answer = f"{response.status_code} {response.text[:300]}"
         expect.that(
             response.status_code in (200, 201) or 400 <= response.status_code < 500,
@@ -378,9 +378,9 @@ async def test_generated_invalid_stream_bodies_get_no_5xx_and_no_broken_stream(
 
     async def check(body: bytes) -> None:
         response = await runtime.post(
-            "/agent/message/stream", content=body, headers={"Content-Type": "application/json"}
+            MESSAGE_STREAM.path(), content=body, headers={"Content-Type": "application/json"}
         )
-        request = f"POST /agent/message/stream with the invalid body {_body_shown(body)}"
+        request = f"{MESSAGE_STREAM} with the invalid body {_body_shown(body)}"
         answer = f"{response.status_code} {response.text[:300]}"
         expect.that(response.status_code < 500, f"no 5xx for {request}", answer)
         if response.status_code == 200:

@@ -23,6 +23,7 @@ from conformance.probes import NoFrame, Socket, SocketClosed, TurnDidNotEnd, des
 from conformance.target_runner import TargetRunner
 from conformance.transcript import Transcript
 from contract.frames import AssistantMessageFrame, FrameError, ServerFrame
+from contract.routes import CREATE_SESSION, HEALTH, MESSAGE_STREAM, Route
 
 from .support import create_session, error_frame_for, next_message_works, turn, user_message
 
@@ -60,7 +61,7 @@ async def ordinary_health(base_url: str, transcript: Transcript, who: str) -> st
     started = time.monotonic()
     try:
         async with httpx.AsyncClient(base_url=base_url, timeout=seconds, trust_env=False) as own:
-            response = await own.get("/health")
+            response = await own.get(HEALTH.path())
     except httpx.HTTPError as exc:
         took = time.monotonic() - started
         transcript.note(f"ordinary client: GET /health on {who} failed after {took:.1f} s")
@@ -97,7 +98,7 @@ async def hostile_and_ordinary(
 async def _deep_posts(
     base_url: str,
     headers: dict[str, str],
-    path: str,
+    route: Route,
     bodies: list[bytes],
     transcript: Transcript,
 ) -> list[httpx.Response | str]:
@@ -106,7 +107,12 @@ async def _deep_posts(
 
     async def post(own: httpx.AsyncClient, body: bytes) -> httpx.Response | str:
         try:
-            return await own.post(path, content=body, headers={"Content-Type": "application/json"})
+            return await own.request(
+                route.method,
+                route.path(),
+                content=body,
+                headers={"Content-Type": "application/json"},
+            )
         except httpx.HTTPError as exc:
             return f"no answer ({type(exc).__name__}: {exc})"
 
@@ -115,7 +121,7 @@ async def _deep_posts(
     ) as own:
         answers = list(await asyncio.gather(*(post(own, body) for body in bodies)))
     for answer in answers:
-        transcript.note(f"POST {path}, a body of {DEPTH:,} nested levels: {_said(answer)}")
+        transcript.note(f"{route}, a body of {DEPTH:,} nested levels: {_said(answer)}")
     return answers
 
 
@@ -154,17 +160,17 @@ async def test_a_deeply_nested_body_gets_a_4xx_from_the_runtime(
 
     async def hostile() -> list[str]:
         creates = await _deep_posts(
-            runtime_url, headers, "/sessions", [deep_array()] * copies, transcript
+            runtime_url, headers, CREATE_SESSION, [deep_array()] * copies, transcript
         )
         streams = await _deep_posts(
             runtime_url,
             headers,
-            "/agent/message/stream",
+            MESSAGE_STREAM,
             [body.encode()] * copies,
             transcript,
         )
-        problems = [f"POST /sessions: {_said(a)}" for a in creates if not _is_4xx(a)]
-        problems += [f"POST /agent/message/stream: {_said(a)}" for a in streams if not _is_4xx(a)]
+        problems = [f"{CREATE_SESSION}: {_said(a)}" for a in creates if not _is_4xx(a)]
+        problems += [f"{MESSAGE_STREAM}: {_said(a)}" for a in streams if not _is_4xx(a)]
         return problems
 
     problems, hurt = await hostile_and_ordinary(
@@ -196,7 +202,7 @@ async def test_a_deeply_nested_body_gets_a_4xx_from_the_gateway(
 
     async def hostile() -> list[str]:
         answers = await _deep_posts(
-            gateway_url, client, "/sessions", [deep_array()] * _copies(deep), transcript
+            gateway_url, client, CREATE_SESSION, [deep_array()] * _copies(deep), transcript
         )
         return [_said(answer) for answer in answers if not _is_4xx(answer)]
 
@@ -208,7 +214,7 @@ async def test_a_deeply_nested_body_gets_a_4xx_from_the_gateway(
         (answer,) = await _deep_posts(
             endpoints.runtime_url,
             endpoints.runtime_headers(),
-            "/sessions",
+            CREATE_SESSION,
             [deep_array()],
             transcript,
         )
@@ -230,7 +236,7 @@ def _host_port(url: str) -> tuple[str, int, str]:
 async def _half_head(host: str, port: int, base: str) -> asyncio.StreamWriter:
     """A connection that sends the start of a request head and never finishes it."""
     _, writer = await asyncio.open_connection(host, port)
-    writer.write(f"GET {base}/health HTTP/1.1\r\nHost: {host}\r\nX-Slow: ".encode())
+    writer.write(f"GET {base}{HEALTH.path()} HTTP/1.1\r\nHost: {host}\r\nX-Slow: ".encode())
     await writer.drain()
     return writer
 
@@ -310,7 +316,7 @@ async def test_a_request_head_that_never_finishes_is_dropped(
     reader, writer = await asyncio.open_connection(host, port)
     started = time.monotonic()
     try:
-        writer.write(f"GET {base}/health HTTP/1.1\r\nHost: {host}\r\nX-Slow: ".encode())
+        writer.write(f"GET {base}{HEALTH.path()} HTTP/1.1\r\nHost: {host}\r\nX-Slow: ".encode())
         await writer.drain()
         transcript.note("sent half a request head, and nothing more")
         seconds = deadline(HEAD_DEADLINE) + 1
@@ -465,7 +471,7 @@ async def test_one_size_limit_refuses_frames_with_1009_and_bodies_with_413(
     expect.that(code == 1009, f"a frame of {over:,} bytes refused with close 1009", outcome)
     try:
         response = await gateway.post(
-            "/sessions", content=b" " * over, headers={"Content-Type": "application/json"}
+            CREATE_SESSION.path(), content=b" " * over, headers={"Content-Type": "application/json"}
         )
     except httpx.HTTPError as exc:
         expect.fail(f"413 for a body of {over:,} bytes", f"no answer ({type(exc).__name__})")

@@ -11,18 +11,27 @@ from conformance.failures import Expect
 from conformance.target_runner import TargetRunner
 from conformance.targets import Capability
 from conformance.transcript import Transcript
+from contract.routes import (
+    CREATE_SESSION,
+    CURRENT_AGENT,
+    HISTORY,
+    LIST_AGENTS,
+    LIST_SESSIONS,
+    MESSAGE_STREAM,
+)
 
 from .support import create_session, json_object, stream_events, user_message
 
 pytestmark = pytest.mark.asyncio
 
+UNKNOWN = "session_0000000000000000"
 GUARDED = [
-    ("GET", "/sessions"),
-    ("POST", "/sessions"),
-    ("GET", "/sessions/session_0000000000000000/history"),
-    ("GET", "/agents"),
-    ("GET", "/agents/session_0000000000000000/current"),
-    ("POST", "/agent/message/stream"),
+    (LIST_SESSIONS.method, LIST_SESSIONS.path()),
+    (CREATE_SESSION.method, CREATE_SESSION.path()),
+    (HISTORY.method, HISTORY.path(session_id=UNKNOWN)),
+    (LIST_AGENTS.method, LIST_AGENTS.path()),
+    (CURRENT_AGENT.method, CURRENT_AGENT.path(session_id=UNKNOWN)),
+    (MESSAGE_STREAM.method, MESSAGE_STREAM.path()),
     ("GET", "/no-such-path"),
 ]
 
@@ -66,7 +75,7 @@ async def test_runtime_refuses_requests_without_the_key(
 async def _session_count(runtime: httpx.AsyncClient) -> int | None:
     """How many sessions the runtime lists, or None when its list does not say (R-LIST-1's)."""
     try:
-        body = (await runtime.get("/sessions")).json()
+        body = (await runtime.get(LIST_SESSIONS.path())).json()
     except (ValueError, UnicodeDecodeError):
         return None
     total = body.get("total") if isinstance(body, dict) else None
@@ -82,7 +91,7 @@ async def test_refused_create_does_no_work(
     key = _internal_key(sessionlab_target)
     expect = Expect("R-AUTH-1")
     before = await _session_count(runtime)
-    refused = await runtime.post("/sessions", headers={"X-Internal-Auth": key + "-not"})
+    refused = await runtime.post(CREATE_SESSION.path(), headers={"X-Internal-Auth": key + "-not"})
     after = await _session_count(runtime)
     expect.that(
         refused.status_code == 401, "401 for a create with a wrong key", refused.status_code
@@ -100,7 +109,7 @@ async def _median_refusal(client: httpx.AsyncClient, key: str, rounds: int) -> f
     timings = []
     for _ in range(rounds):
         started = time.perf_counter()
-        await client.get("/agents", headers={"X-Internal-Auth": key})
+        await client.get(LIST_AGENTS.path(), headers={"X-Internal-Auth": key})
         timings.append(time.perf_counter() - started)
     return statistics.median(timings)
 
@@ -160,10 +169,10 @@ async def test_key_never_appears_in_bodies_or_logs(
     )
     start = len(logs.lines()) if logs else 0
     session_id = await create_session(runtime)
-    await runtime.get(f"/sessions/{session_id}/history")
-    await runtime.get("/sessions")
-    await runtime.get("/sessions", headers={"X-Internal-Auth": "wrong"})
-    await runtime.get("/sessions", headers={"X-Internal-Auth": ""})
+    await runtime.get(HISTORY.path(session_id=session_id))
+    await runtime.get(LIST_SESSIONS.path())
+    await runtime.get(LIST_SESSIONS.path(), headers={"X-Internal-Auth": "wrong"})
+    await runtime.get(LIST_SESSIONS.path(), headers={"X-Internal-Auth": ""})
     await stream_events(runtime, session_id, user_message("hi"))
     if logs is None:
         partial(

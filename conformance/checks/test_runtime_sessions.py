@@ -13,6 +13,7 @@ from conformance.target_runner import TargetRunner
 from conformance.targets import Capability
 from contract.bodies import CreatedSession, Health
 from contract.ids import SERVER_ID_PATTERN
+from contract.routes import CREATE_SESSION, HEALTH, HISTORY, LIST_SESSIONS
 
 from .support import create_session, created_id, expect_body, json_object
 
@@ -27,9 +28,9 @@ async def test_runtime_health_answers_without_a_key(runtime: httpx.AsyncClient) 
     needed." Asked without X-Internal-Auth."""
     expect = Expect("R-HEALTH-1")
     runtime.headers.pop("X-Internal-Auth", None)
-    response = await runtime.get("/health")
+    response = await runtime.get(HEALTH.path())
     expect.that(response.status_code == 200, "200", f"{response.status_code} {response.text}")
-    expect_body(Health, response, expect, "/health")
+    expect_body(Health, response, expect, HEALTH.template)
 
 
 @pytest.mark.req("R-CREATE-1")
@@ -45,7 +46,7 @@ async def test_create_answers_a_new_session(
     """
     expect = Expect("R-CREATE-1")
     headers = {"Content-Type": "application/json"} if body else {}
-    response = await sessions_api.post("/sessions", content=body, headers=headers)
+    response = await sessions_api.post(CREATE_SESSION.path(), content=body, headers=headers)
     if body is None:
         created_id(response, "R-CREATE-1", "POST /sessions with no body")
     expect.that(
@@ -87,7 +88,7 @@ async def test_a_thousand_creates_give_a_thousand_ids(
 
     async def create() -> str:
         async with gate:
-            response = await sessions_api.post("/sessions")
+            response = await sessions_api.post(CREATE_SESSION.path())
         answered.append(response.status_code)
         return created_id(response, "R-CREATE-3", f"create {len(answered)} of {count}")
 
@@ -125,7 +126,7 @@ async def test_created_session_survives_a_runtime_restart(
     expect = Expect("R-CREATE-4")
     session_id = await create_session(sessions_api)
     await sessionlab_target.restart_service("runtime")
-    listed = json_object(await sessions_api.get("/sessions"), expect, "GET /sessions")
+    listed = json_object(await sessions_api.get(LIST_SESSIONS.path()), expect, "GET /sessions")
     sessions = listed.get("sessions")
     ids, difference = _listed_ids(sessions if isinstance(sessions, list) else [])
     if difference and session_id not in ids:
@@ -136,7 +137,7 @@ async def test_created_session_survives_a_runtime_restart(
         f"{session_id} listed after the restart",
         f"{len(ids)} other sessions listed{difference}",
     )
-    history = await sessions_api.get(f"/sessions/{session_id}/history")
+    history = await sessions_api.get(HISTORY.path(session_id=session_id))
     expect.that(
         history.status_code == 200, "its history 200 after the restart", history.status_code
     )
@@ -184,7 +185,7 @@ async def test_list_shows_every_created_session(sessions_api: httpx.AsyncClient)
     null}; every created session appears; total equals the number of sessions listed"."""
     expect = Expect("R-LIST-1")
     made = {await create_session(sessions_api) for _ in range(3)}
-    response = await sessions_api.get("/sessions")
+    response = await sessions_api.get(LIST_SESSIONS.path())
     expect.that(response.status_code == 200, "200", f"{response.status_code} {response.text}")
     body = json_object(response, expect, "GET /sessions")
     sessions = body.get("sessions")

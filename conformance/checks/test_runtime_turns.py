@@ -14,6 +14,7 @@ from conformance.targets import Capability
 from contract import sse
 from contract.frames import FrameError, validate_server_frame
 from contract.requirements import Level, catalogue
+from contract.routes import CURRENT_AGENT, HISTORY, LIST_AGENTS
 
 from .support import (
     ODD_IDS,
@@ -40,7 +41,7 @@ async def test_history_of_a_known_session_is_consistent(
     session_id is the id asked about (docs/decisions.md)."""
     expect = Expect("R-HIST-1")
     session_id = await create_session(sessions_api)
-    response = await sessions_api.get(f"/sessions/{session_id}/history")
+    response = await sessions_api.get(HISTORY.path(session_id=session_id))
     expect.that(response.status_code == 200, "200", f"{response.status_code} {response.text}")
     body = json_object(response, expect, "history")
     expect.that(body.get("session_id") == session_id, f"session_id {session_id}", body)
@@ -60,7 +61,7 @@ async def test_unknown_and_odd_ids_answer_404_or_422(sessions_api: httpx.AsyncCl
     Odd ids (unicode, 1,000 characters, ..%2F.., quotes) give 404 or 422, never 5xx." The odd ids
     are asked of /sessions/{id}/history and /agents/{id}/current."""
     expect = Expect("R-HIST-2")
-    response = await sessions_api.get(f"/sessions/{UNKNOWN}/history")
+    response = await sessions_api.get(HISTORY.path(session_id=UNKNOWN))
     expect.that(
         response.status_code == 404,
         "404 for an unknown id",
@@ -73,9 +74,10 @@ async def test_unknown_and_odd_ids_answer_404_or_422(sessions_api: httpx.AsyncCl
         body,
     )
     for odd in ODD_IDS:
+        # `%` left as it is: `..%2F..` goes out as written, an encoded slash in one segment.
         for path in (
-            f"/sessions/{quote(odd, safe='%')}/history",
-            f"/agents/{quote(odd, safe='%')}/current",
+            HISTORY.raw_path(session_id=quote(odd, safe="%")),
+            CURRENT_AGENT.raw_path(session_id=quote(odd, safe="%")),
         ):
             answer = await sessions_api.get(path)
             expect.that(
@@ -189,7 +191,7 @@ async def test_agents_are_listed_with_the_orchestrator(sessions_api: httpx.Async
     [str], "has_file_restrictions": bool}, including type orchestrator." The type, name and
     description are strings (docs/decisions.md)."""
     expect = Expect("R-AGENTS-1")
-    response = await sessions_api.get("/agents")
+    response = await sessions_api.get(LIST_AGENTS.path())
     expect.that(response.status_code == 200, "200", f"{response.status_code} {response.text}")
     try:
         agents = response.json()
@@ -221,7 +223,7 @@ async def test_current_agent_answers_for_a_new_session(sessions_api: httpx.Async
     is the id asked about (docs/decisions.md)."""
     expect = Expect("R-AGENTS-2")
     session_id = await create_session(sessions_api)
-    response = await sessions_api.get(f"/agents/{session_id}/current")
+    response = await sessions_api.get(CURRENT_AGENT.path(session_id=session_id))
     expect.that(
         response.status_code == 200,
         "200 for a session with no message yet",
@@ -232,7 +234,7 @@ async def test_current_agent_answers_for_a_new_session(sessions_api: httpx.Async
     expect.that(body.get("session_id") == session_id, f"session_id {session_id}", body)
     expect.that(isinstance(body.get("switch_count"), int), "an int switch_count", body)
     expect.that(isinstance(body.get("agent_history"), list), "an agent_history list", body)
-    unknown = await sessions_api.get(f"/agents/{UNKNOWN}/current")
+    unknown = await sessions_api.get(CURRENT_AGENT.path(session_id=UNKNOWN))
     expect.that(unknown.status_code == 404, "404 for an unknown id", unknown.status_code)
 
 
@@ -339,7 +341,7 @@ async def test_a_message_for_an_unknown_session_per_profile(
     expect = Expect("R-STREAM-3")
     unknown = f"session_{run_id}{'f' * 8}"
     response, events = await stream_events(runtime, unknown, user_message("who is there"))
-    history = await runtime.get(f"/sessions/{unknown}/history")
+    history = await runtime.get(HISTORY.path(session_id=unknown))
     if level is Level.MUST:
         refused = response.status_code == 404 or (
             response.status_code == 200 and [e.event for e in events] == ["error"]

@@ -16,6 +16,7 @@ from contract.frames import (
     ServerFrame,
     ToolCallFrame,
 )
+from contract.routes import CURRENT_AGENT
 
 from .support import create_session, history_messages, json_object, turn, user_message
 
@@ -237,7 +238,7 @@ async def test_switch_agent_is_announced_and_reported(
             frames,
         )
         current = json_object(
-            await gateway.get(f"/agents/{session_id}/current"), expect, "current agent"
+            await gateway.get(CURRENT_AGENT.path(session_id=session_id)), expect, "current agent"
         )
         expect.that(current.get("current_agent") == "coder", "current_agent coder", current)
         unknown = await turn(

@@ -41,13 +41,13 @@ from conformance.targets import Capability
 from conformance.transcript import Transcript
 from contract import sse
 from contract.frames import AssistantMessageFrame, FrameError
+from contract.routes import CREATE_SESSION, HISTORY, LIST_SESSIONS, MESSAGE_STREAM
 
 from .generation import (
     Budget,
     is_directive,
     long_text,
     on_loop,
-    path_segment,
     run_in_worker,
     run_seed,
     shown,
@@ -171,11 +171,11 @@ class SessionModel(RuleBasedStateMachine):
     def _create(self) -> str:
         name = f"s{len(self.names) + 1}"
         self.step(f"create {name}")
-        response = self.run(self.context.api.post("/sessions"))
+        response = self.run(self.context.api.post(CREATE_SESSION.path()))
         self.check(
             "R-CREATE-1",
             response.status_code in (200, 201),
-            "POST /sessions to answer 200 or 201",
+            f"{CREATE_SESSION} to answer 200 or 201",
             _answer(response),
         )
         body = _object(response) or {}
@@ -211,7 +211,7 @@ class SessionModel(RuleBasedStateMachine):
         name = self.name(session)
         # As the IDE does: the old socket closed first, the history loaded, the new socket opened.
         await self._close_socket()
-        response = await self.context.gateway.get(f"/sessions/{path_segment(session)}/history")
+        response = await self.context.gateway.get(HISTORY.path(session_id=session))
         self.check(
             "R-HIST-1",
             response.status_code == 200,
@@ -270,7 +270,7 @@ class SessionModel(RuleBasedStateMachine):
         runtime = self.context.runtime
         assert runtime is not None
         response = await runtime.post(
-            "/agent/message/stream",
+            MESSAGE_STREAM.path(),
             json={"session_id": session, "message": user_message(content)},
         )
         events = sse.decode_events(response.text) if response.status_code == 200 else []
@@ -298,7 +298,7 @@ class SessionModel(RuleBasedStateMachine):
     def history(self, session: str) -> None:
         name = self.name(session)
         self.step(f"history of {name}")
-        response = self.run(self.context.api.get(f"/sessions/{path_segment(session)}/history"))
+        response = self.run(self.context.api.get(HISTORY.path(session_id=session)))
         self.check(
             "R-HIST-1",
             response.status_code == 200,
@@ -377,9 +377,9 @@ class SessionModel(RuleBasedStateMachine):
     @rule()
     def list_sessions(self) -> None:
         self.step("list")
-        response = self.run(self.context.api.get("/sessions"))
+        response = self.run(self.context.api.get(LIST_SESSIONS.path()))
         self.check(
-            "R-LIST-1", response.status_code == 200, "200 for GET /sessions", _answer(response)
+            "R-LIST-1", response.status_code == 200, f"200 for {LIST_SESSIONS}", _answer(response)
         )
         body = _object(response) or {}
         listed = body.get("sessions")
@@ -425,13 +425,13 @@ class SessionModel(RuleBasedStateMachine):
 
     async def _restart(self) -> None:
         await self.context.target.restart_service("runtime")
-        response = await self.context.api.get("/sessions")
+        response = await self.context.api.get(LIST_SESSIONS.path())
         body = _object(response) or {}
         listed = body.get("sessions") if isinstance(body.get("sessions"), list) else []
         ids = {info.get("session_id") for info in listed or [] if isinstance(info, dict)}
         for session, name in self.names.items():
             self.check("R-CREATE-4", session in ids, f"{name} still listed", _answer(response))
-            history = await self.context.api.get(f"/sessions/{path_segment(session)}/history")
+            history = await self.context.api.get(HISTORY.path(session_id=session))
             self.check(
                 "R-CREATE-4",
                 history.status_code == 200,

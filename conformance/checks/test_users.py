@@ -20,6 +20,20 @@ from conformance.target_runner import TargetRunner
 from conformance.transcript import Transcript
 from contract.bodies import ErrorBody
 from contract.frames import ServerFrame
+from contract.routes import (
+    CREATE_SESSION,
+    CURRENT_AGENT,
+    DELETE_SESSION,
+    EXPORT,
+    HISTORY,
+    LIST_AGENTS,
+    LIST_SESSIONS,
+    LIST_SHARES,
+    RENAME_SESSION,
+    SEARCH,
+    SHARE,
+    Route,
+)
 
 from .support import create_session, dumped, expect_body, json_object, turn, user_message
 
@@ -91,7 +105,7 @@ async def _session_with_text(
     async with open_ws(session_id) as ws:
         answered = "the owner's message to its own session to be answered"
         await turn(ws, user_message(text), expect, answered)
-    response = await owner.get(f"/sessions/{session_id}/history")
+    response = await owner.get(HISTORY.path(session_id=session_id))
     expect.that(
         response.status_code == 200 and text in response.text,
         f"the owner to read its session's history, with {text!r}",
@@ -111,7 +125,7 @@ async def _history(
 ) -> None:
     """The session's history as `client` reads it: answered `status` (any, when None), holding
     the text `holding` and not the text `without`."""
-    response = await client.get(f"/sessions/{session_id}/history")
+    response = await client.get(HISTORY.path(session_id=session_id))
     expect.that(
         (status is None or response.status_code == status)
         and (holding is None or holding in response.text)
@@ -123,7 +137,7 @@ async def _history(
 
 async def _title_unchanged(gateway: httpx.AsyncClient, title: str, expect: Expect, by: str) -> None:
     """The owner's list shows no session with the title another user tried to give it."""
-    listed = await gateway.get("/sessions")
+    listed = await gateway.get(LIST_SESSIONS.path())
     expect.that(title not in listed.text, f"the title unchanged by {by}", listed.text)
 
 
@@ -191,29 +205,34 @@ async def _turn_as(
 # X-AUTH-1
 
 
+def _call(route: Route, body: Any = None, query: str = "", **values: str) -> tuple[str, str, Any]:
+    """(method, path, JSON body) of one request."""
+    return route.method, route.path(**values) + query, body
+
+
 def _guarded_routes(
     session_id: str, reader: str, profiles: frozenset[str]
 ) -> list[tuple[str, str, Any]]:
     routes: list[tuple[str, str, Any]] = [
-        ("GET", "/sessions", None),
-        ("POST", "/sessions", None),
-        ("GET", f"/sessions/{session_id}/history", None),
-        ("GET", "/agents", None),
-        ("GET", f"/agents/{session_id}/current", None),
+        _call(LIST_SESSIONS),
+        _call(CREATE_SESSION),
+        _call(HISTORY, session_id=session_id),
+        _call(LIST_AGENTS),
+        _call(CURRENT_AGENT, session_id=session_id),
     ]
     if "lifecycle" in profiles:
         routes += [
-            ("PATCH", f"/sessions/{session_id}", {"title": "renamed without a token"}),
-            ("DELETE", f"/sessions/{session_id}", None),
+            _call(RENAME_SESSION, {"title": "renamed without a token"}, session_id=session_id),
+            _call(DELETE_SESSION, session_id=session_id),
         ]
     if "export" in profiles:
-        routes.append(("GET", f"/sessions/{session_id}/export?format=json", None))
+        routes.append(_call(EXPORT, query="?format=json", session_id=session_id))
     if "search" in profiles:
-        routes.append(("GET", "/sessions/search?q=session", None))
+        routes.append(_call(SEARCH, query="?q=session"))
     if "sharing" in profiles:
         routes += [
-            ("POST", f"/sessions/{session_id}/shares", {"user": reader}),
-            ("GET", f"/sessions/{session_id}/shares", None),
+            _call(SHARE, {"user": reader}, session_id=session_id),
+            _call(LIST_SHARES, session_id=session_id),
         ]
     return routes
 
@@ -238,7 +257,7 @@ async def test_rest_calls_without_a_valid_token_are_refused_and_do_nothing(
     expect = Expect("X-AUTH-1")
     text = f"kept private {run_id}"
     session_id = await _session_with_text(gateway, open_ws, expect, text)
-    before = (await gateway.get("/sessions")).json().get("total")
+    before = (await gateway.get(LIST_SESSIONS.path())).json().get("total")
     # A near miss, so that a comparison of prefixes or lengths does not pass it.
     token = None if offered == "missing" else users.token(owner) + "x"
     async with users.client(token) as anonymous:
@@ -252,7 +271,7 @@ async def test_rest_calls_without_a_valid_token_are_refused_and_do_nothing(
             )
             expect_body(ErrorBody, response, expect, f"the 401 of {method} {path}")
             expect.that(text not in response.text, "no session content in a 401", response.text)
-    after = (await gateway.get("/sessions")).json().get("total")
+    after = (await gateway.get(LIST_SESSIONS.path())).json().get("total")
     expect.that(after == before, f"the owner's sessions unchanged ({before})", after)
     await _history(
         gateway,
@@ -282,19 +301,19 @@ async def test_another_user_gets_404_for_a_session_and_never_its_content(
     expect = Expect("X-AUTH-1")
     text = f"only for its owner {run_id}"
     session_id = await _session_with_text(gateway, open_ws, expect, text)
-    listed = await gateway.get("/sessions")
+    listed = await gateway.get(LIST_SESSIONS.path())
     expect.that(_listed(listed, session_id), "the owner's list to show its session", listed.text)
-    reads = [f"/sessions/{session_id}/history", f"/agents/{session_id}/current"]
+    reads = [_call(HISTORY, session_id=session_id), _call(CURRENT_AGENT, session_id=session_id)]
     if "export" in profiles:
-        reads += [f"/sessions/{session_id}/export?format=json"]
+        reads += [_call(EXPORT, query="?format=json", session_id=session_id)]
     writes: list[tuple[str, str, Any]] = []
     if "lifecycle" in profiles:
         writes = [
-            ("PATCH", f"/sessions/{session_id}", {"title": f"taken {run_id}"}),
-            ("DELETE", f"/sessions/{session_id}", None),
+            _call(RENAME_SESSION, {"title": f"taken {run_id}"}, session_id=session_id),
+            _call(DELETE_SESSION, session_id=session_id),
         ]
     async with users.as_user(other) as client:
-        for method, path, body in [("GET", path, None) for path in reads] + writes:
+        for method, path, body in reads + writes:
             response = await client.request(method, path, json=body)
             expect.that(
                 response.status_code == 404,
@@ -302,14 +321,14 @@ async def test_another_user_gets_404_for_a_session_and_never_its_content(
                 f"{response.status_code} {response.text}",
             )
             expect.that(text not in response.text, "none of the session's content", response.text)
-        their_list = await client.get("/sessions")
+        their_list = await client.get(LIST_SESSIONS.path())
         expect.that(
             their_list.status_code == 200 and not _listed(their_list, session_id),
             "another user's list to leave the session out",
             f"{their_list.status_code} {their_list.text}",
         )
         if "search" in profiles:
-            found = await client.get("/sessions/search", params={"q": text})
+            found = await client.get(SEARCH.path(), params={"q": text})
             expect.that(
                 session_id not in found.text and text not in found.text,
                 "another user's search to find nothing of the session",
@@ -394,7 +413,7 @@ async def test_socket_takes_the_token_as_a_query_parameter(
 
 
 async def _share(owner: httpx.AsyncClient, session_id: str, reader: str, expect: Expect) -> None:
-    response = await owner.post(f"/sessions/{session_id}/shares", json={"user": reader})
+    response = await owner.post(SHARE.path(session_id=session_id), json={"user": reader})
     expect.that(
         response.status_code == 201,
         f"201 for sharing with {reader}",
@@ -406,7 +425,7 @@ async def _share(owner: httpx.AsyncClient, session_id: str, reader: str, expect:
         f'{{"session_id": "{session_id}", "shared_with": [..., "{reader}", ...]}}',
         body,
     )
-    listed = await owner.get(f"/sessions/{session_id}/shares")
+    listed = await owner.get(LIST_SHARES.path(session_id=session_id))
     expect.that(
         listed.status_code == 200 and reader in (listed.json().get("shared_with") or []),
         f"the owner's GET shares to list {reader}",
@@ -421,7 +440,7 @@ def _not_private(who: str, what: str) -> None:
 
 
 async def _refused_before_sharing(client: httpx.AsyncClient, session_id: str, who: str) -> None:
-    response = await client.get(f"/sessions/{session_id}/history")
+    response = await client.get(HISTORY.path(session_id=session_id))
     if response.status_code != 404:
         _not_private(who, f"reads the history ({response.status_code})")
 
@@ -451,7 +470,7 @@ async def test_owner_shares_a_session_and_the_reader_reads_it(
             200,
             holding=text,
         )
-        listed = await client.get("/sessions")
+        listed = await client.get(LIST_SESSIONS.path())
         expect.that(_listed(listed, session_id), "the reader's list to show it", listed.text)
 
 
@@ -498,13 +517,13 @@ async def test_reader_cannot_rename_delete_or_reshare(
     await _share(gateway, session_id, reader, expect)
     onward = names[2] if len(names) > 2 else owner
     attempts: list[tuple[str, str, Any]] = [
-        ("POST", f"/sessions/{session_id}/shares", {"user": onward}),
+        _call(SHARE, {"user": onward}, session_id=session_id),
     ]
     # Without the lifecycle routes a target may answer 404 or 405; only a 403 proves the rule.
     lifecycle = "lifecycle" in profiles
     attempts += [
-        ("PATCH", f"/sessions/{session_id}", {"title": f"renamed by the reader {run_id}"}),
-        ("DELETE", f"/sessions/{session_id}", None),
+        _call(RENAME_SESSION, {"title": f"renamed by the reader {run_id}"}, session_id=session_id),
+        _call(DELETE_SESSION, session_id=session_id),
     ]
     async with users.as_user(reader) as client:
         for method, path, body in attempts:
@@ -519,7 +538,7 @@ async def test_reader_cannot_rename_delete_or_reshare(
                 f"{response.status_code} {response.text}",
             )
     await _history(gateway, session_id, expect, "the session kept by its owner", 200, holding=text)
-    shares = await gateway.get(f"/sessions/{session_id}/shares")
+    shares = await gateway.get(LIST_SHARES.path(session_id=session_id))
     expect.that(
         onward == owner or onward not in (shares.json().get("shared_with") or []),
         f"no share to {onward} made by the reader",
@@ -544,7 +563,7 @@ async def test_only_the_owner_can_share(
     session_id = await _session_with_text(gateway, open_ws, expect, text)
     async with users.as_user(other) as client:
         await _refused_before_sharing(client, session_id, "another user")
-        response = await client.post(f"/sessions/{session_id}/shares", json={"user": other})
+        response = await client.post(SHARE.path(session_id=session_id), json={"user": other})
         expect.that(
             response.status_code == 404,
             "404 for another user sharing the session with itself",
@@ -586,9 +605,9 @@ async def test_a_share_opens_the_session_to_the_reader_alone(
             404,
             without=text,
         )
-        listed = await client.get("/sessions")
+        listed = await client.get(LIST_SESSIONS.path())
         expect.that(not _listed(listed, session_id), "a third user's list without it", listed.text)
-        shares = await client.get(f"/sessions/{session_id}/shares")
+        shares = await client.get(LIST_SHARES.path(session_id=session_id))
         expect.that(
             shares.status_code == 404,
             "404 for a third user's GET shares",

@@ -12,6 +12,7 @@ from fastapi import FastAPI
 
 from contract import __version__
 from contract.bodies import Health
+from contract.routes import HEALTH
 from reference.asgi_guards import KEY_HEADER, BodyLimit, DepthLimit, OriginGuard
 from reference.errors import install_error_handlers
 from reference.gateway import proxy, websocket
@@ -55,7 +56,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app = FastAPI(title="sessionlab reference gateway", version=__version__, lifespan=lifespan)
     install_error_handlers(app)
 
-    @app.get("/health")
+    @app.get(HEALTH.template)
     async def health() -> Health:
         # Answers without the runtime: it says the gateway is up, not that the stack is.
         return Health(status="healthy", service=SERVICE, version=__version__)

@@ -7,10 +7,7 @@ pass, since the IDE opens them without a key. The key is compared in constant ti
 
 from starlette.types import ASGIApp
 
-from reference.asgi_guards import KeyGuard
-
-# The docs stay readable without a key, as the health check does.
-OPEN_PATHS = frozenset({"/health", "/docs", "/docs/oauth2-redirect", "/openapi.json", "/redoc"})
+from reference.asgi_guards import OPEN_PATHS, KeyGuard
 
 
 def client_key_guard(app: ASGIApp, client_key: str) -> ASGIApp:

@@ -14,15 +14,15 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from contract.routes import PROXIED, Route, segment
+from reference.asgi_guards import OPEN_PATHS
 from reference.errors import client_gone
-from reference.gateway.auth import OPEN_PATHS
 from reference.gateway.deps import RUNTIME_CLIENT, SETTINGS
 from reference.gateway.errors import UpstreamError, runtime_error
 from reference.gateway.upstream import Answer, Upstream
 from reference.gateway.users import current_user, unknown_share_target, user_headers
 from reference.settings import GatewaySettings
 
-_SEGMENT = re.compile(r"\{[a-z_]+\}")
 # Request headers worth passing on; everything else, the client's key above all, stays here.
 _FORWARDED_REQUEST_HEADERS = ("content-type", "accept", "x-sessionlab-test")
 
@@ -36,48 +36,20 @@ class ProxyRoute:
 
     def target(self, raw_segments: Sequence[bytes]) -> str:
         """The runtime path with each raw segment of the client's path re-quoted."""
-        quoted = [quote_segment(unquote_to_bytes(raw)) for raw in raw_segments]
+        quoted = [segment(unquote_to_bytes(raw)) for raw in raw_segments]
         pieces = [self.parts[0]]
-        for segment, part in zip(quoted, self.parts[1:], strict=True):
-            pieces += [segment, part]
+        for value, part in zip(quoted, self.parts[1:], strict=True):
+            pieces += [value, part]
         return "".join(pieces)
 
 
-def _route(method: str, template: str) -> ProxyRoute:
-    parts = tuple(_SEGMENT.split(template))
+def _route(route: Route) -> ProxyRoute:
     # Each `{name}` matches one raw (still percent-encoded) segment.
-    regex = "([^/]+)".join(re.escape(part) for part in parts)
-    return ProxyRoute(method, parts, re.compile(f"^{regex}$".encode()))
+    regex = "([^/]+)".join(re.escape(part) for part in route.parts)
+    return ProxyRoute(route.method, route.parts, re.compile(f"^{regex}$".encode()))
 
 
-ROUTES: tuple[ProxyRoute, ...] = (
-    _route("POST", "/sessions"),
-    _route("GET", "/sessions"),
-    _route("GET", "/sessions/{id}/history"),
-    _route("GET", "/agents"),
-    _route("GET", "/agents/{id}/current"),
-    # Lifecycle extension (X-DEL-1, X-REN-1): passed through for runtimes that implement it.
-    _route("DELETE", "/sessions/{id}"),
-    _route("PATCH", "/sessions/{id}"),
-    # Export and search extensions (X-EXP-1, X-SRCH-1).
-    _route("GET", "/sessions/{id}/export"),
-    _route("GET", "/sessions/search"),
-    # Sharing extension (X-SHARE-1).
-    _route("POST", "/sessions/{id}/shares"),
-    _route("GET", "/sessions/{id}/shares"),
-    _route("DELETE", "/sessions/{id}/shares/{user}"),
-)
-
-
-def quote_segment(decoded: bytes) -> str:
-    """One path segment, percent-encoded so the runtime decodes exactly these bytes.
-
-    Everything outside the unreserved set is encoded (`/` included), and the dot segments `.` and
-    `..` are encoded too: left bare, an HTTP client or server would resolve them away.
-    """
-    if decoded in (b".", b".."):
-        return "%2E" * len(decoded)
-    return quote(decoded, safe="")
+ROUTES: tuple[ProxyRoute, ...] = tuple(_route(route) for route in PROXIED)
 
 
 class MethodNotAllowed(LookupError):

@@ -19,8 +19,7 @@ from urllib.parse import unquote_to_bytes
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from reference.asgi_guards import send_json
-from reference.gateway.auth import OPEN_PATHS
+from reference.asgi_guards import OPEN_PATHS, send_json
 from reference.users import USER_HEADER, USER_NAME
 
 # Where the guard leaves the authenticated user for the routes (an ASGI scope extension key).

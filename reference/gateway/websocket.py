@@ -10,11 +10,11 @@ from typing import Any, Literal
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from contract.frames import ClientFrame, FrameError, parse_client_frame
+from contract.routes import ACCESS, HISTORY, HISTORY_HEAD, MESSAGE_STREAM, SOCKET
 from contract.sse import SSEDecoder
 from reference.gateway.deps import Draining, RuntimeClient, Settings
 from reference.gateway.drain import GOING_AWAY, REFUSED_TURN, STOPPING, Closing, Drain
 from reference.gateway.errors import Busy, UpstreamError, runtime_error
-from reference.gateway.proxy import quote_segment
 from reference.gateway.relay import STREAM_CUT, ends_turn, error_frame, relay
 from reference.gateway.upstream import Upstream
 from reference.gateway.users import OTHER_USERS_SESSION, current_user, user_headers
@@ -23,7 +23,6 @@ from reference.settings import GatewaySettings
 
 logger = logging.getLogger("sessionlab.gateway")
 
-STREAM_PATH = "/agent/message/stream"
 UNKNOWN_SESSION = 4404
 # RFC 6455 "try again later": the gateway had no connection to the runtime free in time.
 TRY_AGAIN_LATER = 1013
@@ -52,11 +51,10 @@ async def session_unknown(runtime: Upstream, session_id: str) -> bool:
     error frame (W-DOWN-1), which keeps the IDE's socket usable once the runtime is back instead
     of refusing it for an outage. Busy (the gateway has no runtime connection free) is raised.
     """
-    path = f"/sessions/{quote_segment(session_id.encode())}/history"
     try:
-        response = await runtime.head(path)
+        response = await runtime.head(HISTORY_HEAD.path(session_id=session_id))
         if response.status in NO_HEAD:
-            response = await runtime.get(path)
+            response = await runtime.get(HISTORY.path(session_id=session_id))
     except Busy:
         raise
     except UpstreamError:
@@ -73,9 +71,8 @@ async def socket_access(runtime: Upstream, session_id: str, user: str) -> Socket
     An unverified socket is accepted, as without users (W-DOWN-1): the runtime checks the user on
     every turn anyway. Busy (the gateway has no runtime connection free) is raised.
     """
-    path = f"/sessions/{quote_segment(session_id.encode())}/access"
     try:
-        response = await runtime.get(path, headers=user_headers(user))
+        response = await runtime.get(ACCESS.path(session_id=session_id), headers=user_headers(user))
     except Busy:
         raise
     except UpstreamError:
@@ -91,7 +88,7 @@ async def socket_access(runtime: Upstream, session_id: str, user: str) -> Socket
     return access if access in ("owner", "reader", "none") else None
 
 
-@router.websocket("/ws/{session_id}")
+@router.websocket(SOCKET.template)
 async def session_socket(
     websocket: WebSocket,
     session_id: str,
@@ -224,7 +221,11 @@ async def stream_turn(
     try:
         # Agents may pause between events; the turn timeout, not the request timeout, bounds a read.
         async with runtime.stream(
-            "POST", STREAM_PATH, json_body=body, headers=headers, read_timeout=settings.turn_timeout
+            MESSAGE_STREAM.method,
+            MESSAGE_STREAM.path(),
+            json_body=body,
+            headers=headers,
+            read_timeout=settings.turn_timeout,
         ) as response:
             if response.status != HTTPStatus.OK:
                 content = await response.read()

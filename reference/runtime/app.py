@@ -33,6 +33,20 @@ from contract.bodies import (
     StreamRequest,
 )
 from contract.frames import UserMessageFrame
+from contract.routes import (
+    CREATE_SESSION,
+    CURRENT_AGENT,
+    DELETE_SESSION,
+    EXPORT,
+    HEALTH,
+    HISTORY,
+    HISTORY_HEAD,
+    LIST_AGENTS,
+    LIST_SESSIONS,
+    MESSAGE_STREAM,
+    RENAME_SESSION,
+    SEARCH,
+)
 from reference.asgi_guards import BodyLimit, DepthLimit, KeyGuard
 from reference.clock import utc_now
 from reference.errors import error_response, install_error_handlers
@@ -78,12 +92,12 @@ async def _not_found(_request: Request, exc: Exception) -> JSONResponse:
     return error_response(404, f"session not found: {exc}")
 
 
-@router.get("/health")
+@router.get(HEALTH.template)
 async def health() -> Health:
     return Health(status="healthy", service=SERVICE, version=__version__)
 
 
-@router.post("/sessions")
+@router.post(CREATE_SESSION.template)
 async def create_session(request: Request, store: StoreDep, user: User = None) -> CreatedSession:
     # The body is optional and carries nothing yet; anything but a JSON object is refused.
     raw = await request.body()
@@ -119,13 +133,13 @@ def _info(state: SessionState, user: str | None = None) -> SessionInfo:
     )
 
 
-@router.get("/sessions")
+@router.get(LIST_SESSIONS.template)
 async def list_sessions(store: StoreDep, user: User = None) -> SessionList:
     sessions = [_info(state, user) for state in await store.list_sessions(user)]
     return SessionList(sessions=sessions, total=len(sessions))
 
 
-@router.get("/sessions/{session_id}/history", response_model=History)
+@router.get(HISTORY.template, response_model=History)
 async def history(session_id: str, store: StoreDep, user: User = None) -> Response:
     if user is not None:
         await readable(store, session_id, user)
@@ -147,7 +161,7 @@ async def history(session_id: str, store: StoreDep, user: User = None) -> Respon
     return Response(body, media_type="application/json")
 
 
-@router.head("/sessions/{session_id}/history")
+@router.head(HISTORY_HEAD.template)
 async def history_exists(session_id: str, store: StoreDep, user: User = None) -> Response:
     """Whether the history is there (200) or not (404), without reading it: the gateway's check
     before it accepts a socket (W-CONN-2), which must not cost more as a session grows."""
@@ -155,7 +169,7 @@ async def history_exists(session_id: str, store: StoreDep, user: User = None) ->
     return Response(status_code=200)
 
 
-@router.get("/sessions/search")
+@router.get(SEARCH.template)
 async def search(
     store: StoreDep, q: Annotated[str, Query(min_length=1, max_length=500)], user: User = None
 ) -> SearchResults:
@@ -172,14 +186,14 @@ async def search(
     return SearchResults(results=results, total=len(results))
 
 
-@router.delete("/sessions/{session_id}", status_code=204)
+@router.delete(DELETE_SESSION.template, status_code=204)
 async def delete_session(session_id: str, store: StoreDep, user: User = None) -> Response:
     await writable(store, session_id, user)
     await store.delete_session(session_id)
     return Response(status_code=204)
 
 
-@router.patch("/sessions/{session_id}")
+@router.patch(RENAME_SESSION.template)
 async def rename_session(
     session_id: str, body: RenameRequest, store: StoreDep, user: User = None
 ) -> SessionInfo:
@@ -187,7 +201,7 @@ async def rename_session(
     return _info(await store.rename_session(session_id, body.title), user)
 
 
-@router.get("/sessions/{session_id}/export", response_model=None)
+@router.get(EXPORT.template, response_model=None)
 async def export_session(
     session_id: str,
     store: StoreDep,
@@ -218,12 +232,12 @@ async def export_session(
     )
 
 
-@router.get("/agents")
+@router.get(LIST_AGENTS.template)
 async def agents() -> list[AgentInfo]:
     return list(AGENTS.values())
 
 
-@router.get("/agents/{session_id}/current")
+@router.get(CURRENT_AGENT.template)
 async def current_agent(session_id: str, store: StoreDep, user: User = None) -> CurrentAgent:
     state = await readable(store, session_id, user)
     switches = await store.agent_history(session_id)
@@ -277,7 +291,7 @@ def _event_stream(
     )
 
 
-@router.post("/agent/message/stream", response_model=None)
+@router.post(MESSAGE_STREAM.template, response_model=None)
 async def message_stream(
     request: Request, store: StoreDep, settings: SettingsDep, user: User = None
 ) -> StreamingResponse | JSONResponse:

@@ -11,6 +11,7 @@ from typing import Annotated, cast
 from fastapi import APIRouter, Depends, Header, HTTPException, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from contract.routes import ACCESS, LIST_SHARES, SHARE, UNSHARE
 from reference.runtime.store import SessionNotFound, SessionState, Store
 from reference.users import USER_HEADER, USER_NAME, Access
 
@@ -72,7 +73,7 @@ class SessionAccess(BaseModel):
 router = APIRouter()
 
 
-@router.get("/sessions/{session_id}/access")
+@router.get(ACCESS.template)
 async def session_access(session_id: str, store: StoreDep, user: User = None) -> SessionAccess:
     if user is None:
         state = await store.get_session(session_id)
@@ -87,7 +88,7 @@ def _owner_only(user: str | None) -> str:
     return user
 
 
-@router.post("/sessions/{session_id}/shares", status_code=201)
+@router.post(SHARE.template, status_code=201)
 async def share(session_id: str, body: ShareRequest, store: StoreDep, user: User = None) -> Shares:
     owner = _owner_only(user)
     await writable(store, session_id, owner)
@@ -97,13 +98,13 @@ async def share(session_id: str, body: ShareRequest, store: StoreDep, user: User
     return Shares(session_id=session_id, shared_with=shared_with)
 
 
-@router.get("/sessions/{session_id}/shares")
+@router.get(LIST_SHARES.template)
 async def shares(session_id: str, store: StoreDep, user: User = None) -> Shares:
     await writable(store, session_id, _owner_only(user))
     return Shares(session_id=session_id, shared_with=await store.shares(session_id))
 
 
-@router.delete("/sessions/{session_id}/shares/{reader}", status_code=204)
+@router.delete(UNSHARE.template, status_code=204)
 async def unshare(session_id: str, reader: str, store: StoreDep, user: User = None) -> Response:
     await writable(store, session_id, _owner_only(user))
     if not await store.unshare(session_id, reader):

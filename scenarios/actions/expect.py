@@ -4,6 +4,7 @@ with what it found, in the plan's words. (Log lines: scenarios.actions.logs.)"""
 import re
 from typing import Any
 
+from contract.routes import HISTORY, LIST_SESSIONS
 from scenarios.actions.context import Run, StepFailed
 from scenarios.actions.turns import tool_call, turn_end
 from scenarios.ide_protocol import ChatEntry
@@ -75,7 +76,7 @@ async def expect_error(run: Run, args: ErrorExpect, bound: float) -> str:
 
 
 async def _history(run: Run, session_id: str) -> dict[str, Any]:
-    response = await run.http.get(f"/sessions/{session_id}/history")
+    response = await run.http.get(HISTORY.path(session_id=session_id))
     if response.status_code != 200:
         raise StepFailed(
             f"history of {session_id} answered {response.status_code}: {response.text}"
@@ -139,7 +140,7 @@ async def expect_closed(run: Run, args: SessionArg, bound: float) -> None:
 
 
 async def expect_listed(run: Run, args: SessionArg, bound: float) -> None:
-    response = await run.http.get("/sessions")
+    response = await run.http.get(LIST_SESSIONS.path())
     if response.status_code != 200:
         # A failed list is not an empty one: say what the gateway answered.
         raise StepFailed(f"the session list answered {response.status_code}: {response.text[:200]}")

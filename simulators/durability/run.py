@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 
+from contract.routes import HISTORY, LIST_SESSIONS
 from simulators.durability.checker import CheckedHistory, Histories, check_history
 from simulators.durability.nemesis import (
     Controllable,
@@ -190,7 +191,7 @@ async def _ready(http: httpx.AsyncClient) -> None:
     deadline = time.monotonic() + READY_WITHIN * TIMEOUT_SCALE
     while True:
         try:
-            if (await http.get("/sessions")).status_code == 200:
+            if (await http.get(LIST_SESSIONS.path())).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
@@ -204,7 +205,7 @@ async def _read_back(
 ) -> tuple[set[str], dict[str, list[dict[str, Any]] | None]]:
     await _ready(http)
     try:
-        listed_body = (await http.get("/sessions")).json()
+        listed_body = (await http.get(LIST_SESSIONS.path())).json()
     except (httpx.HTTPError, ValueError):
         # A target that did not come back lists nothing: every acknowledged create is lost.
         listed_body = {}
@@ -220,7 +221,7 @@ async def _read_back(
         async with gate:
             for attempt in range(3):
                 try:
-                    response = await http.get(f"/sessions/{session_id}/history")
+                    response = await http.get(HISTORY.path(session_id=session_id))
                 except httpx.HTTPError:
                     await asyncio.sleep(0.5 * (attempt + 1))
                     continue

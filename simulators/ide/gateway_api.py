@@ -6,6 +6,7 @@ from typing import Any
 
 import httpx
 
+from contract.routes import CREATE_SESSION, CURRENT_AGENT, HISTORY, LIST_AGENTS, LIST_SESSIONS
 from simulators.ide.rest_policy import RestPolicy
 from simulators.ide.settings import IdeSettings
 from simulators.ide.trace import Trace
@@ -42,19 +43,21 @@ class GatewayApi:
 
     async def create_session(self) -> httpx.Response:
         # No body at all, as both clients send it (R-CREATE-1 allows none).
-        return await self.client.post("/sessions")
+        return await self.client.post(CREATE_SESSION.path())
 
     async def list_sessions(self) -> httpx.Response:
-        return await self.client.get("/sessions")
+        return await self.client.get(LIST_SESSIONS.path())
 
     async def get_history(self, session_id: str) -> httpx.Response:
-        return await self.client.get(f"/sessions/{self.policy.path_id(session_id)}/history")
+        path = HISTORY.raw_path(session_id=self.policy.path_id(session_id))
+        return await self.client.get(path)
 
     async def agents(self) -> httpx.Response:
-        return await self.client.get("/agents")
+        return await self.client.get(LIST_AGENTS.path())
 
     async def current_agent(self, session_id: str) -> httpx.Response:
-        return await self.client.get(f"/agents/{self.policy.path_id(session_id)}/current")
+        path = CURRENT_AGENT.raw_path(session_id=self.policy.path_id(session_id))
+        return await self.client.get(path)
 
     async def close(self) -> None:
         await self.client.aclose()

@@ -14,6 +14,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from contract.ids import WEBSOCKET_FALLBACK_ID
+from contract.routes import SOCKET
 from simulators.ide.settings import IdeSettings
 from simulators.ide.trace import Trace
 
@@ -71,7 +72,7 @@ class WebSocketRepository:
         named = session_id or WEBSOCKET_FALLBACK_ID
         # The shipped client pastes the id into the URL as it is.
         path_id = quote(named, safe="") if self.policy.encode_ids else named
-        return f"{self.settings.ws_base}/ws/{path_id}"
+        return self.settings.ws_base + SOCKET.raw_path(session_id=path_id)
 
     @property
     def connected(self) -> bool:
