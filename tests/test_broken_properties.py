@@ -61,7 +61,7 @@ CASES = [
         "history_500_on_control_characters",
         ["R-HIST"],
         "R-HIST-2",
-        [r'GET /sessions/\{id\}/history with the id "\\u00[01][0-9a-f]", received 500'],
+        [r'GET /sessions/\{session_id\}/history with the id "\\u00[01][0-9a-f]", received 500'],
         id="history_500_on_control_characters",
     ),
 ]
